@@ -1,0 +1,9 @@
+"""`python -m generator` runs the traindocs CLI."""
+
+from __future__ import annotations
+
+import sys
+
+from generator.cli import main
+
+sys.exit(main())

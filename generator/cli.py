@@ -1,0 +1,201 @@
+"""The `traindocs` command line.
+
+Exit status: 0 success; 1 a problem was found (a bad registry, a file
+traindocs would not overwrite, a failed MkDocs build; with --strict also any
+checkpoint that could not be read or any warning); 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from generator import __version__
+from generator.errors import TraindocsError
+
+DESCRIPTION = """\
+Turn Hugging Face Trainer / TRL checkpoints into a training-report website.
+
+Every checkpoint registered in checkpoints.yaml becomes a page with loss plots
+and a written analysis computed from its trainer_state.json; the index page
+compares all models. MkDocs with the Material theme publishes it.
+"""
+
+EPILOG = """\
+commands:
+  init [DIR]   create mkdocs.yml, checkpoints.yaml and docs/ in DIR (default: .)
+  generate     write the Markdown pages, plots and summary.json into docs/
+  build        generate, then build the static site into site/ with MkDocs
+  serve        generate, then serve the site with live reload
+
+examples:
+  traindocs init my-report && cd my-report
+  traindocs build --strict
+  traindocs serve --dev-addr 127.0.0.1:8000
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="traindocs",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"traindocs {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", type=Path, default=Path("checkpoints.yaml"),
+                        help="the registry (default: ./checkpoints.yaml)")
+    common.add_argument("--strict", action="store_true",
+                        help="exit with status 1 on any warning or unreadable checkpoint")
+    common.add_argument("--debug", action="store_true", help="show Python tracebacks")
+
+    init = commands.add_parser("init", help="create a new report project", description="Create mkdocs.yml, "
+                               "checkpoints.yaml (with a commented example) and docs/ in DIR.")
+    init.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR")
+    init.add_argument("--debug", action="store_true", help="show Python tracebacks")
+
+    generate = commands.add_parser("generate", parents=[common], help="write the pages into docs/",
+                                   description="Write pages, plots and summary.json into the docs folder.")
+    generate.add_argument("--docs-dir", type=Path, default=None,
+                          help="output folder (default: docs/ beside the registry)")
+
+    for name, help_text in (("build", "generate and build the site"), ("serve", "generate and serve with live reload")):
+        command = commands.add_parser(name, parents=[common], help=help_text, description=help_text.capitalize() + ".")
+        command.add_argument("--mkdocs-config", "-f", type=Path, default=None,
+                             help="mkdocs.yml (default: mkdocs.yml beside the registry)")
+        if name == "build":
+            command.add_argument("--site-dir", "-d", type=Path, default=None,
+                                 help="output folder (default: site_dir of mkdocs.yml, usually site/)")
+        else:
+            command.add_argument("--dev-addr", "-a", default=None, metavar="HOST:PORT",
+                                 help="address to serve on (default: 127.0.0.1:8000)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        if args.command == "init":
+            return _init(args)
+        if args.command == "generate":
+            return _generate(args)
+        return _build_or_serve(args)
+    except TraindocsError as exc:
+        if args.debug:
+            traceback.print_exc()
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _init(args: argparse.Namespace) -> int:
+    from generator.scaffold import init_project
+
+    for path in init_project(args.dir):
+        print(f"created {path}", file=sys.stderr)
+    print(f"next: register checkpoints in {args.dir / 'checkpoints.yaml'}, then run "
+          f"'traindocs serve' in {args.dir}", file=sys.stderr)
+    return 0
+
+
+def _run_generation(registry: Path, docs_dir: Path, use_directory_urls: bool, strict: bool):  # type: ignore[no-untyped-def]
+    """Generate and report; returns (result, exit status so far)."""
+    from generator.site import generate
+
+    started = time.perf_counter()
+    result = generate(registry, docs_dir, use_directory_urls)
+    for problem in result.problems:
+        print(f"error: {problem.message}", file=sys.stderr)
+    for warning in result.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+    for refusal in result.refusals():
+        print(f"error: {refusal}", file=sys.stderr)
+    elapsed = time.perf_counter() - started
+    print(
+        f"traindocs: {len(result.reports)} models, {len(result.problems)} problems; "
+        f"{len(result.written)} files written, {len(result.unchanged)} unchanged, "
+        f"{len(result.removed)} removed ({elapsed:.2f} s)",
+        file=sys.stderr,
+    )
+    failed = bool(result.refused) or (strict and bool(result.problems or result.warnings()))
+    return result, 1 if failed else 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    docs_dir = args.docs_dir or args.config.resolve().parent / "docs"
+    _, status = _run_generation(args.config, docs_dir, True, args.strict)
+    return status
+
+
+def _build_or_serve(args: argparse.Namespace) -> int:
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import MkDocsException
+
+    mkdocs_yml = args.mkdocs_config or args.config.resolve().parent / "mkdocs.yml"
+    if not mkdocs_yml.is_file():
+        raise TraindocsError(f"{mkdocs_yml}: not found; create one with 'traindocs init' or pass --mkdocs-config")
+    _configure_mkdocs_logging(args.debug)
+    overrides = {"site_dir": str(args.site_dir.resolve())} if getattr(args, "site_dir", None) else {}
+    try:
+        config = load_config(config_file=str(mkdocs_yml), strict=args.strict, **overrides)
+    except MkDocsException as exc:
+        raise TraindocsError(f"{mkdocs_yml}: {exc}") from None
+    plugin = config.plugins.get("traindocs")
+    if plugin is not None:
+        # The registry named on the command line wins over mkdocs.yml's.
+        plugin.config.registry = str(args.config.resolve())
+    result, status = _run_generation(args.config, Path(config.docs_dir), config.use_directory_urls, args.strict)
+    if status:
+        return status
+    if args.command == "serve":
+        from mkdocs.commands.serve import serve
+
+        try:
+            serve(config_file=str(mkdocs_yml), dev_addr=args.dev_addr, strict=args.strict)
+        except MkDocsException as exc:
+            raise TraindocsError(f"mkdocs serve: {exc}") from None
+        return 0
+
+    from mkdocs.commands.build import build
+
+    if plugin is not None:
+        plugin.already_generated = result
+    started = time.perf_counter()
+    try:
+        build(config)
+    except MkDocsException as exc:
+        raise TraindocsError(f"mkdocs build: {exc}") from None
+    print(f"traindocs: site built in {config.site_dir} ({time.perf_counter() - started:.2f} s)", file=sys.stderr)
+    return 0
+
+
+def _configure_mkdocs_logging(debug: bool) -> None:
+    """Show MkDocs' warnings and errors as one line each, like ours."""
+    # Material prints a multi-line banner about MkDocs 2 on every build; the
+    # site also builds with Zensical, so it is noise for traindocs users.
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    logger = logging.getLogger("mkdocs")
+    if any(getattr(h, "_traindocs", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if not debug else "%(name)s %(levelname)s: %(message)s"))
+    handler._traindocs = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    logger.propagate = False

@@ -1,0 +1,63 @@
+"""MkDocs glue: `mkdocs build` and `mkdocs serve` regenerate the pages.
+
+Enabled in mkdocs.yml as `plugins: [search, traindocs]`. All logic lives in
+`generator.site`; this only connects it to MkDocs' events.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config import config_options
+from mkdocs.config.base import Config
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import BasePlugin
+
+from generator import navigation
+from generator.errors import TraindocsError
+from generator.site import GenerationResult, generate, watched_files
+
+log = logging.getLogger("mkdocs.plugins.traindocs")
+
+
+class TraindocsConfig(Config):
+    registry = config_options.Type(str, default="checkpoints.yaml")
+    """The registry, relative to mkdocs.yml."""
+
+
+class TraindocsPlugin(BasePlugin[TraindocsConfig]):
+    """Generate docs/ from the registry before MkDocs collects the files."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.already_generated: GenerationResult | None = None
+        """Set by the traindocs CLI when it has just generated (no second pass)."""
+
+    def registry_file(self, config: Any) -> Path:
+        return Path(config.config_file_path).resolve().parent / self.config.registry
+
+    def on_config(self, config: Any) -> Any:
+        result = self.already_generated
+        if result is None:
+            try:
+                result = generate(self.registry_file(config), Path(config.docs_dir), config.use_directory_urls)
+            except TraindocsError as exc:
+                raise PluginError(str(exc)) from None
+            for problem in result.problems:
+                log.warning(problem.message)
+            for warning in result.warnings():
+                log.info(warning)
+            for refusal in result.refusals():
+                log.error(refusal)
+        if config.nav is None:
+            config.nav = navigation.build_nav(result, Path(config.docs_dir))
+        return config
+
+    def on_serve(self, server: Any, config: Any, builder: Any) -> Any:
+        # Reload when the registry or a registered trainer_state.json changes;
+        # unchanged outputs are not rewritten, so this cannot loop.
+        for path in watched_files(self.registry_file(config)):
+            server.watch(str(path))
+        return server

@@ -1,0 +1,193 @@
+"""Figures -> PNG bytes (matplotlib, Agg, no pyplot state).
+
+Plots have a white card background so they read the same in Material's light
+and dark palettes, and are saved without a timestamp or software tag so the
+same data gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from generator.analysis import finite_series, smooth
+from generator.records import AnalysisSettings, Figures
+
+# Okabe-Ito colours (readable for colour-blind visitors) without the yellow,
+# which vanishes on white; then a few darker extras.
+PALETTE = (
+    "#0072B2",
+    "#D55E00",
+    "#009E73",
+    "#CC79A7",
+    "#E69F00",
+    "#56B4E9",
+    "#000000",
+    "#8C564B",
+    "#7F7F7F",
+    "#BCBD22",
+)
+TEXT = "#262626"
+GRID = "#DDDDDD"
+DPI = 110
+STYLE = {
+    "font.family": "DejaVu Sans",  # ships with matplotlib: same glyphs everywhere
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelcolor": TEXT,
+    "axes.edgecolor": "#888888",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": GRID,
+    "grid.linewidth": 0.8,
+    "xtick.color": TEXT,
+    "ytick.color": TEXT,
+    "text.color": TEXT,
+    "legend.frameon": False,
+    "path.simplify": True,
+    "agg.path.chunksize": 10000,
+}
+
+METRIC_TITLES = {
+    "learning_rate": "Learning rate",
+    "grad_norm": "Gradient norm",
+    "mean_token_accuracy": "Mean token accuracy",
+    "entropy": "Entropy",
+}
+
+
+def color_for(index: int) -> str:
+    """The colour of the model at registry position `index` (stable per site)."""
+    return PALETTE[index % len(PALETTE)]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One model's loss curve for the overview plots."""
+
+    name: str
+    color: str
+    loss: pd.Series
+    """Finite loss by step."""
+    steps: int
+    """Total steps of the run, for the progress axis."""
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=DPI, facecolor="white")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    # No 'Software' tag and no date: the bytes depend on the data only.
+    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _gapped(table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """Steps and values with NaN kept where a value was not finite (a gap)."""
+    values = table[column].to_numpy(dtype="float64").copy()
+    values[~np.isfinite(values)] = np.nan
+    return table["step"].to_numpy(dtype="float64"), values
+
+
+def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
+              figures: Figures, settings: AnalysisSettings) -> bytes:
+    """Raw loss (faint), smoothed loss, eval loss and the stabilisation step."""
+    with matplotlib.rc_context(STYLE):
+        figure = _new_figure(8.0, 4.2)
+        axes = figure.add_subplot()
+        if "loss" in train.columns:
+            steps, raw = _gapped(train, "loss")
+            axes.plot(steps, raw, color=color, alpha=0.3, linewidth=1.0, label="loss (raw)")
+            finite = finite_series(train, "loss")
+            if len(finite):
+                smoothed = smooth(finite, settings.smoothing)
+                axes.plot(smoothed.index, smoothed.to_numpy(), color=color, linewidth=2.2,
+                          label=f"loss (smoothed, weight {settings.smoothing:g})")
+        eval_loss = finite_series(evals, "eval_loss")
+        if len(eval_loss):
+            axes.plot(eval_loss.index, eval_loss.to_numpy(), color=TEXT, linewidth=1.4, marker="o",
+                      markersize=4, label="eval loss")
+        if figures.stabilised_step is not None:
+            axes.axvline(figures.stabilised_step, color="#666666", linestyle=":", linewidth=1.3,
+                         label=f"stabilised (step {figures.stabilised_step})")
+        axes.set_title(f"{name}: loss", loc="left")
+        axes.set_xlabel("Step")
+        axes.set_ylabel("Loss")
+        axes.legend(loc="upper right")
+        figure.tight_layout()
+        return _png(figure)
+
+
+def metrics_plot(name: str, color: str, train: pd.DataFrame, settings: AnalysisSettings) -> bytes | None:
+    """Small panels for learning rate, grad norm, token accuracy and entropy (those logged)."""
+    present = [m for m in METRIC_TITLES if len(finite_series(train, m))]
+    if not present:
+        return None
+    columns = 2 if len(present) > 1 else 1
+    rows = (len(present) + 1) // 2
+    with matplotlib.rc_context(STYLE):
+        figure = _new_figure(8.0, 2.6 * rows + 0.3)
+        for position, metric in enumerate(present, start=1):
+            axes = figure.add_subplot(rows, columns, position)
+            steps, raw = _gapped(train, metric)
+            if metric == "learning_rate":
+                axes.plot(steps, raw, color=color, linewidth=1.8)
+                # Plain tick labels: an offset text ('1e-4') would collide with the title.
+                axes.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.2g}"))
+            else:
+                axes.plot(steps, raw, color=color, alpha=0.3, linewidth=1.0)
+                smoothed = smooth(finite_series(train, metric), settings.smoothing)
+                axes.plot(smoothed.index, smoothed.to_numpy(), color=color, linewidth=1.8)
+            if metric == "mean_token_accuracy":
+                axes.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=1.0, decimals=0))
+            axes.set_title(METRIC_TITLES[metric], loc="left")
+            axes.set_xlabel("Step")
+        figure.suptitle(f"{name}: training metrics", x=0.01, ha="left", fontsize=11)
+        figure.tight_layout()
+        return _png(figure)
+
+
+def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, by_progress: bool) -> bytes:
+    """Every model's smoothed loss on one axis, by step or by share of its run."""
+    with matplotlib.rc_context(STYLE):
+        figure = _new_figure(8.0, 4.4)
+        axes = figure.add_subplot()
+        lengths = [curve.steps for curve in curves if not curve.loss.empty and curve.steps > 0]
+        # Runs of very different lengths: a log step axis keeps the short ones readable.
+        log_steps = not by_progress and bool(lengths) and max(lengths) >= 5 * min(lengths)
+        for curve in curves:
+            loss = curve.loss[curve.loss.index > 0] if log_steps else curve.loss
+            if loss.empty:
+                continue
+            smoothed = smooth(loss, settings.smoothing)
+            x = smoothed.index.to_numpy(dtype="float64")
+            if by_progress:
+                x = 100.0 * x / max(curve.steps, 1)
+            axes.plot(x, smoothed.to_numpy(), color=curve.color, linewidth=2.0, label=curve.name)
+        if by_progress:
+            axes.set_xlabel("Progress through training (% of steps)")
+            axes.set_xlim(0, 100)
+            axes.set_title("Smoothed loss by share of training", loc="left")
+        else:
+            axes.set_xlabel("Step (log scale)" if log_steps else "Step")
+            if log_steps:
+                axes.set_xscale("log")
+                axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axes.set_title("Smoothed loss by step", loc="left")
+        axes.set_ylabel("Loss")
+        if any(not curve.loss.empty for curve in curves):
+            axes.legend(loc="upper right")
+        figure.tight_layout()
+        return _png(figure)

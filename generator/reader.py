@@ -1,0 +1,275 @@
+"""Checkpoint folder -> `TrainingRun`.
+
+Reads `trainer_state.json` as the transformers `Trainer` and TRL write it, plus
+`adapter_config.json`, `config.json` and the model card's front matter when
+present. Only JSON and YAML are parsed: `training_args.bin` and other pickles
+are never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from generator.errors import CheckpointError
+from generator.records import AdapterInfo, CheckpointEntry, TrainingRun
+
+STATE_FILE = "trainer_state.json"
+CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
+LFS_POINTER_PREFIX = b"version https://git-lfs"
+
+# Older or custom trainers spell some keys differently.
+KEY_ALIASES = {"lr": "learning_rate"}
+STATE_KEYS = (
+    "global_step",
+    "max_steps",
+    "num_train_epochs",
+    "epoch",
+    "train_batch_size",
+    "logging_steps",
+    "eval_steps",
+    "save_steps",
+    "best_metric",
+    "best_model_checkpoint",
+    "best_global_step",
+    "num_input_tokens_seen",
+    "total_flos",
+)
+
+
+def locate_state_file(entry: CheckpointEntry) -> Path:
+    """The `trainer_state.json` an entry's `path` points at.
+
+    `path` may be the file itself, a checkpoint folder holding it, or a
+    training output folder whose `checkpoint-N` with the highest N is used.
+    """
+    where = f"{entry.label}: path '{entry.path}'"
+    target = entry.resolved
+    if not target.exists():
+        raise CheckpointError(f"{where} does not exist")
+    if target.is_file():
+        return target
+    if not target.is_dir():
+        raise CheckpointError(f"{where} is neither a file nor a folder")
+    direct = target / STATE_FILE
+    if direct.is_file():
+        return direct
+    checkpoints = latest_checkpoints(target)
+    if not checkpoints:
+        raise CheckpointError(
+            f"{where} holds no {STATE_FILE} and no checkpoint-N folder with one; "
+            "point it at a checkpoint folder, a training output folder or the file itself"
+        )
+    return checkpoints[-1] / STATE_FILE
+
+
+def latest_checkpoints(run_dir: Path) -> list[Path]:
+    """`checkpoint-N` folders holding a trainer_state.json, by N as a number."""
+    found = []
+    for child in run_dir.iterdir():
+        match = CHECKPOINT_DIR.match(child.name)
+        if match and (child / STATE_FILE).is_file():
+            found.append((int(match.group(1)), child))
+    return [path for _, path in sorted(found)]
+
+
+def read_run(entry: CheckpointEntry, shown_file: str | None = None) -> TrainingRun:
+    """Read the checkpoint an entry registers. Raises `CheckpointError`."""
+    state_file = locate_state_file(entry)
+    shown = shown_file or str(state_file)
+    data = state_file.read_bytes() if state_file.is_file() else b""
+    state = parse_state(data, f"{shown} ({entry.label})")
+    train, evals, summary, warnings = split_log_history(state["log_history"])
+    if train.empty and evals.empty:
+        raise CheckpointError(
+            f"{shown} ({entry.label}): log_history: no training or evaluation rows with a step and a number"
+        )
+    top = {key: state[key] for key in STATE_KEYS if key in state}
+    folders = [state_file.parent]
+    if entry.resolved.is_dir() and entry.resolved != state_file.parent:
+        folders.append(entry.resolved)
+    adapter = read_adapter(folders)
+    base_model, source = find_base_model(folders, adapter)
+    return TrainingRun(
+        state_file=state_file,
+        checkpoint_dir=state_file.parent,
+        train=train,
+        eval=evals,
+        summary=summary,
+        state=top,
+        state_sha256=hashlib.sha256(data).hexdigest(),
+        base_model=base_model,
+        base_model_source=source,
+        adapter=adapter,
+        model_type=_model_type(folders),
+        warnings=tuple(warnings),
+    )
+
+
+def parse_state(data: bytes, shown: str) -> dict[str, Any]:
+    """Decode trainer_state.json bytes, refusing what is not one."""
+    if not data.strip():
+        raise CheckpointError(f"{shown}: the file is empty")
+    if data.startswith(LFS_POINTER_PREFIX):
+        raise CheckpointError(f"{shown}: this is a Git LFS pointer, not the file; run 'git lfs pull' first")
+    try:
+        # json (not orjson) because Trainer writes NaN and Infinity tokens.
+        state = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(data.decode("utf-8-sig").rstrip()):
+            raise CheckpointError(
+                f"{shown}: the JSON ends early (line {exc.lineno}); is the checkpoint still being copied?"
+            ) from None
+        raise CheckpointError(f"{shown}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{shown}: expected a JSON object, got {type(state).__name__}")
+    history = state.get("log_history")
+    if history is None:
+        raise CheckpointError(f"{shown}: no 'log_history' key; this is not a trainer_state.json")
+    if not isinstance(history, list):
+        raise CheckpointError(f"{shown}: log_history: expected a list, got {type(history).__name__}")
+    if not history:
+        raise CheckpointError(f"{shown}: log_history is empty; nothing was logged before this checkpoint")
+    return state
+
+
+def _number(value: object) -> float | None:
+    """A JSON number as float (NaN/inf kept); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def split_log_history(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], list[str]]:
+    """Sort `log_history` rows into train rows, eval rows and the summary row.
+
+    Each table has an integer `step` column, sorted and unique (a repeated step,
+    as left by a resumed run, keeps its last row), plus one float column per
+    numeric key. Non-numeric values are skipped and counted in the warnings.
+    """
+    train_rows: list[dict[str, float]] = []
+    eval_rows: list[dict[str, float]] = []
+    summary: dict[str, float] = {}
+    skipped_no_step = 0
+    skipped_values: dict[str, int] = {}
+    for row in history:
+        if not isinstance(row, dict):
+            skipped_no_step += 1
+            continue
+        numbers: dict[str, float] = {}
+        for key, value in row.items():
+            number = _number(value)
+            if number is None:
+                skipped_values[key] = skipped_values.get(key, 0) + 1
+                continue
+            name = KEY_ALIASES.get(key, key)
+            if name in row and name != key:
+                name = key  # both spellings logged: keep them apart
+            numbers[name] = number
+        if "train_runtime" in numbers or ("train_loss" in numbers and "loss" not in numbers):
+            summary.update(numbers)
+            continue
+        step = numbers.get("step")
+        if step is None or not math.isfinite(step) or step < 0 or step != int(step):
+            skipped_no_step += 1
+            continue
+        if any(key.startswith("eval_") for key in numbers):
+            eval_rows.append(numbers)
+        elif len(numbers) > 1:
+            train_rows.append(numbers)
+    warnings = []
+    if skipped_no_step:
+        warnings.append(f"{skipped_no_step} log_history rows without a valid step were skipped")
+    for key, count in sorted(skipped_values.items()):
+        warnings.append(f"log_history: '{key}' is not a number in {count} rows; not plotted")
+    return _table(train_rows), _table(eval_rows), summary, warnings
+
+
+def _table(rows: list[dict[str, float]]) -> pd.DataFrame:
+    if not rows:
+        return pd.DataFrame({"step": pd.Series([], dtype="int64")})
+    table = pd.DataFrame.from_records(rows)
+    table["step"] = table["step"].astype("int64")
+    table = table.drop_duplicates(subset="step", keep="last").sort_values("step", kind="stable")
+    columns = ["step"] + sorted(c for c in table.columns if c != "step")
+    return table[columns].reset_index(drop=True)
+
+
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_adapter(folders: list[Path]) -> AdapterInfo | None:
+    """PEFT settings from the first `adapter_config.json` found."""
+    for folder in folders:
+        config = _read_json_object(folder / "adapter_config.json")
+        if config is None:
+            continue
+        modules = config.get("target_modules")
+        if isinstance(modules, str):
+            modules = [modules]
+        return AdapterInfo(
+            peft_type=str(config.get("peft_type") or ""),
+            task_type=str(config.get("task_type") or ""),
+            r=config["r"] if isinstance(config.get("r"), int) else None,
+            lora_alpha=_number(config.get("lora_alpha")),
+            lora_dropout=_number(config.get("lora_dropout")),
+            target_modules=tuple(sorted(str(m) for m in modules)) if isinstance(modules, list) else (),
+            base_model=str(config.get("base_model_name_or_path") or ""),
+        )
+    return None
+
+
+def find_base_model(folders: list[Path], adapter: AdapterInfo | None) -> tuple[str, str]:
+    """Base model id and the file it came from, in the documented order."""
+    if adapter and adapter.base_model:
+        return adapter.base_model, "adapter_config.json"
+    for folder in folders:
+        config = _read_json_object(folder / "config.json")
+        if config and isinstance(config.get("_name_or_path"), str) and config["_name_or_path"]:
+            return config["_name_or_path"], "config.json"
+    for folder in folders:
+        front = read_front_matter(folder / "README.md")
+        value = front.get("base_model")
+        if isinstance(value, list) and value:
+            value = value[0]
+        if isinstance(value, str) and value:
+            return value, "README.md"
+    return "", ""
+
+
+def read_front_matter(path: Path) -> dict[str, Any]:
+    """The YAML front matter of a model card, or {} when absent or invalid."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    match = re.match(r"^---\r?\n(.*?)\r?\n---\r?\n", text, re.DOTALL)
+    if not match:
+        return {}
+    try:
+        front = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return {}
+    return front if isinstance(front, dict) else {}
+
+
+def _model_type(folders: list[Path]) -> str:
+    for folder in folders:
+        config = _read_json_object(folder / "config.json")
+        if config and isinstance(config.get("model_type"), str):
+            return config["model_type"]
+    return ""

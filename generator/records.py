@@ -1,0 +1,233 @@
+"""The records that flow through the pipeline.
+
+registry -> `Registry` of `CheckpointEntry`; reader -> `TrainingRun`;
+analysis -> `Figures`; narrative -> sentences; pages -> Markdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Thresholds of the analysis; each is defined on the methodology page."""
+
+    smoothing: float = 0.6
+    """TensorBoard-style smoothing weight in [0, 1); 0 means no smoothing."""
+    low_start_loss: float = 1.0
+    """A start loss below this is called 'relatively low'."""
+    high_start_loss: float = 2.0
+    """A start loss at or above this adds '(High Initial Gap)' to the speed class."""
+    convergence_share: float = 0.9
+    """Share of the total (smoothed) loss drop that defines the convergence step."""
+    very_fast: float = 0.20
+    """Convergence step at or before this fraction of training: 'Very Fast'."""
+    fast: float = 0.40
+    """... at or before this fraction: 'Fast'."""
+    steady: float = 0.70
+    """... at or before this fraction: 'Steady'; later: 'Slow'."""
+    stable_band: float = 0.25
+    """Loss is 'stabilised' from the first step after which the smoothed loss
+    stays within this fraction of its whole range."""
+    loss_levels: tuple[float, ...] = (0.7,)
+    """Levels for 'dropped below L within N steps' (smoothed loss)."""
+    entropy_consistency: float = 0.8
+    """|Spearman rho| of entropy against step needed to call a trend consistent."""
+    much_higher_factor: float = 2.0
+    """A start loss this many times the others' mean is 'much higher'."""
+    comparable_tolerance: float = 0.15
+    """End losses within this relative difference are 'comparable'."""
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """Site-level settings from the `site:` section of checkpoints.yaml."""
+
+    title: str = "Training report"
+    """Title of the generated index page."""
+    intro: str = ""
+    """Paragraph shown under the index title (Markdown is escaped)."""
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """One validated entry of `checkpoints:`."""
+
+    index: int
+    """Position in the `checkpoints` list (0-based), for error messages."""
+    name: str
+    """Display name."""
+    slug: str
+    """URL- and file-safe identifier; the page lives at `models/<slug>/`."""
+    path: str
+    """The path as written in the registry."""
+    resolved: Path
+    """`path` resolved against the registry's folder."""
+    phase: str = ""
+    """Training phase, e.g. 'Phase 1 SFT'."""
+    base_model: str = ""
+    """Base model id; empty means: look it up in the checkpoint's files."""
+    description: str = ""
+    """Free text shown on the model page."""
+    tags: tuple[str, ...] = ()
+    """Free-form labels."""
+
+    @property
+    def label(self) -> str:
+        """How error messages name this entry."""
+        return f"checkpoints[{self.index}] ({self.name})"
+
+
+@dataclass(frozen=True)
+class EntryProblem:
+    """A registry entry (or checkpoint) that could not be built, and why."""
+
+    label: str
+    """How the entry is named, e.g. 'checkpoints[2] (gemma-2b)'."""
+    message: str
+    """The one-line error, naming file, entry and field."""
+    name: str = ""
+    """Display name when known."""
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The whole of a validated checkpoints.yaml."""
+
+    file: Path
+    """The registry file; relative paths resolve against its folder."""
+    site: SiteSettings
+    analysis: AnalysisSettings
+    entries: tuple[CheckpointEntry, ...]
+    """Valid entries, in file order."""
+    problems: tuple[EntryProblem, ...] = ()
+    """Entries that failed validation (the others still build)."""
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What `adapter_config.json` (PEFT) says about the adapter."""
+
+    peft_type: str = ""
+    task_type: str = ""
+    r: int | None = None
+    lora_alpha: float | None = None
+    lora_dropout: float | None = None
+    target_modules: tuple[str, ...] = ()
+    base_model: str = ""
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A checkpoint as read from disk: its logs and its metadata."""
+
+    state_file: Path
+    """The `trainer_state.json` that was read."""
+    checkpoint_dir: Path
+    """Folder of that file."""
+    train: pd.DataFrame
+    """One row per logged training step: `step` plus every numeric key logged
+    (`loss`, `learning_rate`, `grad_norm`, `mean_token_accuracy`, ...)."""
+    eval: pd.DataFrame
+    """One row per evaluation: `step` plus the `eval_*` keys."""
+    summary: dict[str, float]
+    """The end-of-training row (`train_runtime`, `train_loss` = mean loss, ...)."""
+    state: dict[str, object]
+    """Top-level scalars of trainer_state.json (`global_step`, `max_steps`,
+    `num_train_epochs`, `train_batch_size`, `logging_steps`, `best_metric`, ...)."""
+    state_sha256: str
+    """Hash of the file's bytes: identifies the data a page was made from."""
+    base_model: str = ""
+    """Base model found in the checkpoint's files (empty when none)."""
+    base_model_source: str = ""
+    """Which file `base_model` came from."""
+    adapter: AdapterInfo | None = None
+    model_type: str = ""
+    """`model_type` from config.json, when present."""
+    warnings: tuple[str, ...] = ()
+    """Things the reader skipped or doubted, one line each."""
+
+    @property
+    def global_step(self) -> int | None:
+        """`global_step` from the state, when it is a number."""
+        value = self.state.get("global_step")
+        return int(value) if isinstance(value, (int, float)) else None
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Numbers computed from one run's logs (pure analysis output)."""
+
+    steps: int
+    """Total optimizer steps: `global_step`, else the last logged step."""
+    logged_rows: int
+    """Number of training rows that logged a loss."""
+    start_step: int | None = None
+    start_loss: float | None = None
+    """First logged training loss."""
+    end_step: int | None = None
+    end_loss: float | None = None
+    """Last logged training loss (not the summary's mean `train_loss`)."""
+    min_loss: float | None = None
+    min_loss_step: int | None = None
+    relative_drop: float | None = None
+    """(start - end) / start."""
+    stabilised_step: int | None = None
+    """First step after which the smoothed loss stays within `stable_band` of its range."""
+    convergence_step: int | None = None
+    """First step where the smoothed loss has covered `convergence_share` of its drop."""
+    convergence_fraction: float | None = None
+    """`convergence_step` as a fraction of the logged step span."""
+    convergence: str = "n/a"
+    """Speed class: Very Fast / Fast / Steady / Slow / No improvement / n/a."""
+    high_initial_gap: bool = False
+    level_crossings: tuple[tuple[float, int | None], ...] = ()
+    """(level, first step where the smoothed loss is below it, or None)."""
+    final_token_accuracy: float | None = None
+    first_token_accuracy: float | None = None
+    entropy_start: float | None = None
+    entropy_end: float | None = None
+    entropy_rho: float | None = None
+    """Spearman rank correlation of entropy with step."""
+    eval_rows: int = 0
+    eval_loss_last: float | None = None
+    eval_loss_last_step: int | None = None
+    eval_loss_min: float | None = None
+    eval_loss_min_step: int | None = None
+    eval_gap: float | None = None
+    """Last eval loss minus the smoothed train loss at that step."""
+    mean_train_loss: float | None = None
+    """`train_loss` of the summary row: the mean over training."""
+    train_runtime: float | None = None
+    tokens_seen: float | None = None
+    peak_learning_rate: float | None = None
+    max_grad_norm: float | None = None
+    max_grad_norm_step: int | None = None
+    metrics: tuple[str, ...] = field(default_factory=tuple)
+    """Numeric training metrics present in the log, sorted."""
+
+    @property
+    def convergence_label(self) -> str:
+        """The speed class as shown in tables, e.g. 'Very Fast (High Initial Gap)'."""
+        if self.high_initial_gap and self.convergence not in ("n/a", "No improvement"):
+            return f"{self.convergence} (High Initial Gap)"
+        return self.convergence
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """Everything a model page needs: entry, data, figures, sentences."""
+
+    entry: CheckpointEntry
+    run: TrainingRun
+    figures: Figures
+    analysis: tuple[str, ...]
+    """Narrative bullets, in order."""
+    base_model: str
+    """Base model to show (registry value, else the checkpoint's files)."""
+    color: str
+    """The model's colour on every plot."""

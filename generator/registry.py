@@ -1,0 +1,306 @@
+"""Read and validate `checkpoints.yaml`.
+
+The file has three sections: `site` (title, intro), `analysis` (thresholds) and
+`checkpoints` (the list of runs). Problems in `site`/`analysis` or the file's
+shape stop the build (`ConfigError`, every problem listed); a bad checkpoint
+entry only removes that entry, as an `EntryProblem`, so the others still build.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from generator.errors import ConfigError, located
+from generator.records import (
+    AnalysisSettings,
+    CheckpointEntry,
+    EntryProblem,
+    Registry,
+    SiteSettings,
+)
+
+TOP_LEVEL_KEYS = ("site", "analysis", "checkpoints")
+SITE_KEYS = tuple(f.name for f in dataclasses.fields(SiteSettings))
+ANALYSIS_KEYS = tuple(f.name for f in dataclasses.fields(AnalysisSettings))
+ENTRY_KEYS = ("name", "path", "slug", "phase", "base_model", "description", "tags")
+REQUIRED_ENTRY_KEYS = ("name", "path")
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
+
+# (lowest, highest, lowest allowed, highest allowed) for each numeric threshold.
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "smoothing": (0.0, 1.0, True, False),
+    "convergence_share": (0.0, 1.0, False, False),
+    "very_fast": (0.0, 1.0, False, True),
+    "fast": (0.0, 1.0, False, True),
+    "steady": (0.0, 1.0, False, True),
+    "stable_band": (0.0, 1.0, False, False),
+    "entropy_consistency": (0.0, 1.0, False, True),
+    "much_higher_factor": (1.0, float("inf"), False, False),
+    "comparable_tolerance": (0.0, 1.0, False, False),
+    "low_start_loss": (float("-inf"), float("inf"), False, False),
+    "high_start_loss": (float("-inf"), float("inf"), False, False),
+}
+
+
+def slugify(text: str) -> str:
+    """Lowercase ASCII letters and digits joined by single hyphens."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:80].strip("-")
+
+
+def did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
+    """A hint naming the closest allowed key, or an empty string."""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (allowed: {', '.join(allowed)})"
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _as_text(value: object) -> str | None:
+    """A YAML scalar as text: strings as they are, numbers written out."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def load_registry(path: Path, display: str | None = None) -> Registry:
+    """Read, validate and resolve a registry file.
+
+    Raises `ConfigError` when the file cannot be used at all; entry-level
+    problems are returned in `Registry.problems`.
+    """
+    shown = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{shown}: file not found (create one with 'traindocs init' or pass --config)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc}") from None
+    document = parse_yaml(text, shown)
+    return validate_registry(document, path.resolve().parent, path, shown)
+
+
+def parse_yaml(text: str, shown: str) -> Any:
+    """Safe-load YAML; syntax errors become one line with line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"{shown}{where}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{shown}: YAML error: {exc}") from None
+
+
+def validate_registry(document: Any, base_dir: Path, file: Path, shown: str) -> Registry:
+    """Turn a parsed YAML document into a `Registry` (see `load_registry`)."""
+    if document is None:
+        raise ConfigError(f"{shown}: the file is empty; expected a mapping with a 'checkpoints' list")
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"{shown}: expected a mapping with a 'checkpoints' list at the top, got {_type_name(document)}"
+        )
+    errors: list[str] = []
+    for key in document:
+        if key not in TOP_LEVEL_KEYS:
+            errors.append(located(shown, "", f"unknown key '{key}'{did_you_mean(str(key), TOP_LEVEL_KEYS)}"))
+    site = _site_settings(document.get("site"), shown, errors)
+    analysis = _analysis_settings(document.get("analysis"), shown, errors)
+    raw_entries = document.get("checkpoints")
+    if raw_entries is None:
+        errors.append(f"{shown}: checkpoints: missing; expected a list of entries with 'name' and 'path'")
+        raw_entries = []
+    elif not isinstance(raw_entries, list):
+        errors.append(f"{shown}: checkpoints: expected a list, got {_type_name(raw_entries)}")
+        raw_entries = []
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+    entries: list[CheckpointEntry] = []
+    problems: list[EntryProblem] = []
+    seen_names: dict[str, int] = {}
+    seen_slugs: dict[str, int] = {}
+    for index, raw in enumerate(raw_entries):
+        entry, entry_errors = _entry(raw, index, base_dir, shown)
+        if entry is not None:
+            if entry.name in seen_names:
+                entry_errors.append(
+                    located(shown, entry.label, f"name: '{entry.name}' is already used by checkpoints[{seen_names[entry.name]}]")
+                )
+            elif entry.slug in seen_slugs:
+                entry_errors.append(
+                    located(
+                        shown,
+                        entry.label,
+                        f"slug: '{entry.slug}' is already used by checkpoints[{seen_slugs[entry.slug]}]; "
+                        "give one of them a distinct 'slug'",
+                    )
+                )
+        if entry_errors:
+            name = _as_text(raw.get("name")) if isinstance(raw, dict) else None
+            label = f"checkpoints[{index}]" + (f" ({name})" if name else "")
+            problems.extend(EntryProblem(label=label, message=m, name=name or "") for m in entry_errors)
+            continue
+        assert entry is not None
+        seen_names[entry.name] = index
+        seen_slugs[entry.slug] = index
+        entries.append(entry)
+    return Registry(file=file, site=site, analysis=analysis, entries=tuple(entries), problems=tuple(problems))
+
+
+def _site_settings(raw: Any, shown: str, errors: list[str]) -> SiteSettings:
+    if raw is None:
+        return SiteSettings()
+    if not isinstance(raw, dict):
+        errors.append(f"{shown}: site: expected a mapping, got {_type_name(raw)}")
+        return SiteSettings()
+    values: dict[str, str] = {}
+    for key, value in raw.items():
+        if key not in SITE_KEYS:
+            errors.append(f"{shown}: site: unknown key '{key}'{did_you_mean(str(key), SITE_KEYS)}")
+            continue
+        text = _as_text(value)
+        if text is None:
+            errors.append(f"{shown}: site.{key}: expected a string, got {_type_name(value)}")
+            continue
+        values[key] = text
+    return SiteSettings(**values)
+
+
+def _analysis_settings(raw: Any, shown: str, errors: list[str]) -> AnalysisSettings:
+    if raw is None:
+        return AnalysisSettings()
+    if not isinstance(raw, dict):
+        errors.append(f"{shown}: analysis: expected a mapping, got {_type_name(raw)}")
+        return AnalysisSettings()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"analysis.{key}"
+        if key not in ANALYSIS_KEYS:
+            errors.append(f"{shown}: analysis: unknown key '{key}'{did_you_mean(str(key), ANALYSIS_KEYS)}")
+            continue
+        if key == "loss_levels":
+            items = value if isinstance(value, list) else [value]
+            if not items or not all(_is_number(item) for item in items):
+                errors.append(f"{shown}: {where}: expected a list of numbers, e.g. [1.0, 0.7]")
+                continue
+            values[key] = tuple(sorted({float(item) for item in items}, reverse=True))
+            continue
+        if not _is_number(value):
+            errors.append(f"{shown}: {where}: expected a number, got {_type_name(value)}")
+            continue
+        low, high, low_ok, high_ok = _RANGES[key]
+        number = float(value)
+        if number < low or number > high or (number == low and not low_ok) or (number == high and not high_ok):
+            errors.append(f"{shown}: {where}: {number:g} is out of range {_range_text(low, high, low_ok, high_ok)}")
+            continue
+        values[key] = number
+    settings = AnalysisSettings(**values)
+    if not settings.very_fast <= settings.fast <= settings.steady:
+        errors.append(
+            f"{shown}: analysis: expected very_fast <= fast <= steady, got "
+            f"{settings.very_fast:g}, {settings.fast:g}, {settings.steady:g}"
+        )
+    if settings.low_start_loss > settings.high_start_loss:
+        errors.append(f"{shown}: analysis: low_start_loss must not exceed high_start_loss")
+    return settings
+
+
+def _range_text(low: float, high: float, low_ok: bool, high_ok: bool) -> str:
+    left = "[" if low_ok else "("
+    right = "]" if high_ok else ")"
+    return f"{left}{low:g}, {high:g}{right}"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[CheckpointEntry | None, list[str]]:
+    """Validate one entry; returns (entry or None, its error lines)."""
+    if not isinstance(raw, dict):
+        return None, [f"{shown}: checkpoints[{index}]: expected a mapping with 'name' and 'path', got {_type_name(raw)}"]
+    name = _as_text(raw.get("name"))
+    label = f"checkpoints[{index}]" + (f" ({name})" if name else "")
+    errors: list[str] = []
+    for key in raw:
+        if key not in ENTRY_KEYS:
+            errors.append(located(shown, label, f"unknown key '{key}'{did_you_mean(str(key), ENTRY_KEYS)}"))
+    for key in REQUIRED_ENTRY_KEYS:
+        if key not in raw or raw[key] is None or raw[key] == "":
+            errors.append(located(shown, label, f"{key}: missing; every entry needs 'name' and 'path'"))
+    text: dict[str, str] = {}
+    for key in ("name", "path", "slug", "phase", "base_model", "description"):
+        if key in raw and raw[key] is not None:
+            value = _as_text(raw[key])
+            if value is None:
+                errors.append(located(shown, label, f"{key}: expected a string, got {_type_name(raw[key])}"))
+            else:
+                text[key] = value.strip()
+    tags: tuple[str, ...] = ()
+    if raw.get("tags") is not None:
+        raw_tags = raw["tags"]
+        if not isinstance(raw_tags, list) or any(_as_text(t) is None for t in raw_tags):
+            errors.append(located(shown, label, "tags: expected a list of strings, e.g. [lora, sft]"))
+        else:
+            tags = tuple(str(_as_text(t)) for t in raw_tags)
+    slug = text.get("slug", "")
+    if slug and not SLUG_PATTERN.match(slug):
+        errors.append(
+            located(
+                shown,
+                label,
+                f"slug: '{slug}' is not a valid slug; use lowercase letters, digits and hyphens "
+                f"(e.g. '{slugify(slug) or 'my-model'}')",
+            )
+        )
+    if not slug and text.get("name"):
+        slug = slugify(text["name"])
+        if not slug:
+            errors.append(
+                located(shown, label, "slug: the name has no letters or digits to make a slug from; add a 'slug'")
+            )
+    if errors or "name" not in text or "path" not in text:
+        return None, errors
+    return (
+        CheckpointEntry(
+            index=index,
+            name=text["name"],
+            slug=slug,
+            path=text["path"],
+            resolved=(base_dir / Path(text["path"]).expanduser()).resolve(),
+            phase=text.get("phase", ""),
+            base_model=text.get("base_model", ""),
+            description=text.get("description", ""),
+            tags=tags,
+        ),
+        [],
+    )

@@ -1,0 +1,323 @@
+"""The pipeline, and the files it owns under docs/.
+
+`generate` reads everything first (registry -> reader -> analysis -> narrative),
+then renders what changed (plots -> pages) and only then writes. A manifest
+(`docs/.traindocs-manifest.json`, hidden from MkDocs) lists every file traindocs
+wrote with the hash of its inputs: unchanged artefacts are not re-rendered,
+files are rewritten only when their bytes change (so `mkdocs serve` does not
+loop), stale files of removed models are deleted, and a file traindocs did not
+write is never overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+from generator import __version__, narrative, pages, plots
+from generator.analysis import analyse, finite_series
+from generator.errors import CheckpointError, ConfigError
+from generator.reader import locate_state_file, read_run
+from generator.records import EntryProblem, ModelReport, Registry
+from generator.registry import load_registry
+
+MANIFEST = ".traindocs-manifest.json"
+
+
+def _file_mode() -> int:
+    """Permissions of a new file under the current umask (mkstemp makes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+# Plots are cached by their inputs; the drawing code is one of them.
+PLOT_CODE = hashlib.sha256(Path(plots.__file__).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One output file: where it goes, what it depends on, how to make it."""
+
+    path: str
+    """Relative to docs/, with forward slashes."""
+    key: str
+    """Hash of every input; equal keys mean equal bytes."""
+    render: Callable[[], bytes]
+
+
+@dataclass
+class GenerationResult:
+    """What a generation did, for the CLI's summary line and exit status."""
+
+    registry: Registry
+    reports: list[ModelReport] = field(default_factory=list)
+    problems: list[EntryProblem] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """Files that exist but were not written by traindocs: left alone."""
+
+    def warnings(self) -> list[str]:
+        """Doubts of the reader (skipped rows or values), one line each."""
+        return [
+            f"{report.entry.label}: {warning}" for report in self.reports for warning in report.run.warnings
+        ]
+
+    def refusals(self) -> list[str]:
+        """One line per generated file that a hand-written file blocked."""
+        return [
+            f"docs/{path}: exists and was not written by traindocs; left as it is "
+            "(move or rename it to let traindocs generate this page)"
+            for path in self.refused
+        ]
+
+
+def _key(*parts: object) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, default=str).encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def build_reports(registry: Registry, shown_base: Path) -> tuple[list[ModelReport], list[EntryProblem]]:
+    """Read and analyse every entry; unreadable ones become problems."""
+    reports: list[ModelReport] = []
+    problems = list(registry.problems)
+    registry_shown = _shown(registry.file, shown_base)
+    for entry in registry.entries:
+        try:
+            try:
+                state_file = locate_state_file(entry)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{registry_shown}: {exc}") from None
+            run = read_run(entry, shown_file=_shown(state_file, shown_base))
+        except CheckpointError as exc:
+            problems.append(EntryProblem(label=entry.label, message=str(exc), name=entry.name))
+            continue
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            message = f"{registry_shown}: {entry.label}: path '{entry.path}': cannot read: {reason}"
+            problems.append(EntryProblem(label=entry.label, message=message, name=entry.name))
+            continue
+        figures = analyse(run, registry.analysis)
+        reports.append(
+            ModelReport(
+                entry=entry,
+                run=run,
+                figures=figures,
+                analysis=tuple(narrative.model_analysis(figures, run, registry.analysis)),
+                base_model=entry.base_model or run.base_model,
+                color=plots.color_for(entry.index),
+            )
+        )
+    return reports, problems
+
+
+def _shown(path: Path, base: Path) -> str:
+    """A path as users see it in messages: relative to the registry's folder when inside it."""
+    try:
+        return path.resolve().relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: list[EntryProblem],
+                   use_directory_urls: bool) -> list[Artefact]:
+    """Every file the site needs, each with its input hash and a renderer."""
+    settings = registry.analysis
+    settings_json = dataclasses.asdict(settings)
+    versions = (__version__, matplotlib.__version__, PLOT_CODE)
+    artefacts: list[Artefact] = []
+    for report in reports:
+        slug, name = report.entry.slug, report.entry.name
+        plot_inputs = (versions, name, report.color, report.run.state_sha256, settings_json)
+        loss_path = pages.model_asset_path(slug, "loss.png")
+        artefacts.append(
+            Artefact(
+                loss_path,
+                _key("loss", *plot_inputs),
+                lambda r=report: plots.loss_plot(r.entry.name, r.color, r.run.train, r.run.eval, r.figures, settings),
+            )
+        )
+        metrics_bytes_needed = any(len(finite_series(report.run.train, m)) for m in plots.METRIC_TITLES)
+        metrics_path = pages.model_asset_path(slug, "metrics.png") if metrics_bytes_needed else None
+        if metrics_path:
+            artefacts.append(
+                Artefact(
+                    metrics_path,
+                    _key("metrics", *plot_inputs),
+                    lambda r=report: plots.metrics_plot(r.entry.name, r.color, r.run.train, settings) or b"",
+                )
+            )
+        page = pages.model_page(report, pages.ModelPlots(loss=loss_path, metrics=metrics_path), settings)
+        artefacts.append(_text_artefact(pages.model_page_path(slug), page))
+
+    named = [(r.entry.name, r.figures) for r in reports]
+    curves = [
+        plots.Curve(r.entry.name, r.color, finite_series(r.run.train, "loss"), r.figures.steps) for r in reports
+    ]
+    has_curves = any(not curve.loss.empty for curve in curves)
+    if has_curves:
+        overview_inputs = (
+            versions,
+            [(r.entry.name, r.color, r.run.state_sha256, r.figures.steps) for r in reports],
+            settings_json,
+        )
+        artefacts.append(
+            Artefact(pages.LOSS_BY_STEP, _key("by-step", overview_inputs),
+                     lambda: plots.overview_plot(curves, settings, by_progress=False))
+        )
+        artefacts.append(
+            Artefact(pages.LOSS_BY_PROGRESS, _key("by-progress", overview_inputs),
+                     lambda: plots.overview_plot(curves, settings, by_progress=True))
+        )
+    index = pages.index_page(
+        registry.site,
+        reports,
+        problems,
+        narrative.comparison(named, settings),
+        narrative.conclusion(named, settings),
+        overview=has_curves,
+    )
+    artefacts.append(_text_artefact(pages.INDEX_PAGE, index))
+    artefacts.append(_text_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings)))
+    summary = pages.summary_document(reports, problems, use_directory_urls)
+    artefacts.append(Artefact(pages.SUMMARY_FILE, _key("bytes", hashlib.sha256(summary).hexdigest()), lambda: summary))
+    return artefacts
+
+
+def _text_artefact(path: str, text: str) -> Artefact:
+    data = text.encode("utf-8")
+    return Artefact(path, _key("bytes", hashlib.sha256(data).hexdigest()), lambda: data)
+
+
+def generate(registry_file: Path, docs_dir: Path, use_directory_urls: bool = True) -> GenerationResult:
+    """Read the registry and its checkpoints, then bring docs/ up to date."""
+    registry = load_registry(registry_file, display=registry_file.name)
+    base = registry_file.resolve().parent
+    reports, problems = build_reports(registry, base)
+    result = GenerationResult(registry=registry, reports=reports, problems=problems)
+    artefacts = plan_artefacts(registry, reports, problems, use_directory_urls)
+    OwnedFiles(docs_dir).update(artefacts, result)
+    return result
+
+
+class OwnedFiles:
+    """The files traindocs owns under one docs/ folder, tracked by a manifest."""
+
+    def __init__(self, docs_dir: Path) -> None:
+        self.docs_dir = docs_dir
+        self.manifest_path = docs_dir / MANIFEST
+        self.previous = self._load_manifest()
+
+    def _load_manifest(self) -> dict[str, dict[str, str]]:
+        try:
+            document = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        files = document.get("files") if isinstance(document, dict) else None
+        if not isinstance(files, dict):
+            return {}
+        return {k: v for k, v in files.items() if isinstance(v, dict)}
+
+    def _current_hash(self, path: Path) -> str | None:
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    def update(self, artefacts: list[Artefact], result: GenerationResult) -> None:
+        """Render what changed, write it, drop stale files, save the manifest."""
+        pending: list[tuple[Artefact, bytes]] = []
+        manifest: dict[str, dict[str, str]] = {}
+        for artefact in artefacts:
+            target = self.docs_dir / artefact.path
+            known = self.previous.get(artefact.path)
+            on_disk = self._current_hash(target)
+            if known is None and on_disk is not None:
+                # Somebody else's file: never overwrite it.
+                result.refused.append(artefact.path)
+                continue
+            if known and known.get("key") == artefact.key and on_disk == known.get("sha256"):
+                manifest[artefact.path] = known
+                result.unchanged.append(artefact.path)
+                continue
+            data = artefact.render()
+            digest = hashlib.sha256(data).hexdigest()
+            manifest[artefact.path] = {"key": artefact.key, "sha256": digest}
+            if digest == on_disk:
+                result.unchanged.append(artefact.path)
+            else:
+                pending.append((artefact, data))
+        # Everything is rendered: only now touch the disk.
+        for artefact, data in pending:
+            write_atomic(self.docs_dir / artefact.path, data)
+            result.written.append(artefact.path)
+        for path in sorted(set(self.previous) - set(manifest)):
+            target = self.docs_dir / path
+            if target.is_file():
+                target.unlink()
+                result.removed.append(path)
+                _remove_empty_parents(target.parent, self.docs_dir)
+        document = {"generator": f"traindocs {__version__}", "files": dict(sorted(manifest.items()))}
+        write_atomic(self.manifest_path, (json.dumps(document, indent=1) + "\n").encode("utf-8"))
+
+
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Write through a temporary file and rename; skip when the bytes are equal.
+
+    Returns whether the file changed.
+    """
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, FILE_MODE)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _remove_empty_parents(folder: Path, stop: Path) -> None:
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def watched_files(registry_file: Path) -> list[Path]:
+    """The registry and every readable checkpoint file it points at (for `mkdocs serve`)."""
+    files = [registry_file.resolve()]
+    try:
+        registry = load_registry(registry_file)
+    except ConfigError:
+        return files
+    for entry in registry.entries:
+        try:
+            files.append(locate_state_file(entry))
+        except (CheckpointError, OSError):
+            if entry.resolved.parent.exists():
+                files.append(entry.resolved.parent)
+    return files
