@@ -34,6 +34,8 @@ PALETTE = (
     "#7F7F7F",
     "#BCBD22",
 )
+LEGEND_LIMIT = 12
+"""Overview plots with more curves than this get no legend (it would hide the plot)."""
 TEXT = "#262626"
 GRID = "#DDDDDD"
 DPI = 110
@@ -82,7 +84,8 @@ class Curve:
 
 
 def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=DPI, facecolor="white")
+    # Constrained layout keeps labels inside the canvas without tight_layout's warnings.
+    figure = Figure(figsize=(width, height), dpi=DPI, facecolor="white", layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
@@ -126,7 +129,6 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
         axes.set_xlabel("Step")
         axes.set_ylabel("Loss")
         axes.legend(loc="upper right")
-        figure.tight_layout()
         return _png(figure)
 
 
@@ -155,7 +157,6 @@ def metrics_plot(name: str, color: str, train: pd.DataFrame, settings: AnalysisS
             axes.set_title(METRIC_TITLES[metric], loc="left")
             axes.set_xlabel("Step")
         figure.suptitle(f"{name}: training metrics", x=0.01, ha="left", fontsize=11)
-        figure.tight_layout()
         return _png(figure)
 
 
@@ -187,7 +188,7 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, by_progre
                 axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
             axes.set_title("Smoothed loss by step", loc="left")
         axes.set_ylabel("Loss")
-        if any(not curve.loss.empty for curve in curves):
+        drawn = sum(1 for curve in curves if not curve.loss.empty)
+        if 0 < drawn <= LEGEND_LIMIT:
             axes.legend(loc="upper right")
-        figure.tight_layout()
         return _png(figure)

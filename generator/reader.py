@@ -125,7 +125,9 @@ def parse_state(data: bytes, shown: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(data.decode("utf-8-sig").rstrip()):
+        # A file cut off while copying fails at its very end, or inside a string
+        # that never closes (then pos is where that string starts).
+        if exc.pos >= len(data.decode("utf-8-sig").rstrip()) or exc.msg.startswith("Unterminated string"):
             raise CheckpointError(
                 f"{shown}: the JSON ends early (line {exc.lineno}); is the checkpoint still being copied?"
             ) from None
@@ -257,7 +259,7 @@ def read_front_matter(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return {}
-    match = re.match(r"^---\r?\n(.*?)\r?\n---\r?\n", text, re.DOTALL)
+    match = re.match(r"^---\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", text, re.DOTALL)
     if not match:
         return {}
     try:

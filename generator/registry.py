@@ -165,7 +165,7 @@ def validate_registry(document: Any, base_dir: Path, file: Path, shown: str) -> 
                     )
                 )
         if entry_errors:
-            name = _as_text(raw.get("name")) if isinstance(raw, dict) else None
+            name = (_as_text(raw.get("name")) or "").strip() if isinstance(raw, dict) else None
             label = f"checkpoints[{index}]" + (f" ({name})" if name else "")
             problems.extend(EntryProblem(label=label, message=m, name=name or "") for m in entry_errors)
             continue
@@ -248,14 +248,14 @@ def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[Checkpoint
     """Validate one entry; returns (entry or None, its error lines)."""
     if not isinstance(raw, dict):
         return None, [f"{shown}: checkpoints[{index}]: expected a mapping with 'name' and 'path', got {_type_name(raw)}"]
-    name = _as_text(raw.get("name"))
+    name = (_as_text(raw.get("name")) or "").strip()
     label = f"checkpoints[{index}]" + (f" ({name})" if name else "")
     errors: list[str] = []
     for key in raw:
         if key not in ENTRY_KEYS:
             errors.append(located(shown, label, f"unknown key '{key}'{did_you_mean(str(key), ENTRY_KEYS)}"))
     for key in REQUIRED_ENTRY_KEYS:
-        if key not in raw or raw[key] is None or raw[key] == "":
+        if key not in raw or raw[key] is None or (isinstance(raw[key], str) and not raw[key].strip()):
             errors.append(located(shown, label, f"{key}: missing; every entry needs 'name' and 'path'"))
     text: dict[str, str] = {}
     for key in ("name", "path", "slug", "phase", "base_model", "description"):

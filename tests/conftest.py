@@ -1,0 +1,64 @@
+"""Shared fixtures: the repository's example project, the shared corpus, golden files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="rewrite tests/golden/ from the current output (review the diff before committing)",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
+@pytest.fixture
+def example_project(tmp_path: Path) -> Path:
+    """A copy of the shipped example project (registry, mkdocs.yml, example checkpoints)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("checkpoints.yaml", "mkdocs.yml"):
+        shutil.copy2(REPO / name, project / name)
+    shutil.copytree(REPO / "examples", project / "examples", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (project / "docs").mkdir()
+    return project
+
+
+@pytest.fixture
+def corpus_dir() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not here ({CORPUS}); it exists beside the repository on dev machines and in CI")
+    return CORPUS
+
+
+def write_state(folder: Path, rows: list[dict[str, object]], **top: object) -> Path:
+    """Write a trainer_state.json with `rows` as log_history; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state: dict[str, object] = {"global_step": max((int(r.get("step", 0)) for r in rows), default=0)}
+    state.update(top)
+    state["log_history"] = rows
+    path = folder / "trainer_state.json"
+    path.write_text(json.dumps(state, indent=2), encoding="utf-8")
+    return path
+
+
+def sft_rows(losses: list[float], every: int = 10) -> list[dict[str, object]]:
+    """TRL-style train rows with the given losses at steps every, 2*every, ..."""
+    return [
+        {"loss": loss, "learning_rate": 1e-4, "grad_norm": 0.5, "step": every * (i + 1), "epoch": 0.1 * (i + 1)}
+        for i, loss in enumerate(losses)
+    ]

@@ -1,0 +1,147 @@
+"""Analysis: each figure on small tables built here."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from generator.analysis import (
+    analyse,
+    convergence_step,
+    first_step_below,
+    smooth,
+    spearman,
+    speed_class,
+    stabilised_step,
+)
+from generator.records import AnalysisSettings, TrainingRun
+
+
+def series(values: list[float], every: int = 10) -> pd.Series:
+    return pd.Series(values, index=pd.Index([every * (i + 1) for i in range(len(values))], name="step"), dtype="float64")
+
+
+def run_from(train: dict[str, list[float]], evals: dict[str, list[float]] | None = None,
+             state: dict[str, object] | None = None, summary: dict[str, float] | None = None) -> TrainingRun:
+    return TrainingRun(
+        state_file=Path("trainer_state.json"),
+        checkpoint_dir=Path("."),
+        train=pd.DataFrame(train),
+        eval=pd.DataFrame(evals or {"step": pd.Series([], dtype="int64")}),
+        summary=summary or {},
+        state=state or {},
+        state_sha256="0" * 64,
+    )
+
+
+def tensorboard_smoothing(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's own loop (debiased EMA), written out independently."""
+    last, out, count = 0.0, [], 0
+    for value in values:
+        count += 1
+        last = last * weight + (1 - weight) * value
+        out.append(last / (1 - weight**count))
+    return out
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.6, 0.9, 0.99])
+def test_smoothing_matches_tensorboard(weight: float) -> None:
+    values = [2.0, 1.5, 1.7, 1.1, 0.9, 1.0, 0.7, 0.75]
+    expected = values if weight == 0 else tensorboard_smoothing(values, weight)
+    assert smooth(series(values), weight).to_numpy() == pytest.approx(expected, rel=1e-12)
+
+
+def test_smoothing_skips_missing_values_instead_of_propagating_them() -> None:
+    smoothed = smooth(series([1.0, float("nan"), 0.5, 0.5]), 0.5)
+    assert np.isfinite(smoothed.to_numpy()).all()
+
+
+def test_stabilised_step_is_where_the_remaining_range_fits_the_band() -> None:
+    # Range 1.0 -> 0.2 (0.8); from step 40 on the curve stays within 0.15 <= 0.25 * 0.8.
+    values = [1.0, 0.7, 0.5, 0.35, 0.3, 0.28, 0.25, 0.22, 0.21, 0.2, 0.2, 0.2]
+    assert stabilised_step(series(values), band=0.25) == 40
+    # 5% of 0.8 is 0.04: 0.25..0.20 (from step 70) is too wide, 0.22..0.20 (from step 80) fits.
+    assert stabilised_step(series(values), band=0.05) == 80
+
+
+def test_no_stabilisation_for_a_flat_short_or_late_settling_curve() -> None:
+    assert stabilised_step(series([1.0] * 10), 0.25) is None
+    assert stabilised_step(series([1.0, 0.5, 0.2]), 0.25) is None
+    falling = [1.0 - 0.05 * i for i in range(20)]  # never settles before its last tenth
+    assert stabilised_step(series(falling), 0.05) is None
+
+
+def test_convergence_step_covers_the_share_of_the_drop() -> None:
+    values = [1.0, 0.8, 0.6, 0.4, 0.2, 0.15, 0.1, 0.1]
+    # drop 0.9, 90% -> target 0.1 + 0.09 = 0.19: first reached at step 60 (0.15).
+    assert convergence_step(series(values), 0.9) == 60
+    assert convergence_step(series([0.5, 0.6, 0.7, 0.8, 0.9]), 0.9) is None
+
+
+@pytest.mark.parametrize(
+    ("fraction", "label"),
+    [(0.0, "Very Fast"), (0.2, "Very Fast"), (0.21, "Fast"), (0.4, "Fast"), (0.5, "Steady"), (0.7, "Steady"),
+     (0.71, "Slow"), (None, "n/a")],
+)
+def test_speed_class_thresholds(fraction: float | None, label: str) -> None:
+    assert speed_class(fraction, AnalysisSettings()) == label
+
+
+def test_first_step_below_and_spearman() -> None:
+    assert first_step_below(series([1.0, 0.8, 0.69, 0.9]), 0.7) == 30
+    assert first_step_below(series([1.0, 0.8]), 0.7) is None
+    assert spearman(series([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    assert spearman(series([1.0, 3.0, 2.0, 4.0])) == pytest.approx(0.8)
+    assert spearman(series([1.0, 1.0, 1.0])) is None
+
+
+def test_analyse_headline_figures() -> None:
+    steps = [10, 20, 30, 40, 50, 60, 70, 80]
+    losses = [2.5, 1.2, 0.8, 0.6, 0.55, 0.5, 0.52, 0.49]
+    run = run_from(
+        {"step": steps, "loss": losses, "mean_token_accuracy": [0.5 + 0.05 * i for i in range(8)],
+         "entropy": [1.0 - 0.1 * i for i in range(8)], "grad_norm": [1, 3, 1, 1, 1, 1, 1, 1],
+         "learning_rate": [1e-4] * 8},
+        evals={"step": [40, 80], "eval_loss": [0.7, 0.65]},
+        state={"global_step": 85, "max_steps": 85},
+        summary={"train_loss": 0.9, "train_runtime": 12.5},
+    )
+    f = analyse(run, AnalysisSettings(smoothing=0.0))
+    assert (f.steps, f.start_loss, f.start_step, f.end_loss, f.end_step) == (85, 2.5, 10, 0.49, 80)
+    assert (f.min_loss, f.min_loss_step) == (0.49, 80)
+    assert f.relative_drop == pytest.approx((2.5 - 0.49) / 2.5)
+    assert f.high_initial_gap is True
+    assert f.convergence_label.endswith("(High Initial Gap)")
+    assert f.level_crossings == ((0.7, 40),)
+    assert f.final_token_accuracy == pytest.approx(0.85)
+    assert f.entropy_rho == pytest.approx(-1.0)
+    assert (f.eval_loss_last, f.eval_loss_min, f.eval_loss_min_step) == (0.65, 0.65, 80)
+    assert f.eval_gap == pytest.approx(0.65 - 0.49)
+    assert (f.max_grad_norm, f.max_grad_norm_step) == (3, 20)
+    assert f.mean_train_loss == 0.9  # the summary's mean, kept apart from the end loss
+    assert f.train_runtime == 12.5
+
+
+def test_analyse_ignores_nan_losses_for_start_end_and_minimum() -> None:
+    run = run_from({"step": [1, 2, 3, 4], "loss": [float("nan"), 1.0, float("inf"), 0.5]})
+    f = analyse(run, AnalysisSettings())
+    assert (f.start_step, f.start_loss, f.end_loss, f.min_loss) == (2, 1.0, 0.5, 0.5)
+    assert f.logged_rows == 2
+
+
+def test_analyse_without_losses_or_with_a_rising_loss() -> None:
+    no_loss = analyse(run_from({"step": [10], "learning_rate": [1e-4]}), AnalysisSettings())
+    assert no_loss.start_loss is None and no_loss.convergence == "n/a"
+    rising = analyse(run_from({"step": [1, 2, 3, 4, 5, 6], "loss": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}), AnalysisSettings())
+    assert rising.convergence == "No improvement"
+    assert rising.relative_drop is not None and rising.relative_drop < 0
+    assert math.isclose(rising.end_loss or 0, 1.0)
+
+
+def test_steps_fall_back_to_the_last_logged_step() -> None:
+    f = analyse(run_from({"step": [5, 10], "loss": [1.0, 0.9]}), AnalysisSettings())
+    assert f.steps == 10

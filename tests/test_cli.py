@@ -1,0 +1,78 @@
+"""The command line: exit codes, one-line errors, init -> build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import sft_rows, write_state
+from generator.cli import main
+
+
+def test_help_reads_like_a_man_page(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("init [DIR]", "generate", "build", "serve", "examples:"):
+        assert word in out
+
+
+def test_no_command_is_a_usage_error() -> None:
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "--no-such-flag"])
+    assert exit_info.value.code == 2
+
+
+def test_generate_the_example_site(example_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "--config", str(example_project / "checkpoints.yaml")]) == 0
+    err = capsys.readouterr().err
+    assert "traindocs: 3 models, 0 problems; 14 files written" in err
+    assert (example_project / "docs/index.md").is_file()
+
+
+def test_a_bad_registry_is_one_line_and_status_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = tmp_path / "checkpoints.yaml"
+    registry.write_text("checkpoint:\n  - name: x\n")
+    assert main(["generate", "--config", str(registry)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "error: checkpoints.yaml: unknown key 'checkpoint' (did you mean 'checkpoints'?)" in err
+
+
+def test_missing_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "--config", str(tmp_path / "nope.yaml")]) == 1
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_strict_turns_an_unreadable_checkpoint_into_status_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_state(tmp_path / "good", sft_rows([1.0, 0.9]))
+    registry = tmp_path / "checkpoints.yaml"
+    registry.write_text("checkpoints:\n  - {name: Good, path: good}\n  - {name: Gone, path: gone}\n")
+    assert main(["generate", "--config", str(registry)]) == 0
+    assert main(["generate", "--config", str(registry), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "error: checkpoints.yaml: checkpoints[1] (Gone): path 'gone' does not exist" in err
+
+
+def test_init_then_build_a_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = tmp_path / "report"
+    assert main(["init", str(project)]) == 0
+    assert {p.name for p in project.iterdir()} >= {"mkdocs.yml", "checkpoints.yaml", "docs", ".gitignore"}
+    assert main(["init", str(project)]) == 1  # never overwrites
+    assert "already exists" in capsys.readouterr().err
+    write_state(project / "runs/checkpoint-30", sft_rows([1.0, 0.8, 0.7]))
+    registry = project / "checkpoints.yaml"
+    registry.write_text(registry.read_text().replace("checkpoints: []", "checkpoints:\n  - {name: My run, path: runs}"))
+    assert main(["build", "--config", str(registry), "--strict"]) == 0
+    assert (project / "site/models/my-run/index.html").is_file()
+    assert (project / "site/summary.json").is_file()
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    done = subprocess.run([sys.executable, "-m", "generator", "--version"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("traindocs ")

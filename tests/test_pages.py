@@ -1,0 +1,66 @@
+"""Pages: escaping of user text, URLs, and golden files of the example site."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import GOLDEN
+from generator.pages import md_code, md_text, page_url
+from generator.site import generate
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Qwen 7B", "Qwen 7B"),
+        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("[click](javascript:alert(1))", "\\[click\\](javascript:alert(1))"),
+        ("**bold** _it_ `code`", "\\*\\*bold\\*\\* \\_it\\_ \\`code\\`"),
+        ("a | b", "a \\| b"),
+        ("{: onclick=x }", "\\{: onclick=x \\}"),
+        ("two\nlines", "two lines"),
+        ("Q&A", "Q&amp;A"),
+    ],
+)
+def test_md_text_escapes_markup(text: str, expected: str) -> None:
+    assert md_text(text) == expected
+
+
+def test_md_code() -> None:
+    assert md_code("Qwen/Qwen2.5-7B-Instruct") == "`Qwen/Qwen2.5-7B-Instruct`"
+    assert md_code("a`b") == "a\\`b"
+    assert md_code("") == "n/a"
+
+
+def test_page_urls() -> None:
+    assert page_url("models/qwen-7b.md", True) == "models/qwen-7b/"
+    assert page_url("models/qwen-7b.md", False) == "models/qwen-7b.html"
+    assert page_url("index.md", True) == ""
+
+
+GOLDEN_FILES = [
+    "index.md",
+    "methodology.md",
+    "summary.json",
+    "models/qwen-7b.md",
+    "models/phi-3-mini.md",
+    "models/gemma-2-2b.md",
+]
+
+
+def test_example_site_matches_golden_files(example_project: Path, update_golden: bool) -> None:
+    """The generated Markdown of the example site; refresh with `pytest --update-golden`."""
+    docs = example_project / "docs"
+    generate(example_project / "checkpoints.yaml", docs)
+    differing = []
+    for name in GOLDEN_FILES:
+        produced = (docs / name).read_text(encoding="utf-8")
+        golden = GOLDEN / name
+        if update_golden:
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(produced, encoding="utf-8")
+        elif not golden.is_file() or golden.read_text(encoding="utf-8") != produced:
+            differing.append(name)
+    assert not differing, f"generated files differ from tests/golden: {differing} (review, then --update-golden)"

@@ -1,0 +1,84 @@
+"""Plots: valid PNGs, same bytes for the same data, no timestamp or software tag."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pandas as pd
+
+from generator.analysis import finite_series
+from generator.plots import Curve, color_for, loss_plot, metrics_plot, overview_plot
+from generator.records import AnalysisSettings, Figures
+
+SETTINGS = AnalysisSettings()
+TRAIN = pd.DataFrame(
+    {
+        "step": [10, 20, 30, 40, 50],
+        "loss": [2.0, 1.0, float("nan"), 0.6, 0.5],
+        "learning_rate": [1e-4, 2e-4, 2e-4, 1e-4, 5e-5],
+        "mean_token_accuracy": [0.5, 0.6, 0.7, 0.8, 0.85],
+    }
+)
+EVALS = pd.DataFrame({"step": [30, 50], "eval_loss": [0.9, 0.7]})
+FIGURES = Figures(steps=50, logged_rows=4, stabilised_step=40)
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, position = [], 8
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length : position + 12 + length])
+        assert crc == zlib.crc32(kind + body)
+        chunks.append((kind, body))
+        position += 12 + length
+    return chunks
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    kind, body = png_chunks(data)[0]
+    assert kind == b"IHDR"
+    return struct.unpack(">II", body[:8])
+
+
+def test_loss_plot_is_a_deterministic_png_without_metadata() -> None:
+    first = loss_plot("Model A", color_for(0), TRAIN, EVALS, FIGURES, SETTINGS)
+    second = loss_plot("Model A", color_for(0), TRAIN, EVALS, FIGURES, SETTINGS)
+    assert first == second
+    kinds = [kind for kind, _ in png_chunks(first)]
+    assert b"tIME" not in kinds and b"tEXt" not in kinds and b"iTXt" not in kinds
+    width, height = png_size(first)
+    assert 700 <= width <= 1000 and 350 <= height <= 600
+
+
+def test_different_data_gives_different_bytes() -> None:
+    other = TRAIN.assign(loss=[2.0, 1.1, 0.8, 0.6, 0.5])
+    assert loss_plot("Model A", color_for(0), TRAIN, EVALS, FIGURES, SETTINGS) != loss_plot(
+        "Model A", color_for(0), other, EVALS, FIGURES, SETTINGS
+    )
+
+
+def test_metrics_plot_only_when_a_metric_is_logged() -> None:
+    assert metrics_plot("A", color_for(0), TRAIN, SETTINGS) is not None
+    assert metrics_plot("A", color_for(0), TRAIN[["step", "loss"]], SETTINGS) is None
+
+
+def test_overview_plot_handles_runs_of_different_lengths() -> None:
+    curves = [
+        Curve("short", color_for(0), finite_series(TRAIN, "loss"), 50),
+        Curve("long", color_for(1), pd.Series([1.0, 0.5, 0.4], index=pd.Index([100, 1000, 5000], name="step")), 5000),
+        Curve("empty", color_for(2), pd.Series([], dtype="float64"), 0),
+    ]
+    by_step = overview_plot(curves, SETTINGS, by_progress=False)
+    by_progress = overview_plot(curves, SETTINGS, by_progress=True)
+    assert by_step != by_progress
+    assert png_size(by_step) == png_size(by_progress)
+
+
+def test_colours_are_stable_and_distinct_for_the_first_models() -> None:
+    colours = [color_for(i) for i in range(10)]
+    assert len(set(colours)) == 10
+    assert color_for(3) == color_for(13)

@@ -1,0 +1,124 @@
+"""The pipeline and its owned files: idempotent, incremental, never touching others' files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import sft_rows, write_state
+from generator.errors import ConfigError
+from generator.site import MANIFEST, generate, watched_files
+
+
+def registry(project: Path, entries: str) -> Path:
+    path = project / "checkpoints.yaml"
+    path.write_text("site:\n  title: Test report\ncheckpoints:\n" + entries, encoding="utf-8")
+    return path
+
+
+def snapshot(docs: Path) -> dict[str, bytes]:
+    return {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*")) if p.is_file()}
+
+
+def test_same_input_same_bytes_and_no_rewrite(example_project: Path, tmp_path: Path) -> None:
+    docs = example_project / "docs"
+    first = generate(example_project / "checkpoints.yaml", docs)
+    assert len(first.reports) == 3 and not first.problems
+    before = snapshot(docs)
+    mtimes = {p: p.stat().st_mtime_ns for p in docs.rglob("*") if p.is_file() and p.name != MANIFEST}
+    second = generate(example_project / "checkpoints.yaml", docs)
+    assert second.written == [] and second.removed == []
+    assert snapshot(docs) == before
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    # A fresh generation elsewhere gives identical bytes (plots included).
+    other = tmp_path / "other"
+    shutil.copytree(example_project, other, ignore=shutil.ignore_patterns("docs"))
+    generate(other / "checkpoints.yaml", other / "docs")
+    assert snapshot(other / "docs") == before
+
+
+def test_generated_files_are_world_readable(example_project: Path) -> None:
+    docs = example_project / "docs"
+    generate(example_project / "checkpoints.yaml", docs)
+    for path in docs.rglob("*.png"):
+        assert path.stat().st_mode & stat.S_IROTH, path
+
+
+def test_changing_one_checkpoint_rerenders_only_what_depends_on_it(example_project: Path) -> None:
+    docs = example_project / "docs"
+    generate(example_project / "checkpoints.yaml", docs)
+    state = example_project / "examples/phi-3-mini-phase2-reasoning/checkpoint-199/trainer_state.json"
+    document = json.loads(state.read_text())
+    document["log_history"][-2]["loss"] = 0.2
+    state.write_text(json.dumps(document, indent=2))
+    result = generate(example_project / "checkpoints.yaml", docs)
+    assert "models/phi-3-mini/loss.png" in result.written
+    assert "models/phi-3-mini.md" in result.written
+    assert not any(path.startswith(("models/qwen-7b", "models/gemma-2-2b")) for path in result.written)
+
+
+def test_a_bad_entry_is_listed_and_the_others_still_build(tmp_path: Path) -> None:
+    write_state(tmp_path / "good", sft_rows([2.0, 1.5, 1.0, 0.8, 0.7, 0.6]))
+    reg = registry(tmp_path, "  - {name: Good, path: good}\n  - {name: Missing, path: runs/x}\n  - {name: Typo, path: good, pahse: 1}\n")
+    result = generate(reg, tmp_path / "docs")
+    assert [r.entry.name for r in result.reports] == ["Good"]
+    messages = [p.message for p in result.problems]
+    assert "checkpoints.yaml: checkpoints[1] (Missing): path 'runs/x' does not exist" in messages
+    assert any("checkpoints[2] (Typo): unknown key 'pahse' (did you mean 'phase'?)" in m for m in messages)
+    index = (tmp_path / "docs/index.md").read_text()
+    assert "Entries that could not be built" in index and "runs/x" in index
+    summary = json.loads((tmp_path / "docs/summary.json").read_text())
+    assert [m["slug"] for m in summary["models"]] == ["good"] and len(summary["problems"]) == 2
+
+
+def test_a_hand_written_file_is_never_overwritten(tmp_path: Path) -> None:
+    write_state(tmp_path / "run", sft_rows([1.0, 0.9, 0.8]))
+    reg = registry(tmp_path, "  - {name: Run, path: run}\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.md").write_text("# My own home page\n")
+    (docs / "about.md").write_text("# About\n")
+    result = generate(reg, docs)
+    assert result.refused == ["index.md"]
+    assert (docs / "index.md").read_text() == "# My own home page\n"
+    assert (docs / "about.md").read_text() == "# About\n"
+    assert (docs / "models/run.md").is_file()
+
+
+def test_removed_entry_loses_its_page_and_plots_only(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        write_state(tmp_path / name, sft_rows([1.0, 0.9, 0.8]))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.md").write_text("mine\n")
+    generate(registry(tmp_path, "  - {name: A, path: a}\n  - {name: B, path: b}\n"), docs)
+    assert (docs / "models/b/loss.png").is_file()
+    result = generate(registry(tmp_path, "  - {name: A, path: a}\n"), docs)
+    assert sorted(result.removed) == ["models/b.md", "models/b/loss.png", "models/b/metrics.png"]
+    assert not (docs / "models/b").exists() and (docs / "models/a.md").is_file()
+    assert (docs / "notes.md").read_text() == "mine\n"
+    manifest = json.loads((docs / MANIFEST).read_text())
+    assert not any(path.startswith("models/b") for path in manifest["files"])
+
+
+def test_a_broken_registry_stops_before_writing(tmp_path: Path) -> None:
+    reg = tmp_path / "checkpoints.yaml"
+    reg.write_text("checkpoints:\n  - name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"checkpoints.yaml:\d+:\d+: YAML syntax error"):
+        generate(reg, tmp_path / "docs")
+    assert not (tmp_path / "docs").exists()
+
+
+def test_watched_files_include_the_registry_and_each_state_file(example_project: Path) -> None:
+    watched = watched_files(example_project / "checkpoints.yaml")
+    names = [p.relative_to(example_project.resolve()).as_posix() for p in watched]
+    assert names == [
+        "checkpoints.yaml",
+        "examples/qwen-7b-phase1-sft/checkpoint-2668/trainer_state.json",
+        "examples/phi-3-mini-phase2-reasoning/checkpoint-199/trainer_state.json",
+        "examples/gemma-2-2b-phase2-reasoning/checkpoint-314/trainer_state.json",
+    ]
