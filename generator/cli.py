@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -151,6 +152,10 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     if not mkdocs_yml.is_file():
         raise TraindocsError(f"{mkdocs_yml}: not found; create one with 'traindocs init' or pass --mkdocs-config")
     _configure_mkdocs_logging(args.debug)
+    if not re.search(r"^docs_dir\s*:", mkdocs_yml.read_text(encoding="utf-8"), re.MULTILINE):
+        # MkDocs refuses a missing docs/ before any plugin runs; a fresh clone has
+        # none when every page in it is generated.
+        (mkdocs_yml.parent / "docs").mkdir(exist_ok=True)
     overrides = {"site_dir": str(args.site_dir.resolve())} if getattr(args, "site_dir", None) else {}
     try:
         config = load_config(config_file=str(mkdocs_yml), strict=args.strict, **overrides)

@@ -180,10 +180,12 @@ def model_page(report: ModelReport, plots: ModelPlots, settings: AnalysisSetting
     parts.append("## Source\n")
     source = [
         f"- Registered path: {md_code(entry.path)}",
-        f"- Read: {md_code(_shown_state_path(report))}",
         f"- trainer_state.json SHA-256: `{run.state_sha256[:16]}`",
         f"- Logged rows: {report.figures.logged_rows} with a training loss, {report.figures.eval_rows} evaluations",
     ]
+    read = _shown_state_path(report)
+    if read != entry.path:
+        source.insert(1, f"- Read: {md_code(read)}")
     for key in ("logging_steps", "train_batch_size", "num_train_epochs", "max_steps"):
         value = run.state.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -216,7 +218,8 @@ def index_page(
     overview: bool,
 ) -> str:
     """The index: comparison table, overview plots, statements, conclusion, problems."""
-    parts = [f"# {md_text(site.title)}\n", GENERATED_NOTE]
+    # No table of contents on the index: the comparison table gets the width.
+    parts = ["---\nhide:\n  - toc\n---\n", f"# {md_text(site.title)}\n", GENERATED_NOTE]
     if site.intro:
         parts.append(md_text(site.intro) + "\n")
     if reports:

@@ -147,7 +147,7 @@ def metrics_plot(name: str, color: str, train: pd.DataFrame, settings: AnalysisS
             if metric == "learning_rate":
                 axes.plot(steps, raw, color=color, linewidth=1.8)
                 # Plain tick labels: an offset text ('1e-4') would collide with the title.
-                axes.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.2g}"))
+                axes.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.1e}" if v else "0"))
             else:
                 axes.plot(steps, raw, color=color, alpha=0.3, linewidth=1.0)
                 smoothed = smooth(finite_series(train, metric), settings.smoothing)

@@ -1,0 +1,164 @@
+"""What a visitor sees: the built example site in headless Chromium (Debian's), driven by Playwright.
+
+Screenshots land in tests/artifacts/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+# Without these, Chromium keeps trying to reach Google's hosts from this offline machine.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _require_browser() -> None:
+    missing = []
+    if not Path(CHROMIUM).is_file():
+        missing.append(f"Chromium ({CHROMIUM}; Debian package 'chromium')")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("the Python package 'playwright'")
+    if missing:
+        reason = "browser tests need " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(reason + ": .ci/run installs them")
+        pytest.skip(reason)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        pass
+
+
+@pytest.fixture(scope="module")
+def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    _require_browser()
+    from conftest import REPO
+
+    project = tmp_path_factory.mktemp("browser") / "project"
+    project.mkdir()
+    for name in ("checkpoints.yaml", "mkdocs.yml"):
+        shutil.copy2(REPO / name, project / name)
+    shutil.copytree(REPO / "examples", project / "examples", ignore=shutil.ignore_patterns("*.py"))
+    done = subprocess.run(
+        [sys.executable, "-m", "generator", "build", "--config", str(project / "checkpoints.yaml"), "--strict"],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    handler = functools.partial(_QuietHandler, directory=str(project / "site"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(site_url: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    tab = context.new_page()
+    tab.console_errors = []  # type: ignore[attr-defined]
+    tab.on("console", lambda message: message.type == "error" and tab.console_errors.append(message.text))
+    tab.on("pageerror", lambda error: tab.console_errors.append(str(error)))
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+def _all_images_loaded(page: object) -> list[str]:
+    """The src of every content image that failed to load (natural width 0)."""
+    return page.eval_on_selector_all(  # type: ignore[attr-defined]
+        "article img", "images => images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+    )
+
+
+def test_index_table_images_and_console(page: object, site_url: str) -> None:
+    page.goto(site_url, wait_until="networkidle")  # type: ignore[attr-defined]
+    rows = page.locator("article table tbody tr")  # type: ignore[attr-defined]
+    assert rows.count() == 3
+    assert rows.nth(2).locator("td").nth(6).inner_text() == "Very Fast (High Initial Gap)"
+    assert page.locator("article img").count() == 2  # type: ignore[attr-defined]
+    assert _all_images_loaded(page) == []
+    assert page.console_errors == []  # type: ignore[attr-defined]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "index.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_table_link_opens_the_model_page(page: object, site_url: str) -> None:
+    page.goto(site_url, wait_until="networkidle")  # type: ignore[attr-defined]
+    page.locator("article table tbody a", has_text="Gemma 2 2B").click()  # type: ignore[attr-defined]
+    page.wait_for_url("**/models/gemma-2-2b/")  # type: ignore[attr-defined]
+    assert page.locator("article h1").inner_text().startswith("Gemma 2 2B")  # type: ignore[attr-defined]
+    page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
+    assert page.locator("article img").count() == 2  # type: ignore[attr-defined]
+    assert _all_images_loaded(page) == []
+    assert page.console_errors == []  # type: ignore[attr-defined]
+    page.screenshot(path=str(ARTIFACTS / "model.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("query", "page_title"), [("Phi-3 Mini", "Phi-3 Mini"), ("gemma-2-2b-it", "Gemma 2 2B")])
+def test_search_lists_a_model_page_by_name_or_base_model(page: object, site_url: str, query: str,
+                                                         page_title: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(site_url, wait_until="networkidle")  # type: ignore[attr-defined]
+    page.locator("label.md-search__icon, .md-search__input").first.click()  # type: ignore[attr-defined]
+    # Typing before the search worker has loaded its index would be dropped.
+    expect(page.locator(".md-search-result__meta")).to_have_text("Type to start searching", timeout=10_000)  # type: ignore[attr-defined]
+    # Typed key by key, as a visitor does: Material searches on key events.
+    page.locator("input.md-search__input").press_sequentially(query, delay=20)  # type: ignore[attr-defined]
+    # Each result links a page; the model's own page must be among them.
+    result_titles = page.locator(".md-search-result__item > .md-search-result__link h1")  # type: ignore[attr-defined]
+    expect(result_titles.filter(has_text=page_title)).to_have_count(1, timeout=10_000)
+    link = page.locator(".md-search-result__item > .md-search-result__link", has_text=page_title).first  # type: ignore[attr-defined]
+    path = urlparse(link.get_attribute("href")).path  # Material adds ?h=<terms> to highlight them
+    assert path == "/models/" + page_title.lower().replace(" ", "-") + "/"
+
+
+def test_palette_toggle_switches_to_dark_and_back(page: object, site_url: str) -> None:
+    page.goto(site_url, wait_until="networkidle")  # type: ignore[attr-defined]
+    scheme = "document.body.getAttribute('data-md-color-scheme')"
+    assert page.evaluate(scheme) == "default"  # type: ignore[attr-defined]
+    page.locator("form[data-md-component=palette] label:visible").first.click()  # type: ignore[attr-defined]
+    assert page.evaluate(scheme) == "slate"  # type: ignore[attr-defined]
+    page.screenshot(path=str(ARTIFACTS / "index-dark.png"))  # type: ignore[attr-defined]
+    page.locator("form[data-md-component=palette] label:visible").first.click()  # type: ignore[attr-defined]
+    assert page.evaluate(scheme) == "default"  # type: ignore[attr-defined]
