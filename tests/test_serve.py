@@ -1,0 +1,117 @@
+"""`mkdocs serve`: edits of the registry or of a trainer_state.json show on reload, without a rebuild loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+        return response.read().decode("utf-8")
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+class Server:
+    def __init__(self, project: Path) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}/"
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mkdocs", "serve", "--livereload",
+             "-a", self.url[len("http://"):-1], "-f", str(project / "mkdocs.yml")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    def builds(self) -> int:
+        return sum("Building documentation" in line for line in self.lines)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.reader.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def server(example_project: Path) -> Iterator[Server]:
+    running = Server(example_project)
+    try:
+        wait_until(lambda: "Remote Training Loss Analysis" in fetch(running.url), 60, "the first build")
+        yield running
+    finally:
+        running.stop()
+
+
+def settle(server: Server, seconds: float = 60) -> int:
+    """Wait until no build has started for 3 s; returns the number of builds."""
+    deadline = time.monotonic() + seconds
+    count = -1
+    while count != server.builds():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"a rebuild loop: builds kept starting for {seconds} s")
+        count = server.builds()
+        time.sleep(3)
+    return count
+
+
+def test_registry_edit_shows_on_reload_without_looping(server: Server, example_project: Path) -> None:
+    before = settle(server)
+    registry = example_project / "checkpoints.yaml"
+    registry.write_text(registry.read_text().replace("title: Remote Training Loss Analysis", "title: Renamed report"))
+    wait_until(lambda: "Renamed report" in fetch(server.url), 60, "the new title")
+    after = settle(server)
+    # One rebuild for the edit; MkDocs may coalesce or add one for the pages it
+    # sees rewritten, but it must not keep going.
+    assert 1 <= after - before <= 2, server.lines[-20:]
+    time.sleep(4)
+    assert server.builds() == after, "a rebuild loop: builds kept starting with no edit"
+
+
+def test_trainer_state_edit_shows_on_reload(server: Server, example_project: Path) -> None:
+    settle(server)
+    state = example_project / "examples/phi-3-mini-phase2-reasoning/checkpoint-199/trainer_state.json"
+    document = json.loads(state.read_text())
+    train_rows = [row for row in document["log_history"] if "loss" in row]
+    train_rows[-1]["loss"] = 0.1234
+    state.write_text(json.dumps(document, indent=2))
+    wait_until(lambda: "0.1234" in fetch(server.url), 60, "the new end loss on the index")
