@@ -18,6 +18,11 @@ MIN_ROWS_FOR_TRENDS = 5
 """Fewer logged losses than this: no stabilisation or speed class (too little to tell)."""
 
 
+def _step(label: object) -> int:
+    """A step label of an index as an int (pandas types index labels as Hashable)."""
+    return int(label)  # type: ignore[call-overload]
+
+
 def smooth(values: pd.Series, weight: float) -> pd.Series:
     """TensorBoard's smoothing: a debiased exponential moving average.
 
@@ -57,7 +62,7 @@ def stabilised_step(smoothed: pd.Series, band: float) -> int | None:
     first = int(within[0])
     if first > n - max(3, n // 10):
         return None
-    return int(smoothed.index[first])
+    return _step(smoothed.index[first])
 
 
 def convergence_step(smoothed: pd.Series, share: float) -> int | None:
@@ -69,7 +74,7 @@ def convergence_step(smoothed: pd.Series, share: float) -> int | None:
     if drop <= 0:
         return None
     target = values[-1] + (1.0 - share) * drop
-    return int(smoothed.index[int(np.argmax(values <= target))])
+    return _step(smoothed.index[int(np.argmax(values <= target))])
 
 
 def speed_class(fraction: float | None, settings: AnalysisSettings) -> str:
@@ -88,7 +93,7 @@ def speed_class(fraction: float | None, settings: AnalysisSettings) -> str:
 def first_step_below(smoothed: pd.Series, level: float) -> int | None:
     """First step where the smoothed loss is below `level` (None if never)."""
     below = smoothed[smoothed < level]
-    return int(below.index[0]) if len(below) else None
+    return _step(below.index[0]) if len(below) else None
 
 
 def spearman(series: pd.Series) -> float | None:
@@ -118,30 +123,30 @@ def analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     if len(eval_loss):
         figures.update(
             eval_loss_last=float(eval_loss.iloc[-1]),
-            eval_loss_last_step=int(eval_loss.index[-1]),
+            eval_loss_last_step=_step(eval_loss.index[-1]),
             eval_loss_min=float(eval_loss.min()),
-            eval_loss_min_step=int(eval_loss.idxmin()),
+            eval_loss_min_step=_step(eval_loss.idxmin()),
         )
 
     if len(loss):
         smoothed = smooth(loss, settings.smoothing)
         start, end = float(loss.iloc[0]), float(loss.iloc[-1])
         figures.update(
-            start_step=int(loss.index[0]),
+            start_step=_step(loss.index[0]),
             start_loss=start,
-            end_step=int(loss.index[-1]),
+            end_step=_step(loss.index[-1]),
             end_loss=end,
             min_loss=float(loss.min()),
-            min_loss_step=int(loss.idxmin()),
+            min_loss_step=_step(loss.idxmin()),
             relative_drop=(start - end) / start if start > 0 else None,
             stabilised_step=stabilised_step(smoothed, settings.stable_band),
             high_initial_gap=start >= settings.high_start_loss,
             level_crossings=tuple((level, first_step_below(smoothed, level)) for level in settings.loss_levels),
         )
         converged_at = convergence_step(smoothed, settings.convergence_share)
-        span = int(loss.index[-1]) - int(loss.index[0])
+        span = _step(loss.index[-1]) - _step(loss.index[0])
         if converged_at is not None and span > 0:
-            fraction = (converged_at - int(loss.index[0])) / span
+            fraction = (converged_at - _step(loss.index[0])) / span
             figures.update(
                 convergence_step=converged_at,
                 convergence_fraction=fraction,
@@ -151,7 +156,7 @@ def analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
             figures["convergence"] = "No improvement"
         if len(eval_loss):
             # Compare with the trend, not one noisy batch, at the last eval step.
-            train_then = smoothed[smoothed.index <= int(eval_loss.index[-1])]
+            train_then = smoothed[smoothed.index <= _step(eval_loss.index[-1])]
             if len(train_then):
                 figures["eval_gap"] = float(eval_loss.iloc[-1] - train_then.iloc[-1])
 
@@ -167,7 +172,7 @@ def analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         figures["peak_learning_rate"] = float(learning_rate.max())
     grad_norm = finite_series(run.train, "grad_norm")
     if len(grad_norm):
-        figures.update(max_grad_norm=float(grad_norm.max()), max_grad_norm_step=int(grad_norm.idxmax()))
+        figures.update(max_grad_norm=float(grad_norm.max()), max_grad_norm_step=_step(grad_norm.idxmax()))
     tokens = finite_series(run.train, "num_tokens")
     if len(tokens):
         figures["tokens_seen"] = float(tokens.iloc[-1])

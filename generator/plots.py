@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -39,7 +40,8 @@ LEGEND_LIMIT = 12
 TEXT = "#262626"
 GRID = "#DDDDDD"
 DPI = 110
-STYLE = {
+# Typed loosely: matplotlib's stubs want a Literal key type for rc_context.
+STYLE: Any = {
     "font.family": "DejaVu Sans",  # ships with matplotlib: same glyphs everywhere
     "font.size": 10,
     "axes.titlesize": 11,
@@ -132,11 +134,16 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
         return _png(figure)
 
 
-def metrics_plot(name: str, color: str, train: pd.DataFrame, settings: AnalysisSettings) -> bytes | None:
+def logged_metrics(train: pd.DataFrame) -> list[str]:
+    """The metrics of `METRIC_TITLES` that have at least one finite value."""
+    return [metric for metric in METRIC_TITLES if len(finite_series(train, metric))]
+
+
+def metrics_plot(name: str, color: str, train: pd.DataFrame, settings: AnalysisSettings) -> bytes:
     """Small panels for learning rate, grad norm, token accuracy and entropy (those logged)."""
-    present = [m for m in METRIC_TITLES if len(finite_series(train, m))]
+    present = logged_metrics(train)
     if not present:
-        return None
+        raise ValueError("no metric to plot; check logged_metrics() first")
     columns = 2 if len(present) > 1 else 1
     rows = (len(present) + 1) // 2
     with matplotlib.rc_context(STYLE):

@@ -173,7 +173,7 @@ def split_log_history(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, d
             if number is None:
                 skipped_values[key] = skipped_values.get(key, 0) + 1
                 continue
-            name = KEY_ALIASES.get(key, key)
+            name = str(KEY_ALIASES.get(key, key))
             if name in row and name != key:
                 name = key  # both spellings logged: keep them apart
             numbers[name] = number
@@ -202,7 +202,7 @@ def _table(rows: list[dict[str, float]]) -> pd.DataFrame:
     table = pd.DataFrame.from_records(rows)
     table["step"] = table["step"].astype("int64")
     table = table.drop_duplicates(subset="step", keep="last").sort_values("step", kind="stable")
-    columns = ["step"] + sorted(c for c in table.columns if c != "step")
+    columns = ["step", *sorted(c for c in table.columns if c != "step")]
     return table[columns].reset_index(drop=True)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -241,7 +242,7 @@ def _range_text(low: float, high: float, low_ok: bool, high_ok: bool) -> str:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[CheckpointEntry | None, list[str]]:

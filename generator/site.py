@@ -18,6 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -26,7 +27,7 @@ from generator import __version__, narrative, pages, plots
 from generator.analysis import analyse, finite_series
 from generator.errors import CheckpointError, ConfigError
 from generator.reader import locate_state_file, read_run
-from generator.records import EntryProblem, ModelReport, Registry
+from generator.records import AnalysisSettings, EntryProblem, ModelReport, Registry
 from generator.registry import load_registry
 
 MANIFEST = ".traindocs-manifest.json"
@@ -144,22 +145,12 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         slug, name = report.entry.slug, report.entry.name
         plot_inputs = (versions, name, report.color, report.run.state_sha256, settings_json)
         loss_path = pages.model_asset_path(slug, "loss.png")
-        artefacts.append(
-            Artefact(
-                loss_path,
-                _key("loss", *plot_inputs),
-                lambda r=report: plots.loss_plot(r.entry.name, r.color, r.run.train, r.run.eval, r.figures, settings),
-            )
-        )
-        metrics_bytes_needed = any(len(finite_series(report.run.train, m)) for m in plots.METRIC_TITLES)
-        metrics_path = pages.model_asset_path(slug, "metrics.png") if metrics_bytes_needed else None
-        if metrics_path:
+        artefacts.append(Artefact(loss_path, _key("loss", *plot_inputs), partial(_loss_png, report, settings)))
+        metrics_path = None
+        if plots.logged_metrics(report.run.train):
+            metrics_path = pages.model_asset_path(slug, "metrics.png")
             artefacts.append(
-                Artefact(
-                    metrics_path,
-                    _key("metrics", *plot_inputs),
-                    lambda r=report: plots.metrics_plot(r.entry.name, r.color, r.run.train, settings) or b"",
-                )
+                Artefact(metrics_path, _key("metrics", *plot_inputs), partial(_metrics_png, report, settings))
             )
         page = pages.model_page(report, pages.ModelPlots(loss=loss_path, metrics=metrics_path), settings)
         artefacts.append(_text_artefact(pages.model_page_path(slug), page))
@@ -196,6 +187,15 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     summary = pages.summary_document(reports, problems, use_directory_urls)
     artefacts.append(Artefact(pages.SUMMARY_FILE, _key("bytes", hashlib.sha256(summary).hexdigest()), lambda: summary))
     return artefacts
+
+
+def _loss_png(report: ModelReport, settings: AnalysisSettings) -> bytes:
+    run = report.run
+    return plots.loss_plot(report.entry.name, report.color, run.train, run.eval, report.figures, settings)
+
+
+def _metrics_png(report: ModelReport, settings: AnalysisSettings) -> bytes:
+    return plots.metrics_plot(report.entry.name, report.color, report.run.train, settings)
 
 
 def _text_artefact(path: str, text: str) -> Artefact:

@@ -40,9 +40,8 @@ def run_from(train: dict[str, list[float]], evals: dict[str, list[float]] | None
 
 def tensorboard_smoothing(values: list[float], weight: float) -> list[float]:
     """TensorBoard's own loop (debiased EMA), written out independently."""
-    last, out, count = 0.0, [], 0
-    for value in values:
-        count += 1
+    last, out = 0.0, []
+    for count, value in enumerate(values, start=1):
         last = last * weight + (1 - weight) * value
         out.append(last / (1 - weight**count))
     return out

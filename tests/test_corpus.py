@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from generator.analysis import analyse
 from generator.errors import CheckpointError
 from generator.narrative import model_analysis

@@ -6,9 +6,10 @@ import struct
 import zlib
 
 import pandas as pd
+import pytest
 
 from generator.analysis import finite_series
-from generator.plots import Curve, color_for, loss_plot, metrics_plot, overview_plot
+from generator.plots import Curve, color_for, logged_metrics, loss_plot, metrics_plot, overview_plot
 from generator.records import AnalysisSettings, Figures
 
 SETTINGS = AnalysisSettings()
@@ -62,8 +63,11 @@ def test_different_data_gives_different_bytes() -> None:
 
 
 def test_metrics_plot_only_when_a_metric_is_logged() -> None:
-    assert metrics_plot("A", color_for(0), TRAIN, SETTINGS) is not None
-    assert metrics_plot("A", color_for(0), TRAIN[["step", "loss"]], SETTINGS) is None
+    assert logged_metrics(TRAIN) == ["learning_rate", "mean_token_accuracy"]
+    assert png_size(metrics_plot("A", color_for(0), TRAIN, SETTINGS))[0] > 0
+    assert logged_metrics(TRAIN[["step", "loss"]]) == []
+    with pytest.raises(ValueError, match="no metric to plot"):
+        metrics_plot("A", color_for(0), TRAIN[["step", "loss"]], SETTINGS)
 
 
 def test_overview_plot_handles_runs_of_different_lengths() -> None:
