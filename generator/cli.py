@@ -16,9 +16,13 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from generator import __version__
 from generator.errors import TraindocsError
+from generator.mkdocs_plugin import REGISTRY_ENV, site_layout
+from generator.records import SiteLayout
+from generator.site import GenerationResult, generate
 
 DESCRIPTION = """\
 Turn Hugging Face Trainer / TRL checkpoints into a training-report website.
@@ -115,12 +119,10 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_generation(registry: Path, docs_dir: Path, use_directory_urls: bool, strict: bool):  # type: ignore[no-untyped-def]
+def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, strict: bool) -> tuple[GenerationResult, int]:
     """Generate and report; returns (result, exit status so far)."""
-    from generator.site import generate
-
     started = time.perf_counter()
-    result = generate(registry, docs_dir, use_directory_urls)
+    result = generate(registry, docs_dir, layout)
     for problem in result.problems:
         print(f"error: {problem.message}", file=sys.stderr)
     for warning in result.warnings():
@@ -138,19 +140,15 @@ def _run_generation(registry: Path, docs_dir: Path, use_directory_urls: bool, st
     return result, 1 if failed else 0
 
 
-def _generate(args: argparse.Namespace) -> int:
-    docs_dir = args.docs_dir or args.config.resolve().parent / "docs"
-    _, status = _run_generation(args.config, docs_dir, True, args.strict)
-    return status
+def _mkdocs_yml(args: argparse.Namespace) -> Path:
+    return getattr(args, "mkdocs_config", None) or args.config.resolve().parent / "mkdocs.yml"
 
 
-def _build_or_serve(args: argparse.Namespace) -> int:
+def _load_mkdocs_config(mkdocs_yml: Path, args: argparse.Namespace) -> Any:
+    """mkdocs.yml as MkDocs reads it, with the command line's overrides."""
     from mkdocs.config import load_config
     from mkdocs.exceptions import MkDocsException
 
-    mkdocs_yml = args.mkdocs_config or args.config.resolve().parent / "mkdocs.yml"
-    if not mkdocs_yml.is_file():
-        raise TraindocsError(f"{mkdocs_yml}: not found; create one with 'traindocs init' or pass --mkdocs-config")
     _configure_mkdocs_logging(args.debug)
     if not re.search(r"^docs_dir\s*:", mkdocs_yml.read_text(encoding="utf-8"), re.MULTILINE):
         # MkDocs refuses a missing docs/ before any plugin runs; a fresh clone has
@@ -165,12 +163,35 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     if plugin is not None:
         # The registry named on the command line wins over mkdocs.yml's.
         plugin.config.registry = str(args.config.resolve())
-    result, status = _run_generation(args.config, Path(config.docs_dir), config.use_directory_urls, args.strict)
+    return config
+
+
+def _generate(args: argparse.Namespace) -> int:
+    mkdocs_yml = _mkdocs_yml(args)
+    if mkdocs_yml.is_file():
+        config = _load_mkdocs_config(mkdocs_yml, args)
+        docs_dir, layout = Path(config.docs_dir), site_layout(config)
+    else:
+        docs_dir, layout = args.config.resolve().parent / "docs", SiteLayout()
+    _, status = _run_generation(args.config, args.docs_dir or docs_dir, layout, args.strict)
+    return status
+
+
+def _build_or_serve(args: argparse.Namespace) -> int:
+    from mkdocs.exceptions import MkDocsException
+
+    mkdocs_yml = _mkdocs_yml(args)
+    if not mkdocs_yml.is_file():
+        raise TraindocsError(f"{mkdocs_yml}: not found; create one with 'traindocs init' or pass --mkdocs-config")
+    config = _load_mkdocs_config(mkdocs_yml, args)
+    result, status = _run_generation(args.config, Path(config.docs_dir), site_layout(config), args.strict)
     if status:
         return status
     if args.command == "serve":
         from mkdocs.commands.serve import serve
 
+        # `serve` reloads mkdocs.yml on every change: pass the registry along.
+        os.environ[REGISTRY_ENV] = str(args.config.resolve())
         try:
             serve(config_file=str(mkdocs_yml), dev_addr=args.dev_addr, strict=args.strict)
         except MkDocsException as exc:
@@ -179,6 +200,7 @@ def _build_or_serve(args: argparse.Namespace) -> int:
 
     from mkdocs.commands.build import build
 
+    plugin = config.plugins.get("traindocs")
     if plugin is not None:
         plugin.already_generated = result
     started = time.perf_counter()

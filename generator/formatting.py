@@ -6,6 +6,7 @@ decide how many digits a reader sees.
 
 from __future__ import annotations
 
+import html
 import math
 
 
@@ -81,3 +82,24 @@ NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"
 def count_words(count: int) -> str:
     """3 -> 'three', 12 -> '12'."""
     return NUMBER_WORDS.get(count, str(count))
+
+
+_MD_SPECIAL = "\\`*_[]{}|#!"
+
+
+def md_text(text: str, extra: str = "") -> str:
+    """Plain text for one line of Markdown: no HTML, links, emphasis, table cells or
+    attribute lists. `extra` escapes more characters (the Hub's Markdown also
+    reads ~ as strikethrough and $ as math)."""
+    table = str.maketrans({c: "\\" + c for c in _MD_SPECIAL + extra})
+    return html.escape(" ".join(text.split()), quote=False).translate(table)
+
+
+def md_code(text: str) -> str:
+    """Inline code, or escaped text when a backtick would end the code span."""
+    text = " ".join(text.split())
+    if not text:
+        return "n/a"
+    if "`" in text:
+        return md_text(text)
+    return f"`{text}`"

@@ -7,6 +7,7 @@ Enabled in mkdocs.yml as `plugins: [search, traindocs]`. All logic lives in
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,21 @@ from mkdocs.plugins import BasePlugin
 
 from generator import navigation
 from generator.errors import TraindocsError
+from generator.pages import TABLESORT_SCRIPT
+from generator.records import SiteLayout
 from generator.site import GenerationResult, generate, watched_files
 
 log = logging.getLogger("mkdocs.plugins.traindocs")
+REGISTRY_ENV = "TRAINDOCS_REGISTRY"
+"""Set by `traindocs serve --config FILE`: overrides the plugin's `registry`."""
+
+
+def site_layout(config: Any) -> SiteLayout:
+    """URL settings of a loaded MkDocs config."""
+    site_url = config.site_url or ""
+    if site_url and not site_url.endswith("/"):
+        site_url += "/"
+    return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url)
 
 
 class TraindocsConfig(Config):
@@ -36,13 +49,17 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         """Set by the traindocs CLI when it has just generated (no second pass)."""
 
     def registry_file(self, config: Any) -> Path:
+        """The registry: $TRAINDOCS_REGISTRY, else `registry` relative to mkdocs.yml."""
+        override = os.environ.get(REGISTRY_ENV)
+        if override:
+            return Path(override)
         return Path(config.config_file_path).resolve().parent / self.config.registry
 
     def on_config(self, config: Any) -> Any:
         result = self.already_generated
         if result is None:
             try:
-                result = generate(self.registry_file(config), Path(config.docs_dir), config.use_directory_urls)
+                result = generate(self.registry_file(config), Path(config.docs_dir), site_layout(config))
             except TraindocsError as exc:
                 raise PluginError(str(exc)) from None
             for problem in result.problems:
@@ -53,6 +70,8 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
                 log.error(refusal)
         if config.nav is None:
             config.nav = navigation.build_nav(result, Path(config.docs_dir))
+        if TABLESORT_SCRIPT not in [str(script) for script in config.extra_javascript]:
+            config.extra_javascript.append(TABLESORT_SCRIPT)
         return config
 
     def on_serve(self, server: Any, config: Any, builder: Any) -> Any:

@@ -54,6 +54,29 @@ class SiteSettings:
 
 
 @dataclass(frozen=True)
+class SiteLayout:
+    """How MkDocs publishes docs/ (from mkdocs.yml): what URLs look like."""
+
+    use_directory_urls: bool = True
+    """MkDocs' setting: `models/x.md` is served at `models/x/` (else `models/x.html`)."""
+    site_url: str = ""
+    """Where the site is published, ending in '/'; empty when unknown."""
+
+    def page_url(self, docs_path: str) -> str:
+        """URL path of a Markdown page relative to the site root ('' for the home page)."""
+        stem = docs_path[: -len(".md")]
+        if stem == "index":
+            return ""
+        if stem.endswith("/index"):
+            return stem[: -len("index")]
+        return f"{stem}/" if self.use_directory_urls else f"{stem}.html"
+
+    def absolute(self, site_path: str) -> str:
+        """Absolute URL of a path relative to the site root; empty without site_url."""
+        return self.site_url + site_path if self.site_url else ""
+
+
+@dataclass(frozen=True)
 class CheckpointEntry:
     """One validated entry of `checkpoints:`."""
 

@@ -19,6 +19,7 @@ theme:
     - navigation.sections
     - navigation.top
     - search.highlight
+    - content.code.copy  # a copy button on the model-card snippet
   palette:
     - media: "(prefers-color-scheme: light)"
       scheme: default
@@ -33,6 +34,7 @@ theme:
 
 plugins:
   - search
+  - glightbox  # click a plot to zoom it
   # Regenerates the pages from checkpoints.yaml on every `mkdocs build` and
   # `mkdocs serve`, and reloads when a registered trainer_state.json changes.
   - traindocs:
@@ -42,6 +44,8 @@ markdown_extensions:
   - tables
   - toc:
       permalink: true
+  - pymdownx.highlight
+  - pymdownx.superfences
 """
 
 CHECKPOINTS_YAML = """\

@@ -25,9 +25,11 @@ import matplotlib
 
 from generator import __version__, narrative, pages, plots
 from generator.analysis import analyse, finite_series
+from generator.badges import badge_svg
 from generator.errors import CheckpointError, ConfigError
+from generator.formatting import fmt_number
 from generator.reader import locate_state_file, read_run
-from generator.records import AnalysisSettings, EntryProblem, ModelReport, Registry
+from generator.records import AnalysisSettings, EntryProblem, ModelReport, Registry, SiteLayout
 from generator.registry import load_registry
 
 MANIFEST = ".traindocs-manifest.json"
@@ -43,6 +45,8 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 # Plots are cached by their inputs; the drawing code is one of them.
 PLOT_CODE = hashlib.sha256(Path(plots.__file__).read_bytes()).hexdigest()
+# Makes the comparison table sortable (a few lines of our own, no CDN).
+TABLESORT_JS = (Path(__file__).parent / "static" / "tablesort.js").read_bytes()
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ def _shown(path: Path, base: Path) -> str:
 
 
 def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: list[EntryProblem],
-                   use_directory_urls: bool) -> list[Artefact]:
+                   layout: SiteLayout) -> list[Artefact]:
     """Every file the site needs, each with its input hash and a renderer."""
     settings = registry.analysis
     settings_json = dataclasses.asdict(settings)
@@ -143,17 +147,22 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     artefacts: list[Artefact] = []
     for report in reports:
         slug, name = report.entry.slug, report.entry.name
+        files = pages.ModelFiles.for_slug(slug, has_metrics=bool(plots.logged_metrics(report.run.train)))
         plot_inputs = (versions, name, report.color, report.run.state_sha256, settings_json)
-        loss_path = pages.model_asset_path(slug, "loss.png")
-        artefacts.append(Artefact(loss_path, _key("loss", *plot_inputs), partial(_loss_png, report, settings)))
-        metrics_path = None
-        if plots.logged_metrics(report.run.train):
-            metrics_path = pages.model_asset_path(slug, "metrics.png")
+        artefacts.append(Artefact(files.loss, _key("loss", *plot_inputs), partial(_loss_png, report, settings)))
+        if files.metrics:
             artefacts.append(
-                Artefact(metrics_path, _key("metrics", *plot_inputs), partial(_metrics_png, report, settings))
+                Artefact(files.metrics, _key("metrics", *plot_inputs), partial(_metrics_png, report, settings))
             )
-        page = pages.model_page(report, pages.ModelPlots(loss=loss_path, metrics=metrics_path), settings)
-        artefacts.append(_text_artefact(pages.model_page_path(slug), page))
+        artefacts.append(
+            Artefact(files.log_csv, _key("csv", __version__, report.run.state_sha256),
+                     partial(pages.log_history_csv, report))
+        )
+        artefacts.append(_bytes_artefact(files.figures_json, pages.figures_document(report)))
+        badge = badge_svg("train loss", fmt_number(report.figures.end_loss))
+        artefacts.append(_bytes_artefact(files.badge, badge))
+        page = pages.model_page(report, files, settings, layout)
+        artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
 
     named = [(r.entry.name, r.figures) for r in reports]
     curves = [
@@ -166,14 +175,11 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             [(r.entry.name, r.color, r.run.state_sha256, r.figures.steps) for r in reports],
             settings_json,
         )
-        artefacts.append(
-            Artefact(pages.LOSS_BY_STEP, _key("by-step", overview_inputs),
-                     lambda: plots.overview_plot(curves, settings, by_progress=False))
-        )
-        artefacts.append(
-            Artefact(pages.LOSS_BY_PROGRESS, _key("by-progress", overview_inputs),
-                     lambda: plots.overview_plot(curves, settings, by_progress=True))
-        )
+        for path, by_progress in ((pages.LOSS_BY_STEP, False), (pages.LOSS_BY_PROGRESS, True)):
+            artefacts.append(
+                Artefact(path, _key(path, overview_inputs),
+                         partial(plots.overview_plot, curves, settings, by_progress=by_progress))
+            )
     index = pages.index_page(
         registry.site,
         reports,
@@ -182,10 +188,10 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         narrative.conclusion(named, settings),
         overview=has_curves,
     )
-    artefacts.append(_text_artefact(pages.INDEX_PAGE, index))
-    artefacts.append(_text_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings)))
-    summary = pages.summary_document(reports, problems, use_directory_urls)
-    artefacts.append(Artefact(pages.SUMMARY_FILE, _key("bytes", hashlib.sha256(summary).hexdigest()), lambda: summary))
+    artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
+    artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
+    artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, pages.summary_document(reports, problems, layout)))
+    artefacts.append(_bytes_artefact(pages.TABLESORT_SCRIPT, TABLESORT_JS))
     return artefacts
 
 
@@ -198,18 +204,18 @@ def _metrics_png(report: ModelReport, settings: AnalysisSettings) -> bytes:
     return plots.metrics_plot(report.entry.name, report.color, report.run.train, settings)
 
 
-def _text_artefact(path: str, text: str) -> Artefact:
-    data = text.encode("utf-8")
+def _bytes_artefact(path: str, data: bytes) -> Artefact:
+    """An artefact that is cheap to make: keyed by its own bytes."""
     return Artefact(path, _key("bytes", hashlib.sha256(data).hexdigest()), lambda: data)
 
 
-def generate(registry_file: Path, docs_dir: Path, use_directory_urls: bool = True) -> GenerationResult:
+def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = None) -> GenerationResult:
     """Read the registry and its checkpoints, then bring docs/ up to date."""
     registry = load_registry(registry_file, display=registry_file.name)
     base = registry_file.resolve().parent
     reports, problems = build_reports(registry, base)
     result = GenerationResult(registry=registry, reports=reports, problems=problems)
-    artefacts = plan_artefacts(registry, reports, problems, use_directory_urls)
+    artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
     OwnedFiles(docs_dir).update(artefacts, result)
     return result
 
@@ -280,9 +286,11 @@ def write_atomic(path: Path, data: bytes) -> bool:
 
     Returns whether the file changed.
     """
+    mode = FILE_MODE
     try:
         if path.read_bytes() == data:
             return False
+        mode = path.stat().st_mode & 0o7777  # a rewrite keeps the file's permissions
     except OSError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -290,7 +298,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
-        os.chmod(temporary, FILE_MODE)
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -128,7 +128,7 @@ def test_table_link_opens_the_model_page(page: object, site_url: str) -> None:
     page.wait_for_url("**/models/gemma-2-2b/")  # type: ignore[attr-defined]
     assert page.locator("article h1").inner_text().startswith("Gemma 2 2B")  # type: ignore[attr-defined]
     page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
-    assert page.locator("article img").count() == 2  # type: ignore[attr-defined]
+    assert page.locator("article img").count() == 3  # loss, metrics, badge  # type: ignore[attr-defined]
     assert _all_images_loaded(page) == []
     assert page.console_errors == []  # type: ignore[attr-defined]
     page.screenshot(path=str(ARTIFACTS / "model.png"), full_page=True)  # type: ignore[attr-defined]
@@ -162,3 +162,34 @@ def test_palette_toggle_switches_to_dark_and_back(page: object, site_url: str) -
     page.screenshot(path=str(ARTIFACTS / "index-dark.png"))  # type: ignore[attr-defined]
     page.locator("form[data-md-component=palette] label:visible").first.click()  # type: ignore[attr-defined]
     assert page.evaluate(scheme) == "default"  # type: ignore[attr-defined]
+
+
+def _model_column(page: object) -> list[str]:
+    return page.locator("article table tbody tr td:first-child").all_inner_texts()  # type: ignore[attr-defined]
+
+
+def test_comparison_table_sorts_by_a_clicked_column(page: object, site_url: str) -> None:
+    page.goto(site_url, wait_until="networkidle")  # type: ignore[attr-defined]
+    assert _model_column(page) == ["Qwen 7B", "Phi-3 Mini", "Gemma 2 2B"]
+    steps = page.locator("article table thead th", has_text="Steps")  # type: ignore[attr-defined]
+    steps.click()
+    assert _model_column(page) == ["Phi-3 Mini", "Gemma 2 2B", "Qwen 7B"]  # 199, 314, 2668: as numbers
+    assert steps.get_attribute("aria-sort") == "ascending"
+    steps.click()
+    assert _model_column(page) == ["Qwen 7B", "Gemma 2 2B", "Phi-3 Mini"]
+    assert steps.get_attribute("aria-sort") == "descending"
+    assert page.console_errors == []  # type: ignore[attr-defined]
+
+
+def test_clicking_a_plot_zooms_it(page: object, site_url: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(site_url + "models/qwen-7b/", wait_until="networkidle")  # type: ignore[attr-defined]
+    page.locator("article img[alt^='Loss curve']").click()  # type: ignore[attr-defined]
+    zoomed = page.locator(".glightbox-container .gslide.current img")  # type: ignore[attr-defined]
+    expect(zoomed).to_be_visible(timeout=5_000)
+    assert zoomed.get_attribute("src").endswith("qwen-7b/loss.png")
+    assert zoomed.evaluate("image => image.naturalWidth") > 0
+    page.screenshot(path=str(ARTIFACTS / "zoom.png"))  # type: ignore[attr-defined]
+    page.keyboard.press("Escape")  # type: ignore[attr-defined]
+    assert page.console_errors == []  # type: ignore[attr-defined]

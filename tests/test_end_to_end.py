@@ -74,8 +74,8 @@ def test_every_image_on_every_page_exists(built_site: Path) -> None:
             target = urljoin(page_url, unquote(image["src"]))
             assert (built_site / target).is_file(), f"{page_url}: missing {image['src']}"
             checked += 1
-    # index: 2 overview plots; each model page: loss + metrics.
-    assert checked == 2 + 3 * 2
+    # index: 2 overview plots; each model page: loss, metrics and its badge.
+    assert checked == 2 + 3 * 3
 
 
 def test_main_statements_of_the_reference_report(built_site: Path) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import GOLDEN
-from generator.pages import md_code, md_text, page_url
+from generator.formatting import md_code, md_text
+from generator.records import SiteLayout
 from generator.site import generate
 
 
@@ -35,9 +36,12 @@ def test_md_code() -> None:
 
 
 def test_page_urls() -> None:
-    assert page_url("models/qwen-7b.md", True) == "models/qwen-7b/"
-    assert page_url("models/qwen-7b.md", False) == "models/qwen-7b.html"
-    assert page_url("index.md", True) == ""
+    assert SiteLayout().page_url("models/qwen-7b.md") == "models/qwen-7b/"
+    assert SiteLayout(use_directory_urls=False).page_url("models/qwen-7b.md") == "models/qwen-7b.html"
+    assert SiteLayout().page_url("index.md") == ""
+    assert SiteLayout().page_url("guide/index.md") == "guide/"
+    assert SiteLayout().absolute("models/x/") == ""
+    assert SiteLayout(site_url="https://a.org/r/").absolute("models/x/") == "https://a.org/r/models/x/"
 
 
 GOLDEN_FILES = [
@@ -47,6 +51,7 @@ GOLDEN_FILES = [
     "models/qwen-7b.md",
     "models/phi-3-mini.md",
     "models/gemma-2-2b.md",
+    "models/gemma-2-2b/figures.json",
 ]
 
 

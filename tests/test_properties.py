@@ -1,0 +1,529 @@
+"""Property tests (hypothesis): what must hold for *any* input, not just the examples.
+
+Each stage is fed generated input and checked against a guarantee that could
+be false:
+
+- reader: any file becomes a `TrainingRun` or a `CheckpointError`, never a crash,
+  and the tables it returns have clean integer steps;
+- registry: any YAML becomes a `Registry` or a `ConfigError`, and every listed
+  checkpoint ends up either as an entry or as a problem, never both, never lost;
+- analysis + narrative: any run gives figures that agree with its log and
+  sentences that agree with the figures.
+
+Every test is derandomized, so CI sees the same examples on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from generator import registry as registry_module
+from generator.analysis import analyse
+from generator.errors import CheckpointError, ConfigError
+from generator.formatting import fmt_number
+from generator.narrative import comparison, conclusion, model_analysis
+from generator.reader import read_run
+from generator.records import AnalysisSettings, CheckpointEntry, Figures, Registry, TrainingRun
+
+# Every test: deterministic examples, no per-example deadline (the CI box has two slow cores).
+FEW, SOME, MANY = 60, 120, 200
+
+# --- strategies: JSON-like data ----------------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+# JSON puts no bound on integers; the second branch reaches past float's range (about 1.8e308).
+json_ints = st.integers() | st.integers(min_value=-(10**330), max_value=10**330)
+json_floats = st.floats(allow_nan=True, allow_infinity=True)
+json_scalars = st.none() | st.booleans() | json_ints | json_floats | st.text(max_size=12)
+# Strategies used many times are wrapped in st.deferred: it keeps their repr (which
+# hypothesis builds for every test) short.
+json_values = st.deferred(
+    lambda: st.recursive(
+        json_scalars,
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+        max_leaves=12,
+    )
+)
+
+LOG_KEYS = (
+    "loss", "step", "epoch", "learning_rate", "lr", "grad_norm", "eval_loss", "eval_accuracy",
+    "train_runtime", "train_loss", "mean_token_accuracy", "entropy", "num_tokens",
+)  # fmt: skip
+log_keys = st.sampled_from(LOG_KEYS) | st.text(max_size=10)
+# Mostly numbers (what a log holds), sometimes anything at all.
+log_values = st.deferred(lambda: st.integers(min_value=0, max_value=10_000) | json_floats | json_ints | json_values)
+steps = st.deferred(lambda: st.integers(min_value=0, max_value=10_000) | json_floats | json_ints | json_values)
+
+log_rows = st.one_of(
+    st.dictionaries(log_keys, log_values, max_size=6),
+    st.fixed_dictionaries({"step": steps}, optional={key: log_values for key in LOG_KEYS if key != "step"}),
+    json_values,  # a row that is not even an object
+)
+trainer_states = st.fixed_dictionaries(
+    {"log_history": st.lists(log_rows, max_size=8) | json_values},
+    optional={"global_step": json_scalars, "max_steps": json_scalars, "epoch": json_scalars, "extra": json_values},
+)
+
+
+# --- reader ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def state_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One trainer_state.json, rewritten by each example (module scope: hypothesis reruns the body)."""
+    return tmp_path_factory.mktemp("properties") / "trainer_state.json"
+
+
+def read_bytes_as_run(path: Path, data: bytes) -> TrainingRun | None:
+    """Write `data` as the checkpoint and read it; None when the reader refuses it properly."""
+    path.write_bytes(data)
+    entry = CheckpointEntry(index=0, name="run", slug="run", path=str(path), resolved=path)
+    try:
+        return read_run(entry)
+    except CheckpointError:
+        return None
+
+
+def assert_clean_tables(run: TrainingRun) -> None:
+    """`train` and `eval` have an int64 step column, sorted, unique, non-negative; floats otherwise."""
+    for table in (run.train, run.eval):
+        assert table.columns[0] == "step"
+        assert table["step"].dtype == np.dtype("int64")
+        step_values = table["step"].to_numpy()
+        assert (step_values >= 0).all(), f"negative step in {step_values}"
+        assert (np.diff(step_values) > 0).all(), f"steps not strictly increasing: {step_values}"
+        for column in table.columns[1:]:
+            assert table[column].dtype == np.dtype("float64"), column
+    assert not (run.train.empty and run.eval.empty)
+    assert all(isinstance(value, float) for value in run.summary.values())
+
+
+@settings(derandomize=True, deadline=None, max_examples=MANY)
+@given(document=json_values | trainer_states)
+def test_reader_turns_any_json_into_a_run_or_a_checkpoint_error(state_file: Path, document: Any) -> None:
+    """Any JSON document (NaN/Infinity tokens included) is read or refused with CheckpointError."""
+    data = json.dumps(document, allow_nan=True).encode("utf-8")
+    run = read_bytes_as_run(state_file, data)
+    if run is not None:
+        assert_clean_tables(run)
+
+
+@settings(derandomize=True, deadline=None, max_examples=SOME)
+@given(data=st.binary(max_size=200) | trainer_states.map(lambda d: json.dumps(d, allow_nan=True).encode()[:-3]))
+def test_reader_turns_any_bytes_into_a_run_or_a_checkpoint_error(state_file: Path, data: bytes) -> None:
+    """Arbitrary bytes, and JSON cut off as by an interrupted copy, never crash the reader."""
+    run = read_bytes_as_run(state_file, data)
+    if run is not None:
+        assert_clean_tables(run)
+
+
+READER_EDGE_FILES = [
+    pytest.param(b"[" * 100_000, id="deeply-nested-json"),
+    pytest.param(b'{"log_history": [{"step": 1, "loss": ' + b"1" * 5000 + b"}]}", id="5000-digit-number"),
+    pytest.param(b'{"log_history": [{"step": 1e19, "loss": 1.0}]}', id="step-beyond-int64"),
+    pytest.param(b'{"log_history": [{"step": 1, "loss": 1' + b"0" * 400 + b"}]}", id="integer-beyond-float"),
+]
+
+
+@pytest.mark.parametrize("data", READER_EDGE_FILES)
+def test_reader_edge_files_are_read_or_refused(state_file: Path, data: bytes) -> None:
+    """Hand-picked files at the limits of JSON parsers: still a run or a CheckpointError."""
+    run = read_bytes_as_run(state_file, data)
+    if run is not None:
+        assert_clean_tables(run)
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+names = st.sampled_from(["Model A", "model-a", "model_a", "B", "!!!", "", "  ", "Qwen 7B", "qwen-7b"]) | json_scalars
+paths = st.builds(lambda prefix, rest: prefix + rest, st.sampled_from(["", "~", "~/", "./", "/", "runs/"]), st.text(max_size=10))
+entry_values = st.deferred(lambda: st.text(max_size=12) | json_values)
+entries = st.one_of(
+    st.fixed_dictionaries(
+        {"name": names, "path": paths | json_scalars},
+        optional={"slug": st.sampled_from(["model-a", "b", "Bad Slug", "-x", ""]) | entry_values,
+                  "phase": entry_values, "base_model": entry_values, "description": entry_values,
+                  "tags": st.lists(st.text(max_size=5) | json_scalars, max_size=3) | json_values},
+    ),
+    st.dictionaries(st.sampled_from(registry_module.ENTRY_KEYS) | st.text(max_size=8), entry_values, max_size=4),
+    json_values,
+)
+analysis_numbers = st.deferred(lambda: json_floats | json_ints | st.floats(min_value=0, max_value=1) | json_values)
+registry_documents = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"checkpoints": st.lists(entries, max_size=5)},
+        optional={
+            "site": st.dictionaries(st.sampled_from(registry_module.SITE_KEYS) | st.text(max_size=5), entry_values, max_size=2),
+            "analysis": st.dictionaries(st.sampled_from(registry_module.ANALYSIS_KEYS), analysis_numbers, max_size=3),
+        },
+    ),
+)
+# Text that looks like YAML more often than st.text() alone: indicators, quotes, newlines, tags.
+yaml_texts = st.text(max_size=80) | st.text(alphabet="ab0129.-:[]{},&*!|>'\"#%@ \n", max_size=60)
+
+
+def assert_registry_accounts_for_every_entry(registry: Registry, listed: list[Any]) -> None:
+    """Names and slugs unique, slugs valid, and each listed entry is an entry or a problem (not both)."""
+    names_seen = [entry.name for entry in registry.entries]
+    slugs_seen = [entry.slug for entry in registry.entries]
+    assert len(set(names_seen)) == len(names_seen), names_seen
+    assert len(set(slugs_seen)) == len(slugs_seen), slugs_seen
+    for entry in registry.entries:
+        assert registry_module.SLUG_PATTERN.match(entry.slug), entry.slug
+        assert entry.name and entry.name == entry.name.strip()
+        assert entry.path and entry.resolved.is_absolute()
+    built = [entry.index for entry in registry.entries]
+    assert built == sorted(built), "entries must keep their order in the file"
+    refused = set()
+    for problem in registry.problems:
+        match = re.match(r"checkpoints\[(\d+)\]", problem.label)
+        assert match, problem.label
+        refused.add(int(match.group(1)))
+    # Problems are one per message, so there may be several per entry; entries are one each.
+    assert not refused & set(built), "an entry is both built and refused"
+    assert refused | set(built) == set(range(len(listed))), "a listed entry was silently dropped"
+
+
+@settings(derandomize=True, deadline=None, max_examples=MANY)
+@given(document=registry_documents)
+def test_registry_validates_any_document_or_raises_config_error(tmp_path_factory: pytest.TempPathFactory, document: Any) -> None:
+    """Any parsed document becomes a Registry (every entry accounted for) or a ConfigError."""
+    base = tmp_path_factory.getbasetemp()
+    try:
+        registry = registry_module.validate_registry(document, base, base / "checkpoints.yaml", "checkpoints.yaml")
+    except ConfigError:
+        return
+    assert isinstance(document, dict)
+    assert_registry_accounts_for_every_entry(registry, document["checkpoints"])
+
+
+@pytest.fixture(scope="module")
+def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("registry") / "checkpoints.yaml"
+
+
+def load_text(path: Path, text: str) -> Registry | None:
+    """Write and load a registry; None when it is refused with ConfigError."""
+    path.write_text(text, encoding="utf-8")
+    try:
+        registry = registry_module.load_registry(path, display="checkpoints.yaml")
+    except ConfigError:
+        return None
+    assert_registry_accounts_for_every_entry(registry, yaml.safe_load(text)["checkpoints"])
+    return registry
+
+
+@settings(derandomize=True, deadline=None, max_examples=SOME)
+@given(document=registry_documents)
+def test_registry_loads_any_dumped_yaml_or_raises_config_error(registry_file: Path, document: Any) -> None:
+    """`yaml.safe_dump` of any document loads as a Registry or raises ConfigError."""
+    load_text(registry_file, yaml.safe_dump(document))
+
+
+@settings(derandomize=True, deadline=None, max_examples=SOME)
+@given(text=yaml_texts)
+def test_registry_loads_any_text_or_raises_config_error(registry_file: Path, text: str) -> None:
+    """Any text at all, valid YAML or not, loads as a Registry or raises ConfigError."""
+    load_text(registry_file, text)
+
+
+REGISTRY_EDGE_TEXTS = [
+    pytest.param("checkpoints:\n  - {name: run 2024-13-01, path: runs/a}\n", id="date-like-but-text"),
+    pytest.param("checkpoints:\n  - {name: 2024-13-01, path: runs/a}\n", id="impossible-date"),
+    pytest.param("checkpoints: []\nanalysis: {smoothing: 1" + "0" * 400 + "}\n", id="integer-beyond-float"),
+    pytest.param("checkpoints: []\nanalysis: {loss_levels: [1" + "0" * 400 + "]}\n", id="level-beyond-float"),
+    pytest.param('checkpoints:\n  - {name: a, path: "runs/\\0x"}\n', id="nul-in-path"),
+    pytest.param("checkpoints:\n  - {name: a, path: ~no-such-user-here/run}\n", id="unknown-user-in-path"),
+    pytest.param("[" * 10_000, id="deeply-nested"),
+]
+
+
+@pytest.mark.parametrize("text", REGISTRY_EDGE_TEXTS)
+def test_registry_edge_texts_load_or_raise_config_error(registry_file: Path, text: str) -> None:
+    """Hand-picked YAML that PyYAML or pathlib handle badly: still a Registry or a ConfigError."""
+    load_text(registry_file, text)
+
+
+# --- analysis and narrative --------------------------------------------------------------------
+
+DEFAULTS = AnalysisSettings()
+# Loss values a log may hold: ordinary ones, negative ones, zero, and NaN/inf as Trainer writes them.
+ordinary = st.floats(min_value=-50, max_value=50, allow_nan=False)
+odd = st.sampled_from([NAN, INF, -INF, 0.0])
+loss_values = ordinary | odd
+
+
+def run_from(train: dict[str, Any], evals: dict[str, Any] | None = None,
+             state: dict[str, object] | None = None, summary: dict[str, float] | None = None) -> TrainingRun:
+    """A TrainingRun as the reader makes it (same helper as tests/test_analysis.py)."""
+    return TrainingRun(
+        state_file=Path("trainer_state.json"),
+        checkpoint_dir=Path("."),
+        train=pd.DataFrame(train),
+        eval=pd.DataFrame(evals or {"step": pd.Series([], dtype="int64")}),
+        summary=summary or {},
+        state=state or {},
+        state_sha256="0" * 64,
+    )
+
+
+def step_column(draw: st.DrawFn, count: int) -> list[int]:
+    """`count` logged steps: sorted, unique, non-negative, as the reader guarantees."""
+    return sorted(draw(st.sets(st.integers(min_value=0, max_value=100_000), min_size=count, max_size=count)))
+
+
+def column(draw: st.DrawFn, count: int, values: st.SearchStrategy[float]) -> list[float]:
+    """A column of `count` values: random, constant, or steadily falling (a typical loss)."""
+    shape = draw(st.sampled_from(["random", "constant", "falling"]))
+    if shape == "constant":
+        return [draw(values)] * count
+    if shape == "falling":
+        start = draw(st.floats(min_value=0.01, max_value=10))
+        return [start * 0.9**i for i in range(count)]
+    return draw(st.lists(values, min_size=count, max_size=count))
+
+
+@st.composite
+def runs(draw: st.DrawFn, values: st.SearchStrategy[float] = loss_values,
+         state_values: st.SearchStrategy[Any] | None = None) -> TrainingRun:
+    """A run with a random loss series and random optional columns, eval rows and state."""
+    count = draw(st.integers(min_value=0, max_value=40))
+    train: dict[str, Any] = {"step": pd.Series(step_column(draw, count), dtype="int64")}
+    if count:
+        train["loss"] = column(draw, count, values)
+    for name, metric in (("entropy", values), ("mean_token_accuracy", st.floats(0, 1)), ("learning_rate", values),
+                         ("grad_norm", values), ("num_tokens", values)):
+        if draw(st.booleans()):
+            train[name] = column(draw, count, metric)
+    evals = None
+    eval_count = draw(st.integers(min_value=0, max_value=8))
+    if eval_count:
+        evals = {"step": pd.Series(step_column(draw, eval_count), dtype="int64"), "eval_loss": column(draw, eval_count, values)}
+    if state_values is None:  # what the Trainer writes: counts of steps
+        state_values = st.none() | st.integers(min_value=0, max_value=200_000)
+    state = {key: value for key in ("global_step", "max_steps") if (value := draw(state_values)) is not None}
+    summary = draw(st.dictionaries(st.sampled_from(["train_loss", "train_runtime"]), values, max_size=2))
+    return run_from(train, evals, state, summary)
+
+
+analysis_settings = st.builds(
+    AnalysisSettings,
+    smoothing=st.sampled_from([0.0, 0.6, 0.9]),
+    low_start_loss=st.sampled_from([0.5, 1.0]),
+    high_start_loss=st.sampled_from([1.0, 2.0, 5.0]),
+)
+
+NON_FINITE_WORD = re.compile(r"\b(nan|inf|infinity)\b|n/a", re.IGNORECASE)
+
+
+def finite_loss(run: TrainingRun) -> pd.Series:
+    """The logged losses that are numbers, by step."""
+    if "loss" not in run.train.columns:
+        return pd.Series([], dtype="float64")
+    loss = pd.Series(run.train["loss"].to_numpy(dtype="float64"), index=run.train["step"].to_numpy())
+    return loss[np.isfinite(loss.to_numpy())]
+
+
+def assert_figures_match_the_log(run: TrainingRun, f: Figures) -> None:
+    """Loss figures are finite, taken from the log, and name steps that were logged."""
+    loss = finite_loss(run)
+    logged = set(loss.index.tolist())
+    assert f.logged_rows == len(loss)
+    if loss.empty:
+        assert f.start_loss is None and f.end_loss is None and f.min_loss is None
+        return
+    assert f.start_loss is not None and f.end_loss is not None and f.min_loss is not None
+    assert math.isfinite(f.start_loss) and math.isfinite(f.end_loss) and math.isfinite(f.min_loss)
+    assert (f.start_loss, f.end_loss) == (loss.iloc[0], loss.iloc[-1])
+    assert f.min_loss <= loss.min() and f.min_loss in loss.to_numpy()
+    assert f.min_loss_step in logged and loss[f.min_loss_step] == f.min_loss
+    assert f.stabilised_step is None or f.stabilised_step in logged
+    assert f.convergence_step is None or f.convergence_step in logged
+    if f.relative_drop is not None:
+        assert math.isfinite(f.relative_drop), f"relative_drop {f.relative_drop} from {f.start_loss} -> {f.end_loss}"
+
+
+def number_in(pattern: str, sentence: str) -> str:
+    """The text captured by `pattern` in `sentence` (the test fails when absent)."""
+    match = re.search(pattern, sentence)
+    assert match, f"{pattern!r} not in {sentence!r}"
+    return match.group(1)
+
+
+def assert_sentences_match_the_figures(f: Figures, sentences: list[str], run: TrainingRun, s: AnalysisSettings) -> None:
+    """Every model-page sentence is true of the figures and quotes them exactly."""
+    for sentence in sentences:
+        assert not NON_FINITE_WORD.search(sentence), sentence
+        if "relatively low loss" in sentence:
+            assert f.start_loss is not None and f.start_loss < s.low_start_loss, sentence
+            assert number_in(r"\((\S+) < ", sentence) == fmt_number(f.start_loss)
+        if sentence.startswith("High initial loss"):
+            assert f.start_loss is not None and f.start_loss >= s.high_start_loss, sentence
+            assert number_in(r"started at (\S+) ", sentence) == fmt_number(f.start_loss)
+        if "decreased consistently" in sentence:
+            assert f.entropy_rho is not None and f.entropy_rho <= -s.entropy_consistency, sentence
+        if "increased consistently" in sentence:
+            assert f.entropy_rho is not None and f.entropy_rho >= s.entropy_consistency, sentence
+        if sentence.startswith("Final loss"):
+            assert number_in(r"^Final loss (\S+) at", sentence) == fmt_number(f.end_loss)
+            assert number_in(r" at step (\d+)", sentence) == str(f.end_step)
+        if "% below the start" in sentence:
+            assert f.end_loss is not None and f.start_loss is not None and f.end_loss < f.start_loss, sentence
+        if "% above the start" in sentence:
+            assert f.end_loss is not None and f.start_loss is not None and f.end_loss > f.start_loss, sentence
+        if "lowest logged loss was" in sentence:
+            assert number_in(r"lowest logged loss was (\S+) at", sentence) == fmt_number(f.min_loss)
+        if "No improvement" in sentence:
+            assert f.convergence == "No improvement", sentence
+            before, after = number_in(r"\((\S+ -> \S+)\)", sentence).split(" -> ")
+            assert (before, after) == (fmt_number(f.start_loss), fmt_number(f.end_loss))
+        if sentence.startswith("Rapid convergence"):
+            assert f.convergence in ("Very Fast", "Fast"), sentence
+        if "stabilised" in sentence:
+            assert number_in(r"around step (\d+)", sentence) == str(f.stabilised_step)
+        for level, step in re.findall(r"below (\S+) within (\d+) steps", sentence):
+            assert f.start_loss is not None and f.start_loss > float(level) and int(step) in finite_loss(run).index
+        if "rose by" in sentence:
+            assert f.eval_loss_last is not None and f.eval_loss_min is not None
+            assert f.eval_loss_last > f.eval_loss_min, sentence
+            assert "rose by -" not in sentence, sentence
+        if "above the smoothed training loss" in sentence:
+            assert f.eval_gap is not None and f.eval_gap > 0, sentence
+        if "had not finished" in sentence:
+            max_steps = run.state["max_steps"]
+            assert isinstance(max_steps, (int, float)) and run.global_step is not None and run.global_step < max_steps
+
+
+def assert_no_improvement_quotes_no_fall(sentences: list[str]) -> None:
+    """'No improvement ... (a -> b)' never quotes a loss that fell (b < a)."""
+    for sentence in sentences:
+        if sentence.startswith("No improvement"):
+            before, after = number_in(r"\((\S+ -> \S+)\)", sentence).split(" -> ")
+            assert float(after.replace(",", "")) >= float(before.replace(",", "")), sentence
+
+
+@settings(derandomize=True, deadline=None, max_examples=SOME)
+@given(run=runs(), s=analysis_settings)
+def test_figures_agree_with_the_log(run: TrainingRun, s: AnalysisSettings) -> None:
+    """analyse() never raises; its loss figures are finite, from the log, at logged steps."""
+    assert_figures_match_the_log(run, analyse(run, s))
+
+
+@settings(derandomize=True, deadline=None, max_examples=SOME)
+@given(run=runs(), s=analysis_settings)
+def test_model_sentences_agree_with_the_figures(run: TrainingRun, s: AnalysisSettings) -> None:
+    """model_analysis() never raises and says nothing the figures contradict."""
+    figures = analyse(run, s)
+    sentences = model_analysis(figures, run, s)
+    assert_sentences_match_the_figures(figures, sentences, run, s)
+
+
+@settings(derandomize=True, deadline=None, max_examples=SOME)
+@given(run=runs(), s=analysis_settings)
+def test_no_improvement_is_not_said_of_a_loss_that_fell(run: TrainingRun, s: AnalysisSettings) -> None:
+    """The 'No improvement' sentence and the numbers it quotes tell the same story."""
+    assert_no_improvement_quotes_no_fall(model_analysis(analyse(run, s), run, s))
+
+
+@settings(derandomize=True, deadline=None, max_examples=FEW)
+@given(run=runs(state_values=json_scalars))
+def test_any_state_values_are_survived(run: TrainingRun) -> None:
+    """global_step/max_steps as the reader passes them on (any JSON scalar: NaN, inf, text, ...) never crash."""
+    figures = analyse(run, DEFAULTS)
+    assert_sentences_match_the_figures(figures, model_analysis(figures, run, DEFAULTS), run, DEFAULTS)
+
+
+@settings(derandomize=True, deadline=None, max_examples=FEW)
+@given(run=runs(values=st.floats(allow_nan=False, allow_infinity=False)))
+def test_extreme_finite_losses_are_survived(run: TrainingRun) -> None:
+    """Finite losses of any magnitude (up to 1.8e308) give figures and sentences without a crash or 'inf'."""
+    figures = analyse(run, DEFAULTS)
+    assert_figures_match_the_log(run, figures)
+    assert_sentences_match_the_figures(figures, model_analysis(figures, run, DEFAULTS), run, DEFAULTS)
+
+
+# --- across models: comparison and conclusion --------------------------------------------------
+
+MODEL_NAMES = ("alpha", "bravo", "charlie", "delta")
+
+
+def converged_by_the_figures(f: Figures) -> bool:
+    """What 'converged' means on the pages: the loss fell, and a stabilisation step was found."""
+    return f.relative_drop is not None and f.relative_drop > 0 and f.stabilised_step is not None
+
+
+def assert_comparison_is_true(models: list[tuple[str, Figures]], sentences: list[str], s: AnalysisSettings) -> None:
+    rated = {name: f for name, f in models if f.start_loss is not None and f.end_loss is not None}
+    for sentence in sentences:
+        assert not NON_FINITE_WORD.search(sentence), sentence
+        if "ended with the lowest loss" in sentence:
+            best = sentence.split(" ", 1)[0]
+            assert rated[best].end_loss == min(f.end_loss for f in rated.values() if f.end_loss is not None)
+            assert number_in(r"lowest loss \((\S+)\)", sentence) == fmt_number(rated[best].end_loss)
+        if "started much higher than" in sentence:
+            name = sentence.split(" ", 1)[0]
+            start = rated[name].start_loss
+            others = [f.start_loss for n, f in rated.items() if n != name and f.start_loss is not None]
+            assert start is not None and start >= s.much_higher_factor * (sum(others) / len(others)) > 0, sentence
+        if sentence.startswith("Fastest convergence"):
+            name = number_in(r"run length: (\S+) ", sentence)
+            fractions = [f.convergence_fraction for f in rated.values() if f.convergence_fraction is not None]
+            assert rated[name].convergence_fraction == min(fractions)
+
+
+def assert_conclusion_is_true(models: list[tuple[str, Figures]], text: str) -> None:
+    rated = {name: f for name, f in models if f.start_loss is not None and f.end_loss is not None}
+    if not rated:
+        assert text == ""
+        return
+    assert not NON_FINITE_WORD.search(text), text
+    first = text.split(". ")[0]
+    if " converged" in first:
+        claimed, _, denied = first.partition(" converged")
+        said_converged = list(rated) if claimed in ("Both models", "All three models", "All four models") else [
+            name for name in rated if re.search(rf"\b{name}\b", claimed)
+        ]
+        assert said_converged, first
+        for name in said_converged:
+            assert converged_by_the_figures(rated[name]), f"{name} said to converge: {first!r} but {rated[name]}"
+        for name in rated:
+            if name not in said_converged:
+                assert re.search(rf"\b{name}\b", denied), first
+                assert not converged_by_the_figures(rated[name]), f"{name} said not to converge: {first!r}"
+    else:
+        assert first.startswith("None of the"), first
+        for name, f in rated.items():
+            assert not converged_by_the_figures(f), f"{name} said not to converge: {first!r}"
+    drop = re.search(r"largest relative drop was (\S+)'s", text) or re.search(r"initial loss of (\S+) ", text)
+    if drop:
+        drops = [f.relative_drop for f in rated.values() if f.relative_drop is not None]
+        assert rated[drop.group(1)].relative_drop == max(drops), text
+
+
+@st.composite
+def model_lists(draw: st.DrawFn) -> list[tuple[str, TrainingRun]]:
+    """One to four runs under distinct names (the registry makes names unique)."""
+    chosen = draw(st.lists(st.sampled_from(MODEL_NAMES), min_size=1, max_size=4, unique=True))
+    return [(name, draw(runs())) for name in chosen]
+
+
+@settings(derandomize=True, deadline=None, max_examples=FEW)
+@given(models=model_lists(), s=analysis_settings)
+def test_comparison_and_conclusion_agree_with_the_figures(models: list[tuple[str, TrainingRun]], s: AnalysisSettings) -> None:
+    """comparison() and conclusion() never raise, and 'converged' is said exactly of runs that did."""
+    figures = [(name, analyse(run, s)) for name, run in models]
+    assert_comparison_is_true(figures, comparison(figures, s), s)
+    assert_conclusion_is_true(figures, conclusion(figures, s))
