@@ -13,7 +13,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from generator.errors import TraindocsError, located
-from generator.formatting import md_text
+from generator.formatting import fmt_number, md_text
+from generator.pages import model_asset_path, model_page_path
+from generator.records import CheckpointEntry, ModelReport, SiteLayout
 from generator.site import write_atomic
 
 MARKER_START = "<!-- traindocs:training-report:start -->"
@@ -171,3 +173,29 @@ def apply_card_update(readme: Path, section: str, dry_run: bool) -> CardChange:
         # Through a symlinked card to the file it points at, not over the link.
         write_atomic(readme.resolve(), new.encode("utf-8"))
     return CardChange(path=readme, changed=changed, created=created, diff=diff)
+
+
+def card_path(entry: CheckpointEntry) -> Path:
+    """The model card of a registered checkpoint: README.md in the registered
+    folder (or, for a registered file, in the file's folder)."""
+    folder = entry.resolved if entry.resolved.is_dir() else entry.resolved.parent
+    return folder / "README.md"
+
+
+def report_section(report: ModelReport, layout: SiteLayout) -> str:
+    """The managed block for one model, with absolute links from `layout`."""
+    if not layout.site_url:
+        raise TraindocsError(
+            "site_url is not set in mkdocs.yml: model cards need the published address to link to"
+        )
+    f = report.figures
+    page = layout.absolute(layout.page_url(model_page_path(report.entry.slug)))
+    badge = layout.absolute(model_asset_path(report.entry.slug, "badge.svg"))
+    rows = [
+        ("Base model", report.base_model or "unknown"),
+        ("Steps", str(f.steps)),
+        ("Start loss", fmt_number(f.start_loss)),
+        ("End loss", fmt_number(f.end_loss)),
+        ("Convergence speed", f.convergence_label),
+    ]
+    return card_section(report.entry.name, page, badge, rows)

@@ -38,11 +38,14 @@ commands:
   generate     write the Markdown pages, plots and summary.json into docs/
   build        generate, then build the static site into site/ with MkDocs
   serve        generate, then serve the site with live reload
+  link-cards   add or update a "Training report" section (link and badge) in
+               each checkpoint's model card (README.md); needs site_url
 
 examples:
   traindocs init my-report && cd my-report
   traindocs build --strict
   traindocs serve --dev-addr 127.0.0.1:8000
+  traindocs link-cards --dry-run
 """
 
 
@@ -83,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
         else:
             command.add_argument("--dev-addr", "-a", default=None, metavar="HOST:PORT",
                                  help="address to serve on (default: 127.0.0.1:8000)")
+    cards = commands.add_parser(
+        "link-cards", parents=[common], help="link the report from each model card",
+        description="Insert or update, between markers, a 'Training report' section with a link and a badge "
+        "in the README.md model card of each registered checkpoint. Everything else in the card is kept "
+        "byte for byte; running it twice changes nothing the second time.",
+    )
+    cards.add_argument("models", nargs="*", metavar="MODEL", help="slugs or names (default: every model)")
+    cards.add_argument("--card", type=Path, default=None,
+                       help="the README.md (or its folder) to update instead; with exactly one MODEL")
+    cards.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    cards.add_argument("--mkdocs-config", "-f", type=Path, default=None,
+                       help="mkdocs.yml with site_url (default: mkdocs.yml beside the registry)")
     return parser
 
 
@@ -98,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _init(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "link-cards":
+            return _link_cards(args)
         return _build_or_serve(args)
     except TraindocsError as exc:
         if args.debug:
@@ -175,6 +192,43 @@ def _generate(args: argparse.Namespace) -> int:
         docs_dir, layout = args.config.resolve().parent / "docs", SiteLayout()
     _, status = _run_generation(args.config, args.docs_dir or docs_dir, layout, args.strict)
     return status
+
+
+def _link_cards(args: argparse.Namespace) -> int:
+    from generator.cards import apply_card_update, card_path, report_section
+    from generator.registry import load_registry
+    from generator.site import build_reports
+
+    mkdocs_yml = _mkdocs_yml(args)
+    if not mkdocs_yml.is_file():
+        raise TraindocsError(f"{mkdocs_yml}: not found; link-cards reads site_url from it (pass --mkdocs-config)")
+    layout = site_layout(_load_mkdocs_config(mkdocs_yml, args))
+    registry = load_registry(args.config, display=args.config.name)
+    reports, problems = build_reports(registry, args.config.resolve().parent)
+    wanted = set(args.models)
+    chosen = [r for r in reports if not wanted or r.entry.slug in wanted or r.entry.name in wanted]
+    unknown = wanted - {r.entry.slug for r in chosen} - {r.entry.name for r in chosen}
+    if unknown:
+        raise TraindocsError(f"no readable model named {', '.join(sorted(unknown))} in {args.config}")
+    if args.card is not None and len(chosen) != 1:
+        raise TraindocsError("--card names one model card: give exactly one MODEL with it")
+    for problem in problems:
+        print(f"error: {problem.message}", file=sys.stderr)
+    changed = 0
+    for report in chosen:
+        card = args.card or card_path(report.entry)
+        if card.is_dir():
+            card = card / "README.md"
+        change = apply_card_update(card, report_section(report, layout), dry_run=args.dry_run)
+        if change.diff and args.dry_run:
+            sys.stdout.write(change.diff)
+        changed += change.changed
+        state = "unchanged" if not change.changed else ("would create" if args.dry_run and change.created
+                else "would update" if args.dry_run else "created" if change.created else "updated")
+        print(f"{state}: {card}", file=sys.stderr)
+    print(f"traindocs: {changed} of {len(chosen)} model cards {'to change' if args.dry_run else 'changed'}",
+          file=sys.stderr)
+    return 1 if args.strict and problems else 0
 
 
 def _build_or_serve(args: argparse.Namespace) -> int:

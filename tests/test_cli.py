@@ -76,3 +76,41 @@ def test_init_then_build_a_site(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_python_dash_m_runs_the_cli() -> None:
     done = subprocess.run([sys.executable, "-m", "generator", "--version"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.startswith("traindocs ")
+
+
+CARD = "---\r\nbase_model: Qwen/Qwen2.5-7B-Instruct\r\nlibrary_name: peft\r\n---\r\n\r\n# Qwen 7B adapter\r\n\r\nKeep this line.  \r\n"
+
+
+def test_link_cards_inserts_a_section_once_and_keeps_every_other_byte(
+    example_project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAINDOCS_SITE_URL", "https://example.org/report/")
+    card = example_project / "examples/qwen-7b-phase1-sft/README.md"
+    card.write_bytes(CARD.encode())
+    registry = str(example_project / "checkpoints.yaml")
+
+    assert main(["link-cards", "--config", registry, "--dry-run", "qwen-7b"]) == 0
+    captured = capsys.readouterr()
+    assert card.read_bytes() == CARD.encode()  # a dry run writes nothing
+    assert "+## Training report" in captured.out and "would update" in captured.err
+
+    assert main(["link-cards", "--config", registry]) == 0
+    text = card.read_bytes().decode()
+    assert text.startswith(CARD)  # front matter and body untouched, CRLF kept
+    assert "(https://example.org/report/models/qwen-7b/badge.svg)](https://example.org/report/models/qwen-7b/)" in text
+    assert "| End loss | 0.2598 |" in text
+    assert "created" in capsys.readouterr().err  # the other two checkpoints had no card yet
+    first = {path: path.read_bytes() for path in example_project.rglob("README.md")}
+    assert len(first) == 3
+
+    assert main(["link-cards", "--config", registry]) == 0
+    assert "0 of 3 model cards changed" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in example_project.rglob("README.md")} == first
+
+
+def test_link_cards_needs_site_url(example_project: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRAINDOCS_SITE_URL", raising=False)
+    assert main(["link-cards", "--config", str(example_project / "checkpoints.yaml")]) == 1
+    assert "site_url is not set" in capsys.readouterr().err
+    assert not list(example_project.rglob("README.md"))
