@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ def build_nav(result: GenerationResult, docs_dir: Path) -> list[Any]:
     if len(groups) == 1 and NO_PHASE in groups:
         nav.append({"Models": groups[NO_PHASE]})
     elif groups:
-        nav.append({"Models": [{phase: paths} for phase, paths in groups.items()]})
+        # MkDocs themes print nav titles unescaped: a phase is user text.
+        nav.append({"Models": [{html.escape(phase): paths} for phase, paths in groups.items()]})
     nav.append({"How the figures are computed": pages.METHODOLOGY_PAGE})
     owned = set(result.written) | set(result.unchanged) | set(result.refused)
     if docs_dir.is_dir():

@@ -5,102 +5,42 @@ Screenshots land in tests/artifacts/ for a person to look at.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import os
 import shutil
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from browser_support import build_site, chromium, new_page, require_browser, serve
+from conftest import REPO
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-# Without these, Chromium keeps trying to reach Google's hosts from this offline machine.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _require_browser() -> None:
-    missing = []
-    if not Path(CHROMIUM).is_file():
-        missing.append(f"Chromium ({CHROMIUM}; Debian package 'chromium')")
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append("the Python package 'playwright'")
-    if missing:
-        reason = "browser tests need " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(reason + ": .ci/run installs them")
-        pytest.skip(reason)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
 def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _require_browser()
-    from conftest import REPO
-
+    require_browser()
     project = tmp_path_factory.mktemp("browser") / "project"
     project.mkdir()
     for name in ("checkpoints.yaml", "mkdocs.yml"):
         shutil.copy2(REPO / name, project / name)
     shutil.copytree(REPO / "examples", project / "examples", ignore=shutil.ignore_patterns("*.py"))
-    done = subprocess.run(
-        [sys.executable, "-m", "generator", "build", "--config", str(project / "checkpoints.yaml"), "--strict"],
-        capture_output=True, text=True, check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    handler = functools.partial(_QuietHandler, directory=str(project / "site"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve(build_site(project)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def browser(site_url: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+def browser(site_url: str) -> Iterator[Any]:
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture
-def page(browser: object) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
-    tab = context.new_page()
-    tab.console_errors = []  # type: ignore[attr-defined]
-    tab.on("console", lambda message: message.type == "error" and tab.console_errors.append(message.text))
-    tab.on("pageerror", lambda error: tab.console_errors.append(str(error)))
-    try:
+def page(browser: Any) -> Iterator[Any]:
+    with new_page(browser) as tab:
         yield tab
-    finally:
-        context.close()
 
 
 def _all_images_loaded(page: object) -> list[str]:
