@@ -124,6 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Not a user's mistake: a bug. One line by default, the traceback on request.
+        if args.debug:
+            raise
+        print(f"error: internal error ({type(exc).__name__}: {exc}); this is a traindocs bug, "
+              "run again with --debug for the traceback and report it", file=sys.stderr)
+        return 1
 
 
 def _init(args: argparse.Namespace) -> int:

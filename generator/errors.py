@@ -23,6 +23,10 @@ class OwnershipError(TraindocsError):
     """Writing would overwrite a file that traindocs did not write."""
 
 
+class GenerationBusyError(TraindocsError):
+    """Another generation holds the lock on the same docs/ folder."""
+
+
 def located(file: str, where: str, message: str) -> str:
     """Format `file: where: message`, leaving out empty parts."""
     return ": ".join(part for part in (file, where, message) if part)

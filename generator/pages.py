@@ -52,17 +52,17 @@ def model_asset_path(slug: str, name: str) -> str:
 class ModelFiles:
     """The files of one model under docs/ (paths relative to docs/)."""
 
-    loss: str
+    loss: str | None
     metrics: str | None
     badge: str
     log_csv: str
     figures_json: str
 
     @classmethod
-    def for_slug(cls, slug: str, has_metrics: bool) -> ModelFiles:
+    def for_slug(cls, slug: str, has_loss: bool, has_metrics: bool) -> ModelFiles:
         """The standard file names of a model."""
         return cls(
-            loss=model_asset_path(slug, "loss.png"),
+            loss=model_asset_path(slug, "loss.png") if has_loss else None,
             metrics=model_asset_path(slug, "metrics.png") if has_metrics else None,
             badge=model_asset_path(slug, "badge.svg"),
             log_csv=model_asset_path(slug, "log_history.csv"),
@@ -150,8 +150,9 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
     if report.analysis:
         parts.append("## Analysis\n")
         parts.append("\n".join(f"- {md_text(sentence)}" for sentence in report.analysis) + "\n")
-    parts.append("## Loss\n")
-    parts.append(f"![Loss curve of {md_text(entry.name)}]({_from_models_dir(files.loss)})\n")
+    if files.loss:
+        parts.append("## Loss\n")
+        parts.append(f"![Loss curve of {md_text(entry.name)}]({_from_models_dir(files.loss)})\n")
     if files.metrics:
         parts.append("## Training metrics\n")
         parts.append(f"![Training metrics of {md_text(entry.name)}]({_from_models_dir(files.metrics)})\n")

@@ -8,6 +8,7 @@ are never loaded.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -24,6 +25,8 @@ from generator.records import AdapterInfo, CheckpointEntry, TrainingRun
 STATE_FILE = "trainer_state.json"
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 LFS_POINTER_PREFIX = b"version https://git-lfs"
+MAX_STATE_BYTES = 128 * 1000 * 1000
+"""A 100,000-step log is tens of MB; far beyond that, the file is something else."""
 
 # Older or custom trainers spell some keys differently.
 KEY_ALIASES = {"lr": "learning_rate"}
@@ -52,9 +55,22 @@ def locate_state_file(entry: CheckpointEntry) -> Path:
     """
     where = f"{entry.label}: path '{entry.path}'"
     target = entry.resolved
-    if not target.exists():
-        raise CheckpointError(f"{where} does not exist")
+    try:
+        target.resolve(strict=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{where} does not exist") from None
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way
+        raise CheckpointError(f"{where} is a symbolic link loop") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CheckpointError(f"{where} is a symbolic link loop") from None
+        raise CheckpointError(f"{where} cannot be read: {exc.strerror or exc}") from None
     if target.is_file():
+        if not target.name.endswith(".json"):
+            raise CheckpointError(
+                f"{where} is a file but not a trainer_state.json; "
+                "point it at a checkpoint folder, a training output folder or the trainer_state.json itself"
+            )
         return target
     if not target.is_dir():
         raise CheckpointError(f"{where} is neither a file nor a folder")
@@ -83,14 +99,15 @@ def latest_checkpoints(run_dir: Path) -> list[Path]:
 def read_run(entry: CheckpointEntry, shown_file: str | None = None) -> TrainingRun:
     """Read the checkpoint an entry registers. Raises `CheckpointError`."""
     state_file = locate_state_file(entry)
-    shown = shown_file or str(state_file)
-    data = state_file.read_bytes() if state_file.is_file() else b""
-    state = parse_state(data, f"{shown} ({entry.label})")
-    train, evals, summary, warnings = split_log_history(state["log_history"])
+    shown = f"{shown_file or state_file} ({entry.label})"
+    data = _read_limited(state_file, shown)
+    state = parse_state(data, shown)
+    train, evals, summary, skipped = split_log_history(state["log_history"])
+    warnings = [f"{shown}: {message}" for message in skipped]
+    if len(train) and ("loss" not in train or not train["loss"].notna().any()):
+        warnings.append(f"{shown}: log_history: no row has a numeric 'loss'; the page has no loss figures")
     if train.empty and evals.empty:
-        raise CheckpointError(
-            f"{shown} ({entry.label}): log_history: no training or evaluation rows with a step and a number"
-        )
+        raise CheckpointError(f"{shown}: log_history: no training or evaluation rows with a step and a number")
     top = {key: state[key] for key in STATE_KEYS if key in state}
     folders = [state_file.parent]
     if entry.resolved.is_dir() and entry.resolved != state_file.parent:
@@ -111,6 +128,20 @@ def read_run(entry: CheckpointEntry, shown_file: str | None = None) -> TrainingR
         model_type=_model_type(folders),
         warnings=tuple(warnings),
     )
+
+
+def _read_limited(path: Path, shown: str) -> bytes:
+    """The file's bytes, refusing files too large to be a trainer_state.json."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_STATE_BYTES:
+            raise CheckpointError(
+                f"{shown}: the file is {size / 1e6:.0f} MB, more than the {MAX_STATE_BYTES / 1e6:.0f} MB "
+                "traindocs reads; is it really a trainer_state.json?"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{shown}: cannot read: {exc.strerror or exc}") from None
 
 
 def parse_state(data: bytes, shown: str) -> dict[str, Any]:
@@ -148,7 +179,45 @@ def _number(value: object) -> float | None:
     """A JSON number as float (NaN/inf kept); None for anything else."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float
+        return math.inf if value > 0 else -math.inf
+
+
+def _describe(value: object) -> str:
+    """A JSON value as an error message quotes it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = value if len(value) <= 30 else value[:27] + "..."
+        return f"a string {shown!r}"
+    return f"a {type(value).__name__}" if isinstance(value, (list, dict)) else repr(value)
+
+
+class _Skipped:
+    """Skipped rows and values, counted per kind, each with its first location."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, str] = {}
+        self.count: dict[str, int] = {}
+
+    def add(self, kind: str, message: str) -> None:
+        self.first.setdefault(kind, message)
+        self.count[kind] = self.count.get(kind, 0) + 1
+
+    def messages(self) -> list[str]:
+        lines = []
+        for kind in sorted(self.first):
+            more = self.count[kind] - 1
+            lines.append(self.first[kind] + (f" (and {more} more like it)" if more else ""))
+        return lines
+
+
+MAX_STEP = 2**53
+"""Steps above this are not exact as floats: treated as invalid."""
 
 
 def split_log_history(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], list[str]]:
@@ -156,22 +225,25 @@ def split_log_history(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, d
 
     Each table has an integer `step` column, sorted and unique (a repeated step,
     as left by a resumed run, keeps its last row), plus one float column per
-    numeric key. Non-numeric values are skipped and counted in the warnings.
+    numeric key. What is skipped is reported with its first location, e.g.
+    `log_history[12].loss: expected a number, got null; not plotted`.
     """
     train_rows: list[dict[str, float]] = []
     eval_rows: list[dict[str, float]] = []
     summary: dict[str, float] = {}
-    skipped_no_step = 0
-    skipped_values: dict[str, int] = {}
-    for row in history:
+    skipped = _Skipped()
+    for index, row in enumerate(history):
+        where = f"log_history[{index}]"
         if not isinstance(row, dict):
-            skipped_no_step += 1
+            skipped.add("row", f"{where}: expected an object, got {_describe(row)}; skipped")
             continue
         numbers: dict[str, float] = {}
         for key, value in row.items():
             number = _number(value)
             if number is None:
-                skipped_values[key] = skipped_values.get(key, 0) + 1
+                skipped.add(
+                    f"value:{key}", f"{where}.{key}: expected a number, got {_describe(value)}; not plotted"
+                )
                 continue
             name = str(KEY_ALIASES.get(key, key))
             if name in row and name != key:
@@ -180,20 +252,21 @@ def split_log_history(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, d
         if "train_runtime" in numbers or ("train_loss" in numbers and "loss" not in numbers):
             summary.update(numbers)
             continue
+        if "step" not in row:
+            # predict_* results and the like: not part of the training curve.
+            skipped.add("nostep", f"{where}: no 'step'; row skipped")
+            continue
         step = numbers.get("step")
-        if step is None or not math.isfinite(step) or step < 0 or step != int(step):
-            skipped_no_step += 1
+        if step is None or not math.isfinite(step) or not 0 <= step <= MAX_STEP or step != int(step):
+            skipped.add(
+                "step", f"{where}.step: expected a whole number >= 0, got {_describe(row['step'])}; row skipped"
+            )
             continue
         if any(key.startswith("eval_") for key in numbers):
             eval_rows.append(numbers)
         elif len(numbers) > 1:
             train_rows.append(numbers)
-    warnings = []
-    if skipped_no_step:
-        warnings.append(f"{skipped_no_step} log_history rows without a valid step were skipped")
-    for key, count in sorted(skipped_values.items()):
-        warnings.append(f"log_history: '{key}' is not a number in {count} rows; not plotted")
-    return _table(train_rows), _table(eval_rows), summary, warnings
+    return _table(train_rows), _table(eval_rows), summary, skipped.messages()
 
 
 def _table(rows: list[dict[str, float]]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -297,7 +298,9 @@ def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[Checkpoint
             name=text["name"],
             slug=slug,
             path=text["path"],
-            resolved=(base_dir / Path(text["path"]).expanduser()).resolve(),
+            # normpath, not resolve(): no file system access here (a symlink
+            # loop is reported by the reader, for this entry only).
+            resolved=Path(os.path.normpath(base_dir / Path(text["path"]).expanduser())),
             phase=text.get("phase", ""),
             base_model=text.get("base_model", ""),
             description=text.get("description", ""),

@@ -80,6 +80,7 @@ site/
 .cache/
 # Written by traindocs from checkpoints.yaml on every build:
 docs/.traindocs-manifest.json
+docs/.traindocs.lock
 docs/index.md
 docs/methodology.md
 docs/summary.json

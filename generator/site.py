@@ -15,24 +15,34 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import matplotlib
 
+try:  # POSIX; elsewhere generations are not locked
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 from generator import __version__, narrative, pages, plots
 from generator.analysis import analyse, finite_series
 from generator.badges import badge_svg
-from generator.errors import CheckpointError, ConfigError
+from generator.errors import CheckpointError, ConfigError, GenerationBusyError
 from generator.formatting import fmt_number
 from generator.reader import locate_state_file, read_run
 from generator.records import AnalysisSettings, EntryProblem, ModelReport, Registry, SiteLayout
 from generator.registry import load_registry
 
 MANIFEST = ".traindocs-manifest.json"
+LOCK_FILE = ".traindocs.lock"
+TEMPORARY_NAME = re.compile(r"^\..+\.traindocs-[a-z0-9_]+\.tmp$")
+"""Names that `write_atomic` gives its temporary files."""
 
 
 def _file_mode() -> int:
@@ -75,9 +85,7 @@ class GenerationResult:
 
     def warnings(self) -> list[str]:
         """Doubts of the reader (skipped rows or values), one line each."""
-        return [
-            f"{report.entry.label}: {warning}" for report in self.reports for warning in report.run.warnings
-        ]
+        return [warning for report in self.reports for warning in report.run.warnings]
 
     def refusals(self) -> list[str]:
         """One line per generated file that a hand-written file blocked."""
@@ -147,9 +155,14 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     artefacts: list[Artefact] = []
     for report in reports:
         slug, name = report.entry.slug, report.entry.name
-        files = pages.ModelFiles.for_slug(slug, has_metrics=bool(plots.logged_metrics(report.run.train)))
+        files = pages.ModelFiles.for_slug(
+            slug,
+            has_loss=bool(len(finite_series(report.run.train, "loss")) or len(finite_series(report.run.eval, "eval_loss"))),
+            has_metrics=bool(plots.logged_metrics(report.run.train)),
+        )
         plot_inputs = (versions, name, report.color, report.run.state_sha256, settings_json)
-        artefacts.append(Artefact(files.loss, _key("loss", *plot_inputs), partial(_loss_png, report, settings)))
+        if files.loss:
+            artefacts.append(Artefact(files.loss, _key("loss", *plot_inputs), partial(_loss_png, report, settings)))
         if files.metrics:
             artefacts.append(
                 Artefact(files.metrics, _key("metrics", *plot_inputs), partial(_metrics_png, report, settings))
@@ -216,8 +229,32 @@ def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = No
     reports, problems = build_reports(registry, base)
     result = GenerationResult(registry=registry, reports=reports, problems=problems)
     artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
-    OwnedFiles(docs_dir).update(artefacts, result)
+    with generation_lock(docs_dir):
+        OwnedFiles(docs_dir).update(artefacts, result)
     return result
+
+
+@contextmanager
+def generation_lock(docs_dir: Path) -> Iterator[None]:
+    """Hold docs/.traindocs.lock while writing: two generations at once would mix their files."""
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    path = docs_dir / LOCK_FILE
+    # Opened for appending and never written: its mtime stays put, so
+    # `mkdocs serve` sees no change in docs/ from locking.
+    with open(path, "a") as handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise GenerationBusyError(
+                    f"{path}: another traindocs generation is writing to {docs_dir}; "
+                    "wait for it to finish and run again"
+                ) from None
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class OwnedFiles:
@@ -246,6 +283,7 @@ class OwnedFiles:
 
     def update(self, artefacts: list[Artefact], result: GenerationResult) -> None:
         """Render what changed, write it, drop stale files, save the manifest."""
+        self._remove_leftover_temporaries({artefact.path for artefact in artefacts} | set(self.previous))
         pending: list[tuple[Artefact, bytes]] = []
         manifest: dict[str, dict[str, str]] = {}
         for artefact in artefacts:
@@ -267,7 +305,14 @@ class OwnedFiles:
                 result.unchanged.append(artefact.path)
             else:
                 pending.append((artefact, data))
-        # Everything is rendered: only now touch the disk.
+        # Everything is rendered: only now touch the disk. First claim every path
+        # about to be written, so that a run killed half-way leaves them listed
+        # as ours and the next run repairs them instead of refusing them.
+        claimed = dict(self.previous)
+        for artefact, _ in pending:
+            claimed.setdefault(artefact.path, {"key": "", "sha256": ""})
+        if claimed != self.previous:
+            self._save(claimed)
         for artefact, data in pending:
             write_atomic(self.docs_dir / artefact.path, data)
             result.written.append(artefact.path)
@@ -277,7 +322,18 @@ class OwnedFiles:
                 target.unlink()
                 result.removed.append(path)
                 _remove_empty_parents(target.parent, self.docs_dir)
-        document = {"generator": f"traindocs {__version__}", "files": dict(sorted(manifest.items()))}
+        self._save(manifest)
+
+    def _remove_leftover_temporaries(self, paths: set[str]) -> None:
+        """Delete temporary files of ours that a killed run left behind."""
+        for folder in sorted({(self.docs_dir / path).parent for path in paths} | {self.docs_dir}):
+            if folder.is_dir():
+                for leftover in folder.glob(".*.tmp"):
+                    if TEMPORARY_NAME.match(leftover.name):
+                        leftover.unlink(missing_ok=True)
+
+    def _save(self, files: dict[str, dict[str, str]]) -> None:
+        document = {"generator": f"traindocs {__version__}", "files": dict(sorted(files.items()))}
         write_atomic(self.manifest_path, (json.dumps(document, indent=1) + "\n").encode("utf-8"))
 
 
@@ -294,7 +350,7 @@ def write_atomic(path: Path, data: bytes) -> bool:
     except OSError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.traindocs-", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)

@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-
 from browser_support import build_site, chromium, new_page, require_browser, serve
+
 from conftest import REPO
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
+from browser_support import build_site, chromium, new_page, require_browser, serve
 from bs4 import BeautifulSoup
 
-from browser_support import build_site, chromium, new_page, require_browser, serve
 from conftest import REPO
 
 # Each payload sets window.__pwned (or adds an element) if it ever runs as code or markup.

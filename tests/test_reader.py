@@ -240,7 +240,11 @@ def test_rows_without_a_valid_step_are_skipped_with_a_warning() -> None:
 
     assert train["step"].tolist() == [10]
     assert train["loss"].tolist() == [1.7]
-    assert warnings == ["4 log_history rows without a valid step were skipped"]
+    assert warnings == [
+        "log_history[0]: no 'step'; row skipped",
+        "log_history[4]: expected an object, got a string 'not a row'; skipped",
+        "log_history[1].step: expected a whole number >= 0, got -10; row skipped (and 1 more like it)",
+    ]
 
 
 def test_float_step_is_accepted() -> None:
@@ -264,8 +268,8 @@ def test_string_values_are_skipped_with_a_warning_naming_the_key() -> None:
     assert train["grad_norm"].iloc[2] == 0.3
     assert "run_name" not in train.columns
     assert warnings == [
-        "log_history: 'grad_norm' is not a number in 2 rows; not plotted",
-        "log_history: 'run_name' is not a number in 1 rows; not plotted",
+        "log_history[0].grad_norm: expected a number, got a string 'nan?'; not plotted (and 1 more like it)",
+        "log_history[2].run_name: expected a number, got a string 'x'; not plotted",
     ]
 
 
@@ -308,7 +312,7 @@ def test_bool_values_are_not_numbers() -> None:
     train, _, _, warnings = split_log_history([{"loss": 2.0, "is_best": True, "step": 10}])
 
     assert "is_best" not in train.columns
-    assert warnings == ["log_history: 'is_best' is not a number in 1 rows; not plotted"]
+    assert warnings == ["log_history[0].is_best: expected a number, got true; not plotted"]
 
 
 # --- read_run ----------------------------------------------------------------------------------

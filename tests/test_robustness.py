@@ -1,0 +1,145 @@
+"""Nothing lost: interrupted generations leave whole files and are repaired; concurrent ones are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from generator import site
+from generator.cli import main
+from generator.errors import GenerationBusyError
+from generator.site import LOCK_FILE, MANIFEST, generate
+
+
+def snapshot(docs: Path) -> dict[str, bytes]:
+    return {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*"))
+            if p.is_file() and p.name != LOCK_FILE}
+
+
+def assert_whole(docs: Path) -> None:
+    """Every file is complete: PNGs end with IEND, text files with a newline, JSON parses."""
+    for path in docs.rglob("*"):
+        if not path.is_file() or path.name == LOCK_FILE:
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".png":
+            assert data.startswith(b"\x89PNG") and data.endswith(b"IEND\xaeB`\x82"), path
+        elif path.suffix == ".json":
+            json.loads(data)
+        elif path.suffix in (".md", ".csv", ".svg", ".js"):
+            assert data.endswith(b"\n") or data.endswith(b">"), path
+
+
+def single_model_project(example_project: Path) -> Path:
+    """The example project with only its shortest run: fewer plots, faster rounds."""
+    registry = example_project / "checkpoints.yaml"
+    text = registry.read_text()
+    registry.write_text(text[: text.index("  - name: Qwen 7B")] + text[text.index("  - name: Phi-3 Mini"):
+                                                                    text.index("  - name: Gemma 2 2B")])
+    return registry
+
+
+def test_interrupted_at_every_write_the_next_run_repairs_everything(
+    example_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = single_model_project(example_project)
+    docs = example_project / "docs"
+    generate(registry, docs)
+    previous = tmp_path / "previous"
+    shutil.copytree(docs, previous)  # the previous site, restored before each round
+    # The next run changes every plot and adds a model, so it writes new paths too.
+    added = (REPO / "checkpoints.yaml").read_text()
+    added = added[added.index("  - name: Gemma 2 2B"):]
+    registry.write_text(registry.read_text().replace("smoothing: 0.6", "smoothing: 0.8") + added)
+    reference = tmp_path / "reference"
+    generate(registry, reference)
+    expected = snapshot(reference)
+    expected.pop(MANIFEST)
+
+    real_write = site.write_atomic
+    writes = len(expected) + 2  # every changed file, plus the manifest before and after
+    interrupted = 0
+    for stop_after in range(writes):
+        shutil.rmtree(docs)
+        shutil.copytree(previous, docs)
+        calls = {"n": 0}
+
+        def dying_write(path: Path, data: bytes, stop_after: int = stop_after, calls: dict = calls) -> bool:
+            if calls["n"] == stop_after:
+                # Like a kill between creating the temporary file and renaming it.
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle, _ = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.traindocs-", suffix=".tmp")
+                os.write(handle, data[: len(data) // 2])
+                os.close(handle)
+                raise KeyboardInterrupt
+            calls["n"] += 1
+            return real_write(path, data)
+
+        monkeypatch.setattr(site, "write_atomic", dying_write)
+        try:
+            generate(registry, docs)
+        except KeyboardInterrupt:
+            interrupted += 1
+        monkeypatch.setattr(site, "write_atomic", real_write)
+        assert_whole(docs)
+        result = generate(registry, docs)
+        assert not result.refused, f"after a stop at write {stop_after}: {result.refused}"
+        repaired = snapshot(docs)
+        repaired.pop(MANIFEST)
+        assert repaired == expected, f"not repaired after a stop at write {stop_after}"
+        assert not list(docs.rglob("*.tmp"))
+    assert interrupted >= len(expected) // 2  # the stops really happened
+
+
+def test_killed_with_sigkill_leaves_whole_files(example_project: Path) -> None:
+    registry = example_project / "checkpoints.yaml"
+    docs = example_project / "docs"
+    command = [sys.executable, "-m", "generator", "generate", "--config", str(registry)]
+    for delay in (0.8, 1.2, 1.6, 2.0):
+        registry.write_text(registry.read_text().replace("smoothing: 0.6", "smoothing: 0.5")
+                            if "0.6" in registry.read_text() else registry.read_text().replace("smoothing: 0.5", "smoothing: 0.6"))
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert_whole(docs)
+        assert subprocess.run(command, capture_output=True, check=False).returncode == 0
+        assert_whole(docs)
+        assert not list(docs.rglob("*.tmp"))
+
+
+def test_a_second_generation_at_once_is_refused(example_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import fcntl
+
+    docs = example_project / "docs"
+    docs.mkdir(exist_ok=True)
+    with open(docs / LOCK_FILE, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(GenerationBusyError, match="another traindocs generation is writing"):
+            generate(example_project / "checkpoints.yaml", docs)
+        assert main(["generate", "--config", str(example_project / "checkpoints.yaml")]) == 1
+        assert "another traindocs generation is writing" in capsys.readouterr().err
+        assert not (docs / "index.md").exists()
+    generate(example_project / "checkpoints.yaml", docs)  # released: works again
+    assert (docs / "index.md").is_file()
+
+
+def test_the_lock_does_not_touch_docs(example_project: Path) -> None:
+    """`mkdocs serve` reloads on changes in docs/: a no-op generation must change nothing there."""
+    docs = example_project / "docs"
+    generate(example_project / "checkpoints.yaml", docs)
+    before = {p: p.stat().st_mtime_ns for p in docs.rglob("*")}
+    time.sleep(0.05)
+    generate(example_project / "checkpoints.yaml", docs)
+    assert {p: p.stat().st_mtime_ns for p in docs.rglob("*")} == before
+    shutil.rmtree(docs)
