@@ -22,7 +22,7 @@ from generator import __version__
 from generator.errors import TraindocsError
 from generator.mkdocs_plugin import REGISTRY_ENV, site_layout
 from generator.records import SiteLayout
-from generator.site import GenerationResult, generate
+from generator.site import GenerationResult, default_jobs, generate
 
 DESCRIPTION = """\
 Turn Hugging Face Trainer / TRL checkpoints into a training-report website.
@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--strict", action="store_true",
                         help="exit with status 1 on any warning or unreadable checkpoint")
     common.add_argument("--debug", action="store_true", help="show Python tracebacks")
+    common.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
+                        help="worker processes for reading and plotting (default: the number of CPUs)")
 
     init = commands.add_parser("init", help="create a new report project", description="Create mkdocs.yml, "
                                "checkpoints.yaml (with a commented example) and docs/ in DIR.")
@@ -143,10 +145,45 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, strict: bool) -> tuple[GenerationResult, int]:
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+class _ProgressLine:
+    """One self-overwriting status line on a terminal; silent otherwise (logs, CI)."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.width = 0
+
+    def __call__(self, stage: str, done: int, total: int, label: str) -> None:
+        if not self.enabled:
+            return
+        verb = "reading" if stage == "read" else "rendering"
+        line = f"{verb} {done}/{total}: {label}"[:100]
+        sys.stderr.write("\r" + line.ljust(self.width))
+        sys.stderr.flush()
+        self.width = len(line)
+
+    def clear(self) -> None:
+        if self.enabled and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+
+
+def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, args: argparse.Namespace,
+                    ) -> tuple[GenerationResult, int]:
     """Generate and report; returns (result, exit status so far)."""
+    strict = args.strict
     started = time.perf_counter()
-    result = generate(registry, docs_dir, layout)
+    progress = _ProgressLine()
+    try:
+        result = generate(registry, docs_dir, layout, jobs=args.jobs or default_jobs(), progress=progress)
+    finally:
+        progress.clear()
     for problem in result.problems:
         print(f"error: {problem.message}", file=sys.stderr)
     for warning in result.warnings():
@@ -197,7 +234,7 @@ def _generate(args: argparse.Namespace) -> int:
         docs_dir, layout = Path(config.docs_dir), site_layout(config)
     else:
         docs_dir, layout = args.config.resolve().parent / "docs", SiteLayout()
-    _, status = _run_generation(args.config, args.docs_dir or docs_dir, layout, args.strict)
+    _, status = _run_generation(args.config, args.docs_dir or docs_dir, layout, args)
     return status
 
 
@@ -245,7 +282,7 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     if not mkdocs_yml.is_file():
         raise TraindocsError(f"{mkdocs_yml}: not found; create one with 'traindocs init' or pass --mkdocs-config")
     config = _load_mkdocs_config(mkdocs_yml, args)
-    result, status = _run_generation(args.config, Path(config.docs_dir), site_layout(config), args.strict)
+    result, status = _run_generation(args.config, Path(config.docs_dir), site_layout(config), args)
     if status:
         return status
     if args.command == "serve":

@@ -113,6 +113,10 @@ def parse_yaml(text: str, shown: str) -> Any:
     """Safe-load YAML; syntax errors become one line with line and column."""
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{shown}: the YAML is nested too deeply") from None
+    except ValueError as exc:  # e.g. a date that does not exist: 2023-02-30
+        raise ConfigError(f"{shown}: YAML value error: {exc}; quote the value to keep it as text") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -243,7 +247,21 @@ def _range_text(low: float, high: float, low_ok: bool, high_ok: bool) -> str:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    """A finite YAML number (an integer too large for a float is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _expand_user(path: Path) -> Path:
+    """`~` and `~user` expanded; an unknown user leaves the path as written."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        return path
 
 
 def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[CheckpointEntry | None, list[str]]:
@@ -300,7 +318,7 @@ def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[Checkpoint
             path=text["path"],
             # normpath, not resolve(): no file system access here (a symlink
             # loop is reported by the reader, for this entry only).
-            resolved=Path(os.path.normpath(base_dir / Path(text["path"]).expanduser())),
+            resolved=Path(os.path.normpath(base_dir / _expand_user(Path(text["path"])))),
             phase=text.get("phase", ""),
             base_model=text.get("base_model", ""),
             description=text.get("description", ""),

@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,7 +38,7 @@ from generator.badges import badge_svg
 from generator.errors import CheckpointError, ConfigError, GenerationBusyError
 from generator.formatting import fmt_number
 from generator.reader import locate_state_file, read_run
-from generator.records import AnalysisSettings, EntryProblem, ModelReport, Registry, SiteLayout
+from generator.records import AnalysisSettings, CheckpointEntry, EntryProblem, ModelReport, Registry, SiteLayout
 from generator.registry import load_registry
 
 MANIFEST = ".traindocs-manifest.json"
@@ -68,6 +70,9 @@ class Artefact:
     key: str
     """Hash of every input; equal keys mean equal bytes."""
     render: Callable[[], bytes]
+    """Makes the bytes; for expensive artefacts a picklable callable (it may run in a worker)."""
+    expensive: bool = False
+    """Worth a worker process (plots, big CSVs); cheap ones render inline."""
 
 
 @dataclass
@@ -104,38 +109,55 @@ def _key(*parts: object) -> str:
     return digest.hexdigest()
 
 
-def build_reports(registry: Registry, shown_base: Path) -> tuple[list[ModelReport], list[EntryProblem]]:
-    """Read and analyse every entry; unreadable ones become problems."""
+def build_reports(registry: Registry, shown_base: Path, pool: Executor | None = None,
+                  progress: Progress | None = None) -> tuple[list[ModelReport], list[EntryProblem]]:
+    """Read and analyse every entry (in `pool` when given); unreadable ones become problems.
+
+    The order of the results is the registry's, whatever order the work finishes in.
+    """
+    registry_shown = _shown(registry.file, shown_base)
+    jobs = [(entry, registry.analysis, registry_shown, shown_base) for entry in registry.entries]
+    outcomes: Iterable[ModelReport | EntryProblem]
+    if pool is not None and jobs:
+        outcomes = pool.map(_report_for, *zip(*jobs, strict=True))
+    else:
+        outcomes = (_report_for(*job) for job in jobs)
     reports: list[ModelReport] = []
     problems = list(registry.problems)
-    registry_shown = _shown(registry.file, shown_base)
-    for entry in registry.entries:
-        try:
-            try:
-                state_file = locate_state_file(entry)
-            except CheckpointError as exc:
-                raise CheckpointError(f"{registry_shown}: {exc}") from None
-            run = read_run(entry, shown_file=_shown(state_file, shown_base))
-        except CheckpointError as exc:
-            problems.append(EntryProblem(label=entry.label, message=str(exc), name=entry.name))
-            continue
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            message = f"{registry_shown}: {entry.label}: path '{entry.path}': cannot read: {reason}"
-            problems.append(EntryProblem(label=entry.label, message=message, name=entry.name))
-            continue
-        figures = analyse(run, registry.analysis)
-        reports.append(
-            ModelReport(
-                entry=entry,
-                run=run,
-                figures=figures,
-                analysis=tuple(narrative.model_analysis(figures, run, registry.analysis)),
-                base_model=entry.base_model or run.base_model,
-                color=plots.color_for(entry.index),
-            )
-        )
+    for done, outcome in enumerate(outcomes, start=1):
+        if isinstance(outcome, EntryProblem):
+            problems.append(outcome)
+        else:
+            reports.append(outcome)
+        if progress:
+            progress("read", done, len(jobs), outcome.name if isinstance(outcome, EntryProblem) else outcome.entry.name)
     return reports, problems
+
+
+def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_shown: str,
+                shown_base: Path) -> ModelReport | EntryProblem:
+    """One entry read and analysed, or the problem that stopped it (runs in a worker)."""
+    try:
+        try:
+            state_file = locate_state_file(entry)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{registry_shown}: {exc}") from None
+        run = read_run(entry, shown_file=_shown(state_file, shown_base))
+    except CheckpointError as exc:
+        return EntryProblem(label=entry.label, message=str(exc), name=entry.name)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"{registry_shown}: {entry.label}: path '{entry.path}': cannot read: {reason}"
+        return EntryProblem(label=entry.label, message=message, name=entry.name)
+    figures = analyse(run, settings)
+    return ModelReport(
+        entry=entry,
+        run=run,
+        figures=figures,
+        analysis=tuple(narrative.model_analysis(figures, run, settings)),
+        base_model=entry.base_model or run.base_model,
+        color=plots.color_for(entry.index),
+    )
 
 
 def _shown(path: Path, base: Path) -> str:
@@ -162,14 +184,17 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         )
         plot_inputs = (versions, name, report.color, report.run.state_sha256, settings_json)
         if files.loss:
-            artefacts.append(Artefact(files.loss, _key("loss", *plot_inputs), partial(_loss_png, report, settings)))
+            artefacts.append(
+                Artefact(files.loss, _key("loss", *plot_inputs), partial(_loss_png, report, settings), expensive=True)
+            )
         if files.metrics:
             artefacts.append(
-                Artefact(files.metrics, _key("metrics", *plot_inputs), partial(_metrics_png, report, settings))
+                Artefact(files.metrics, _key("metrics", *plot_inputs), partial(_metrics_png, report, settings),
+                         expensive=True)
             )
         artefacts.append(
             Artefact(files.log_csv, _key("csv", __version__, report.run.state_sha256),
-                     partial(pages.log_history_csv, report))
+                     partial(pages.log_history_csv, report), expensive=True)
         )
         artefacts.append(_bytes_artefact(files.figures_json, pages.figures_document(report)))
         badge = badge_svg("train loss", fmt_number(report.figures.end_loss))
@@ -191,7 +216,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         for path, by_progress in ((pages.LOSS_BY_STEP, False), (pages.LOSS_BY_PROGRESS, True)):
             artefacts.append(
                 Artefact(path, _key(path, overview_inputs),
-                         partial(plots.overview_plot, curves, settings, by_progress=by_progress))
+                         partial(plots.overview_plot, curves, settings, by_progress=by_progress), expensive=True)
             )
     index = pages.index_page(
         registry.site,
@@ -222,16 +247,48 @@ def _bytes_artefact(path: str, data: bytes) -> Artefact:
     return Artefact(path, _key("bytes", hashlib.sha256(data).hexdigest()), lambda: data)
 
 
-def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = None) -> GenerationResult:
-    """Read the registry and its checkpoints, then bring docs/ up to date."""
+Progress = Callable[[str, int, int, str], None]
+"""progress(stage, done, total, label): called as work advances ('read', 'render')."""
+
+POOL_THRESHOLD = 6
+"""Below this many checkpoints or renders, starting worker processes costs more than it saves."""
+
+
+def default_jobs() -> int:
+    """Worker processes by default: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = None, jobs: int = 1,
+             progress: Progress | None = None) -> GenerationResult:
+    """Read the registry and its checkpoints, then bring docs/ up to date.
+
+    With `jobs` > 1, checkpoints are read and plots rendered in that many worker
+    processes; the output is the same bytes as with one.
+    """
     registry = load_registry(registry_file, display=registry_file.name)
     base = registry_file.resolve().parent
-    reports, problems = build_reports(registry, base)
-    result = GenerationResult(registry=registry, reports=reports, problems=problems)
-    artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
-    with generation_lock(docs_dir):
-        OwnedFiles(docs_dir).update(artefacts, result)
+    with _worker_pool(jobs, len(registry.entries)) as pool:
+        reports, problems = build_reports(registry, base, pool, progress)
+        result = GenerationResult(registry=registry, reports=reports, problems=problems)
+        artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
+        with generation_lock(docs_dir):
+            OwnedFiles(docs_dir).update(artefacts, result, jobs, progress)
     return result
+
+
+@contextmanager
+def _worker_pool(jobs: int, size: int) -> Iterator[Executor | None]:
+    """A process pool for `jobs` > 1 and enough work; None otherwise."""
+    if jobs <= 1 or size < POOL_THRESHOLD:
+        yield None
+        return
+    # spawn, not fork: forking a process that may hold threads (MkDocs' server) can deadlock.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
 
 
 @contextmanager
@@ -275,21 +332,26 @@ class OwnedFiles:
             return {}
         return {k: v for k, v in files.items() if isinstance(v, dict)}
 
-    def _current_hash(self, path: Path) -> str | None:
+    def _current_hash(self, path: Path, known: dict[str, str] | None) -> str | None:
+        """SHA-256 of the file on disk (None when absent); the manifest's when size and mtime match."""
         try:
+            stamp = _stat_stamp(path.stat())
+            if known and known.get("sha256") and all(known.get(k) == v for k, v in stamp.items()):
+                return known["sha256"]
             return hashlib.sha256(path.read_bytes()).hexdigest()
         except OSError:
             return None
 
-    def update(self, artefacts: list[Artefact], result: GenerationResult) -> None:
+    def update(self, artefacts: list[Artefact], result: GenerationResult, jobs: int = 1,
+               progress: Progress | None = None) -> None:
         """Render what changed, write it, drop stale files, save the manifest."""
         self._remove_leftover_temporaries({artefact.path for artefact in artefacts} | set(self.previous))
-        pending: list[tuple[Artefact, bytes]] = []
         manifest: dict[str, dict[str, str]] = {}
+        stale: list[tuple[Artefact, str | None]] = []
         for artefact in artefacts:
             target = self.docs_dir / artefact.path
             known = self.previous.get(artefact.path)
-            on_disk = self._current_hash(target)
+            on_disk = self._current_hash(target, known)
             if known is None and on_disk is not None:
                 # Somebody else's file: never overwrite it.
                 result.refused.append(artefact.path)
@@ -298,7 +360,10 @@ class OwnedFiles:
                 manifest[artefact.path] = known
                 result.unchanged.append(artefact.path)
                 continue
-            data = artefact.render()
+            stale.append((artefact, on_disk))
+        rendered = _render_all([artefact for artefact, _ in stale], jobs, progress)
+        pending: list[tuple[Artefact, bytes]] = []
+        for (artefact, on_disk), data in zip(stale, rendered, strict=True):
             digest = hashlib.sha256(data).hexdigest()
             manifest[artefact.path] = {"key": artefact.key, "sha256": digest}
             if digest == on_disk:
@@ -322,6 +387,10 @@ class OwnedFiles:
                 target.unlink()
                 result.removed.append(path)
                 _remove_empty_parents(target.parent, self.docs_dir)
+        for path, entry in manifest.items():
+            if "mtime_ns" not in entry:
+                # Remember size and mtime: the next run trusts the hash without reading the file.
+                manifest[path] = {**entry, **_stat_stamp((self.docs_dir / path).stat())}
         self._save(manifest)
 
     def _remove_leftover_temporaries(self, paths: set[str]) -> None:
@@ -335,6 +404,30 @@ class OwnedFiles:
     def _save(self, files: dict[str, dict[str, str]]) -> None:
         document = {"generator": f"traindocs {__version__}", "files": dict(sorted(files.items()))}
         write_atomic(self.manifest_path, (json.dumps(document, indent=1) + "\n").encode("utf-8"))
+
+
+def _stat_stamp(stat: os.stat_result) -> dict[str, str]:
+    """Size and modification time: a file that still has both still has its bytes."""
+    return {"size": str(stat.st_size), "mtime_ns": str(stat.st_mtime_ns)}
+
+
+def _render_all(artefacts: list[Artefact], jobs: int, progress: Progress | None) -> list[bytes]:
+    """Render artefacts, the expensive ones in worker processes when there are enough."""
+    results: dict[int, bytes] = {}
+    expensive = [i for i, artefact in enumerate(artefacts) if artefact.expensive]
+    with _worker_pool(jobs, len(expensive)) as pool:
+        if pool is not None:
+            futures = {pool.submit(artefacts[i].render): i for i in expensive}
+            for done, future in enumerate(as_completed(futures), start=1):
+                results[futures[future]] = future.result()
+                if progress:
+                    progress("render", done, len(expensive), artefacts[futures[future]].path)
+        for i, artefact in enumerate(artefacts):
+            if i not in results:
+                results[i] = artefact.render()
+                if progress and artefact.expensive:
+                    progress("render", len(results), len(expensive), artefact.path)
+    return [results[i] for i in range(len(artefacts))]
 
 
 def write_atomic(path: Path, data: bytes) -> bool:

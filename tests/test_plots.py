@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -86,3 +87,30 @@ def test_colours_are_stable_and_distinct_for_the_first_models() -> None:
     colours = [color_for(i) for i in range(10)]
     assert len(set(colours)) == 10
     assert color_for(3) == color_for(13)
+
+
+def test_downsampling_keeps_spikes_minima_gaps_and_the_last_point() -> None:
+    from generator.plots import MAX_BUCKETS, downsample
+
+    x = np.arange(100_000, dtype="float64")
+    y = np.sin(x / 500.0)
+    y[31_337] = 50.0  # a spike
+    y[77_777] = -50.0  # a dip
+    y[50_000] = np.nan  # a gap
+    kept_x, kept_y = downsample(x, y)
+    assert kept_y[kept_x == 31_337][0] == 50.0 and np.isnan(kept_y[kept_x == 50_000][0])
+    assert len(kept_x) <= 3 * MAX_BUCKETS + 2
+    assert 31_337 in kept_x and 77_777 in kept_x and 50_000 in kept_x
+    assert kept_x[0] == 0 and kept_x[-1] == 99_999
+    assert np.all(np.diff(kept_x) > 0)
+    short = np.arange(10.0)
+    assert downsample(short, short)[0] is short  # short curves are drawn as they are
+
+
+def test_a_100000_row_loss_plot_stays_small() -> None:
+    rng = np.random.default_rng(0)
+    steps = np.arange(1, 100_001)
+    train = pd.DataFrame({"step": steps, "loss": 2.0 * np.exp(-steps / 20_000) + rng.normal(0, 0.05, steps.size)})
+    data = loss_plot("Long run", color_for(0), train, EVALS.iloc[:0], Figures(steps=100_000, logged_rows=100_000),
+                     SETTINGS)
+    assert len(data) < 200_000
