@@ -21,8 +21,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 METRICS = ("loss", "learning_rate", "grad_norm", "mean_token_accuracy", "entropy")
 

@@ -113,7 +113,20 @@ def _first_last(series: pd.Series) -> tuple[float | None, float | None]:
 
 
 def analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
-    """All figures of one run."""
+    """All figures of one run.
+
+    Extreme values may overflow to inf inside numpy; such figures come out as
+    None (unknown) rather than as a warning or a number that is not true.
+    """
+    with np.errstate(all="ignore"):
+        return _analyse(run, settings)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     loss = finite_series(run.train, "loss")
     last_logged = int(max(run.train["step"].max() if len(run.train) else 0, run.eval["step"].max() if len(run.eval) else 0))
     steps = run.global_step if run.global_step is not None else last_logged
@@ -138,7 +151,8 @@ def analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
             end_loss=end,
             min_loss=float(loss.min()),
             min_loss_step=_step(loss.idxmin()),
-            relative_drop=(start - end) / start if start > 0 else None,
+            relative_drop=_finite_or_none((start - end) / start) if start > 0 else None,
+            smoothed_end=_finite_or_none(float(smoothed.iloc[-1])),
             stabilised_step=stabilised_step(smoothed, settings.stable_band),
             high_initial_gap=start >= settings.high_start_loss,
             level_crossings=tuple((level, first_step_below(smoothed, level)) for level in settings.loss_levels),

@@ -24,6 +24,8 @@ def fmt_number(value: float | None) -> str:
         return "inf" if value > 0 else "-inf"
     if value != 0 and abs(value) < 0.001:
         return f"{value:.3g}"
+    if abs(value) >= 1e9:
+        return f"{value:.4g}"
     if abs(value) >= 10000:
         return f"{value:,.0f}"
     text = f"{value:.4f}".rstrip("0").rstrip(".")
@@ -47,6 +49,8 @@ def fmt_percent(fraction: float | None, digits: int = 1) -> str:
     """0.9234 -> '92.3%'."""
     if fraction is None or not math.isfinite(fraction):
         return "n/a"
+    if abs(fraction) >= 1e4:  # keep absurd ratios short: '1.5e+302%'
+        return f"{fraction * 100:.2g}%"
     return f"{fraction * 100:.{digits}f}%"
 
 

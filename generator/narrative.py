@@ -7,6 +7,7 @@ pages escape them for Markdown.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from generator.formatting import (
@@ -69,7 +70,7 @@ def _levels(f: Figures, s: AnalysisSettings) -> str:
     parts = []
     for level, step in f.level_crossings:
         if f.start_loss is not None and f.start_loss > level and step is not None:
-            parts.append(f"below {fmt_level(level)} within {step} steps")
+            parts.append(f"below {fmt_level(level)} within {step} step{'' if step == 1 else 's'}")
     if not parts:
         return ""
     lead = "Despite the high start, the smoothed loss dropped " if f.high_initial_gap else "The smoothed loss dropped "
@@ -78,9 +79,11 @@ def _levels(f: Figures, s: AnalysisSettings) -> str:
 
 def _speed(f: Figures, s: AnalysisSettings) -> str:
     if f.convergence == "No improvement":
+        if f.smoothed_end is None or f.start_loss is None:
+            return ""
         return (
-            f"No improvement: the smoothed loss ended no lower than it started "
-            f"({fmt_number(f.start_loss)} -> {fmt_number(f.end_loss)})."
+            f"No improvement: the smoothed loss ended at {fmt_number(f.smoothed_end)}, "
+            f"no lower than the first logged loss ({fmt_number(f.start_loss)})."
         )
     if f.convergence_step is None or f.convergence_fraction is None:
         return ""
@@ -137,15 +140,18 @@ def _evaluation(f: Figures, s: AnalysisSettings) -> str:
             return "No evaluation loss was logged, so overfitting cannot be judged from this log."
         return ""
     text = f"Eval loss ended at {fmt_number(f.eval_loss_last)} (step {f.eval_loss_last_step})"
-    if f.eval_gap is not None:
+    if f.eval_gap is not None and f.eval_gap != 0:
         relation = "above" if f.eval_gap > 0 else "below"
         text += f", {fmt_number(abs(f.eval_gap))} {relation} the smoothed training loss"
+    elif f.eval_gap == 0:
+        text += ", equal to the smoothed training loss"
     text += "."
     if (
         f.eval_loss_min is not None
         and f.eval_loss_min_step is not None
         and f.eval_loss_last_step is not None
         and f.eval_loss_min_step < f.eval_loss_last_step
+        and f.eval_loss_min > 0  # a relative rise means nothing below zero
         and f.eval_loss_last > f.eval_loss_min * (1 + s.comparable_tolerance)
     ):
         text += (
@@ -158,7 +164,12 @@ def _evaluation(f: Figures, s: AnalysisSettings) -> str:
 def _unfinished(run: TrainingRun) -> str:
     global_step = run.global_step
     max_steps = run.state.get("max_steps")
-    if global_step is None or not isinstance(max_steps, (int, float)) or max_steps <= 0:
+    if global_step is None or isinstance(max_steps, bool) or not isinstance(max_steps, (int, float)):
+        return ""
+    try:
+        if not math.isfinite(max_steps) or max_steps <= 0:
+            return ""
+    except OverflowError:  # an integer beyond any float: not a real plan
         return ""
     if global_step < max_steps:
         return (
@@ -236,6 +247,8 @@ def conclusion(models: Sequence[tuple[str, Figures]], settings: AnalysisSettings
         else:
             every = "Both" if count == 2 else f"All {count_words(count)}"
             text = f"{every} models converged: each ended below its start loss and its loss stabilised."
+    elif not converged and count == 1:
+        text = f"{not_converged[0]} does not show a loss that fell and then stabilised."
     elif not converged:
         text = f"None of the {count} models shows a loss that fell and then stabilised."
     else:
@@ -263,9 +276,4 @@ def conclusion(models: Sequence[tuple[str, Figures]], settings: AnalysisSettings
 
 def _converged(f: Figures) -> bool:
     """Loss ended lower than it started and a stabilisation step was found."""
-    return (
-        f.relative_drop is not None
-        and f.relative_drop > 0
-        and f.stabilised_step is not None
-        and f.convergence not in ("n/a", "No improvement")
-    )
+    return f.relative_drop is not None and f.relative_drop > 0 and f.stabilised_step is not None

@@ -178,6 +178,8 @@ def _parse_with_json(data: bytes, shown: str) -> Any:
                 f"{shown}: the JSON ends early (line {exc.lineno}); is the checkpoint still being copied?"
             ) from None
         raise CheckpointError(f"{shown}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise CheckpointError(f"{shown}: invalid JSON: {exc}") from None
 
 
 def _checked_state(state: Any, shown: str) -> dict[str, Any]:

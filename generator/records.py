@@ -6,6 +6,7 @@ analysis -> `Figures`; narrative -> sentences; pages -> Markdown.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,7 +179,9 @@ class TrainingRun:
     def global_step(self) -> int | None:
         """`global_step` from the state, when it is a number."""
         value = self.state.get("global_step")
-        return int(value) if isinstance(value, (int, float)) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return None
+        return int(value)
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,8 @@ class Figures:
     end_step: int | None = None
     end_loss: float | None = None
     """Last logged training loss (not the summary's mean `train_loss`)."""
+    smoothed_end: float | None = None
+    """Last value of the smoothed loss (the speed class compares it with the start)."""
     min_loss: float | None = None
     min_loss_step: int | None = None
     relative_drop: float | None = None

@@ -260,7 +260,7 @@ def _expand_user(path: Path) -> Path:
     """`~` and `~user` expanded; an unknown user leaves the path as written."""
     try:
         return path.expanduser()
-    except RuntimeError:
+    except (RuntimeError, ValueError):  # unknown user; a NUL byte (reported by the reader)
         return path
 
 

@@ -65,8 +65,8 @@ def test_stabilisation_and_speed() -> None:
                                             convergence_fraction=None, convergence="n/a"))
     assert not any("stabilised" in s or "convergence" in s.lower() for s in unknown)
     flat = sentences(dataclasses.replace(BASE, convergence="No improvement", convergence_step=None,
-                                         convergence_fraction=None, end_loss=1.6))
-    assert any(s.startswith("No improvement") for s in flat)
+                                         convergence_fraction=None, end_loss=1.6, smoothed_end=1.55))
+    assert "No improvement: the smoothed loss ended at 1.55, no lower than the first logged loss (1.5)." in flat
 
 
 @pytest.mark.parametrize(

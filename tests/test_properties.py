@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from generator import registry as registry_module
@@ -296,7 +296,7 @@ DEFAULTS = AnalysisSettings()
 # Loss values a log may hold: ordinary ones, negative ones, zero, and NaN/inf as Trainer writes them.
 ordinary = st.floats(min_value=-50, max_value=50, allow_nan=False)
 odd = st.sampled_from([NAN, INF, -INF, 0.0])
-loss_values = ordinary | odd
+loss_values = st.one_of(ordinary, ordinary, ordinary, odd)  # odd values one time in four
 # Finite floats of any size, the largest and the smallest ones often.
 BIGGEST = 1.7976931348623157e308
 any_finite = st.sampled_from([BIGGEST, -BIGGEST, 5e-324, -5e-324, 1e300]) | st.floats(allow_nan=False, allow_infinity=False)
@@ -327,7 +327,7 @@ def step_column(draw: st.DrawFn, count: int) -> list[int]:
 
 
 def column(draw: st.DrawFn, count: int, values: st.SearchStrategy[float]) -> list[float]:
-    """A column of `count` values: random, constant, falling (a typical loss) or falling with spikes."""
+    """A column of `count` values: random, constant, falling (a typical loss) or noisy."""
     shape = draw(st.sampled_from(["random", "constant", "falling", "noisy"]))
     if shape == "constant":
         return [draw(values)] * count
@@ -336,8 +336,10 @@ def column(draw: st.DrawFn, count: int, values: st.SearchStrategy[float]) -> lis
     start = draw(st.floats(min_value=0.01, max_value=10))
     if shape == "falling":
         return [start * 0.9**i for i in range(count)]
-    noise = draw(st.lists(st.floats(min_value=0.5, max_value=4), min_size=count, max_size=count))
-    return [start * 0.9**i * factor for i, factor in enumerate(noise)]
+    # Noisy: anything from a plateau (decay 1) to a fast fall, each value off by up to 2x.
+    decay = draw(st.floats(min_value=0.8, max_value=1.0))
+    noise = draw(st.lists(st.floats(min_value=0.5, max_value=2), min_size=count, max_size=count))
+    return [start * decay**i * factor for i, factor in enumerate(noise)]
 
 
 @st.composite
@@ -432,13 +434,13 @@ def assert_sentences_match_the_figures(f: Figures, sentences: list[str], run: Tr
             assert number_in(r"lowest logged loss was (\S+) at", sentence) == fmt_number(f.min_loss)
         if "No improvement" in sentence:
             assert f.convergence == "No improvement", sentence
-            before, after = number_in(r"\((\S+ -> \S+)\)", sentence).split(" -> ")
-            assert (before, after) == (fmt_number(f.start_loss), fmt_number(f.end_loss))
+            assert number_in(r"smoothed loss ended at (\S+),", sentence) == fmt_number(f.smoothed_end)
+            assert number_in(r"first logged loss \((\S+)\)", sentence) == fmt_number(f.start_loss)
         if sentence.startswith("Rapid convergence"):
             assert f.convergence in ("Very Fast", "Fast"), sentence
         if "stabilised" in sentence:
             assert number_in(r"around step (\d+)", sentence) == str(f.stabilised_step)
-        for level, step in re.findall(r"below (\S+) within (\d+) steps", sentence):
+        for level, step in re.findall(r"below (\S+) within (\d+) steps?", sentence):
             assert f.start_loss is not None and f.start_loss > float(level) and int(step) in finite_loss(run).index
         if "rose by" in sentence:
             assert f.eval_loss_last is not None and f.eval_loss_min is not None
@@ -452,10 +454,11 @@ def assert_sentences_match_the_figures(f: Figures, sentences: list[str], run: Tr
 
 
 def assert_no_improvement_quotes_no_fall(sentences: list[str]) -> None:
-    """'No improvement ... (a -> b)' never quotes a loss that fell (b < a)."""
+    """'No improvement: the smoothed loss ended at b, no lower than ... (a)' never quotes b < a."""
     for sentence in sentences:
         if sentence.startswith("No improvement"):
-            before, after = number_in(r"\((\S+ -> \S+)\)", sentence).split(" -> ")
+            after = number_in(r"smoothed loss ended at (\S+),", sentence)
+            before = number_in(r"first logged loss \((\S+)\)", sentence)
             assert float(after.replace(",", "")) >= float(before.replace(",", "")), sentence
 
 
@@ -475,20 +478,38 @@ def test_model_sentences_agree_with_the_figures(run: TrainingRun, s: AnalysisSet
     assert_sentences_match_the_figures(figures, sentences, run, s)
 
 
+@st.composite
+def plateau_runs(draw: st.DrawFn) -> TrainingRun:
+    """A loss that hovers around one level, logged every 10 steps: raw and smoothed ends often disagree."""
+    losses = draw(st.lists(st.floats(min_value=0.5, max_value=2.0), min_size=5, max_size=20))
+    return run_from({"step": [10 * (i + 1) for i in range(len(losses))], "loss": losses})
+
+
 @settings(derandomize=True, deadline=None, max_examples=SOME, report_multiple_bugs=False)
-@given(run=runs(with_eval=False), s=analysis_settings)
+@given(run=plateau_runs() | runs(with_eval=False), s=analysis_settings)
+@example(run=run_from({"step": [10, 20, 30, 40, 50], "loss": [1.0, 1.0, 1.0, 2.0, 0.5]}), s=DEFAULTS)  # a late spike
 def test_no_improvement_is_not_said_of_a_loss_that_fell(run: TrainingRun, s: AnalysisSettings) -> None:
     """'No improvement' / 'did not converge' are not said of a loss that fell (and stabilised).
 
     No eval rows here: the loss story alone, so an eval problem cannot hide this one.
     """
+    assert_no_improvement_quotes_no_fall(model_analysis(analyse(run, s), run, s))
+
+
+@settings(derandomize=True, deadline=None, max_examples=SOME, report_multiple_bugs=False)
+@given(run=plateau_runs() | runs(with_eval=False), s=analysis_settings)
+# Rose early, settled above the start, last value below it: fell 10% and stabilised at step 40.
+@example(run=run_from({"step": [10 * i for i in range(1, 18)], "loss": [1.0] + [1.2] * 15 + [0.9]}),
+         s=AnalysisSettings(smoothing=0.9))
+def test_conclusion_about_one_run_agrees_with_its_figures(run: TrainingRun, s: AnalysisSettings) -> None:
+    """The conclusion calls a run converged exactly when its loss fell and stabilised."""
     figures = analyse(run, s)
-    assert_no_improvement_quotes_no_fall(model_analysis(figures, run, s))
     assert_conclusion_is_true([("alpha", figures)], conclusion([("alpha", figures)], s))
 
 
 @settings(derandomize=True, deadline=None, max_examples=FEW, report_multiple_bugs=False)
 @given(run=runs(state_values=state_scalars, with_eval=False))
+@example(run=run_from({"step": [10, 20], "loss": [2.0, 1.0]}, state={"global_step": NAN}))
 def test_any_state_values_are_survived(run: TrainingRun) -> None:
     """global_step/max_steps as the reader passes them on (any JSON scalar: NaN, inf, text, ...) never crash."""
     figures = analyse(run, DEFAULTS)
@@ -515,6 +536,7 @@ def converged_by_the_figures(f: Figures) -> bool:
 
 
 def assert_comparison_is_true(models: list[tuple[str, Figures]], sentences: list[str], s: AnalysisSettings) -> None:
+    """Who 'ended with the lowest loss', 'started much higher' or converged fastest is true of the figures."""
     rated = {name: f for name, f in models if f.start_loss is not None and f.end_loss is not None}
     for sentence in sentences:
         assert not NON_FINITE_WORD.search(sentence), sentence
@@ -534,6 +556,7 @@ def assert_comparison_is_true(models: list[tuple[str, Figures]], sentences: list
 
 
 def assert_conclusion_is_true(models: list[tuple[str, Figures]], text: str) -> None:
+    """The first sentence sorts the runs by `converged_by_the_figures`; the largest drop is the largest."""
     rated = {name: f for name, f in models if f.start_loss is not None and f.end_loss is not None}
     if not rated:
         assert text == ""
@@ -553,7 +576,7 @@ def assert_conclusion_is_true(models: list[tuple[str, Figures]], text: str) -> N
                 assert re.search(rf"\b{name}\b", denied), first
                 assert not converged_by_the_figures(rated[name]), f"{name} said not to converge: {first!r}"
     else:
-        assert first.startswith("None of the"), first
+        assert first.startswith("None of the") or (len(rated) == 1 and " does not show " in first), first
         for name, f in rated.items():
             assert not converged_by_the_figures(f), f"{name} said not to converge: {first!r}"
     drop = re.search(r"largest relative drop was (\S+)'s", text) or re.search(r"initial loss of (\S+) ", text)
@@ -575,4 +598,6 @@ def test_comparison_and_conclusion_agree_with_the_figures(models: list[tuple[str
     """comparison() and conclusion() never raise, and 'converged' is said exactly of runs that did."""
     figures = [(name, analyse(run, s)) for name, run in models]
     assert_comparison_is_true(figures, comparison(figures, s), s)
-    assert_conclusion_is_true(figures, conclusion(figures, s))
+    text = conclusion(figures, s)
+    assert_conclusion_is_true(figures, text)
+    assert not re.search(r"\b1 models\b", text), text  # one model is not 'the 1 models'

@@ -1,0 +1,979 @@
+"""Benchmark traindocs on synthetic TRL checkpoints.
+
+Usage:  python bench/run.py [--quick | --sizes 3x300 200x3000 ...] [--out bench/results] [--keep]
+
+For every case NxROWS (N checkpoints of ROWS log rows each) this writes a
+project of synthetic trainer_state.json files into a temporary folder (never
+into the repository), then measures, each in a fresh subprocess: a cold
+`traindocs generate` (empty docs/), the same again with nothing changed, again
+after one loss value of one checkpoint changed, `mkdocs build` of the result,
+and a naive baseline (bench/naive.py) that plots the same checkpoints the way
+common scripts do. It also times reading and analysing the 100,000-row file in
+process, records output sizes, checks the targets and writes
+results.json and results.md. See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+NAIVE_SCRIPT = BENCH_DIR / "naive.py"
+GNU_TIME = Path("/usr/bin/time")
+
+FULL_SIZES = ("3x300", "3x3000", "50x3000", "200x3000", "1x3000", "1x100000")
+QUICK_SIZES = ("3x300", "3x3000")
+HEADLINE = "200x3000"
+"""The case the targets are set for; without it they are checked on the largest case run."""
+BIG_FILE_ROWS = 100_000
+
+LOGGING_STEPS = 10
+EVAL_EVERY = 10
+"""Every 10th log row is an evaluation row (at the step of the train row before it)."""
+PHASES = ("Phase 1 SFT", "Phase 2 Reasoning", "Phase 3 Preference")
+BASE_MODELS = ("Qwen/Qwen2.5-7B-Instruct", "microsoft/Phi-3-mini-4k-instruct", "google/gemma-2-2b-it")
+IMAGE_REFERENCE = re.compile(r"assets/traindocs/[^\s)\"'>]+")
+SUMMARY_LINE = re.compile(
+    r"traindocs: (?P<models>\d+) models, \d+ problems; (?P<written>\d+) files written, "
+    r"(?P<unchanged>\d+) unchanged, \d+ removed \((?P<seconds>[\d.]+) s\)"
+)
+BUSY_MACHINE = 0.25
+"""Other processes using more CPU cores than this during a measurement make its time suspect."""
+MB = 1024 * 1024
+KB = 1024
+
+
+class BenchmarkError(Exception):
+    """A measured command failed: the benchmark stops and says which and why."""
+
+
+# ---------------------------------------------------------------- synthetic data
+
+
+@dataclass(frozen=True)
+class Case:
+    """N checkpoints of `rows` log rows each."""
+
+    checkpoints: int
+    """How many checkpoints the project registers."""
+    rows: int
+    """log_history rows per checkpoint (train and eval rows; the summary row comes on top)."""
+
+    @property
+    def name(self) -> str:
+        """How tables and results.json name the case, e.g. 200x3000."""
+        return f"{self.checkpoints}x{self.rows}"
+
+    @classmethod
+    def parse(cls, text: str) -> Case:
+        """'200x3000' -> Case(200, 3000); argparse reports a ValueError as a usage error."""
+        match = re.fullmatch(r"(\d+)x(\d+)", text.strip().lower().replace("_", "").replace(",", ""))
+        if not match or int(match.group(1)) < 1 or int(match.group(2)) < EVAL_EVERY:
+            raise ValueError(f"expected NxROWS with N >= 1 and ROWS >= {EVAL_EVERY}, e.g. 200x3000; got {text!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+
+def synthetic_state(rows: int, seed: int) -> dict[str, Any]:
+    """A trainer_state.json document like TRL's SFTTrainer writes, `rows` log rows long."""
+    rng = random.Random(seed)
+    train_rows = rows - rows // EVAL_EVERY
+    max_steps = train_rows * LOGGING_STEPS
+    epochs = rng.choice((1, 2, 3))
+    steps_per_epoch = max_steps / epochs
+    start, floor = rng.uniform(0.9, 3.0), rng.uniform(0.2, 0.6)
+    decay = rng.uniform(0.02, 0.15) * max_steps
+    entropy_start, entropy_end = rng.uniform(0.9, 1.7), rng.uniform(0.3, 0.6)
+    peak_lr = rng.choice((5e-5, 1e-4, 2e-4))
+    warmup = max(1, round(0.03 * max_steps))
+    tokens_per_step = rng.randrange(4096, 16384)
+
+    def learning_rate(step: int) -> float:
+        if step < warmup:
+            return peak_lr * step / warmup
+        return peak_lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, max_steps - warmup)))
+
+    history: list[dict[str, Any]] = []
+    step = tokens = 0
+    losses: list[float] = []
+    for index in range(1, rows + 1):
+        if index % EVAL_EVERY == 0:
+            shape = floor + (start - floor) * math.exp(-step / decay)
+            history.append(
+                {
+                    "epoch": step / steps_per_epoch,
+                    "eval_entropy": entropy_end + 0.5 * (entropy_start - entropy_end) * math.exp(-step / decay),
+                    "eval_loss": shape + 0.05 + rng.gauss(0, 0.01),
+                    "eval_mean_token_accuracy": min(0.99, 0.97 - 0.2 * shape + rng.gauss(0, 0.003)),
+                    "eval_num_tokens": float(tokens),
+                    "eval_runtime": round(rng.uniform(20, 40), 4),
+                    "eval_samples_per_second": round(rng.uniform(8, 16), 3),
+                    "eval_steps_per_second": round(rng.uniform(1, 2), 3),
+                    "step": step,
+                }
+            )
+            continue
+        step += LOGGING_STEPS
+        shape = floor + (start - floor) * math.exp(-step / decay)
+        loss = max(0.01, shape + rng.gauss(0, 0.012 + 0.02 * shape))
+        losses.append(loss)
+        tokens += tokens_per_step * LOGGING_STEPS + rng.randrange(-2048, 2048)
+        history.append(
+            {
+                "entropy": entropy_end + (entropy_start - entropy_end) * math.exp(-step / (2 * decay))
+                + rng.gauss(0, 0.012),
+                "epoch": step / steps_per_epoch,
+                "grad_norm": abs(0.25 + 0.9 * loss * rng.uniform(0.6, 1.4)),
+                "learning_rate": learning_rate(step),
+                "loss": round(loss, 4),
+                "mean_token_accuracy": min(0.99, 0.985 - 0.2 * loss + rng.gauss(0, 0.004)),
+                "num_tokens": float(tokens),
+                "step": step,
+            }
+        )
+    runtime = round(max_steps * rng.uniform(2.5, 4.5), 4)
+    total_flos = float(max_steps * tokens_per_step) * 6.0e9
+    history.append(
+        {
+            "epoch": float(epochs),
+            "step": max_steps,
+            "total_flos": total_flos,
+            "train_loss": sum(losses) / len(losses),
+            "train_runtime": runtime,
+            "train_samples_per_second": round(8 * max_steps / runtime, 3),
+            "train_steps_per_second": round(max_steps / runtime, 3),
+        }
+    )
+    return {
+        "best_global_step": None,
+        "best_metric": None,
+        "best_model_checkpoint": None,
+        "epoch": float(epochs),
+        "eval_steps": LOGGING_STEPS * (EVAL_EVERY - 1),
+        "global_step": max_steps,
+        "is_hyper_param_search": False,
+        "is_local_process_zero": True,
+        "is_world_process_zero": True,
+        "log_history": history,
+        "logging_steps": LOGGING_STEPS,
+        "max_steps": max_steps,
+        "num_input_tokens_seen": 0,
+        "num_train_epochs": epochs,
+        "save_steps": max_steps,
+        "stateful_callbacks": {
+            "TrainerControl": {
+                "args": {
+                    "should_epoch_stop": False,
+                    "should_evaluate": False,
+                    "should_log": False,
+                    "should_save": True,
+                    "should_training_stop": True,
+                },
+                "attributes": {},
+            }
+        },
+        "total_flos": total_flos,
+        "train_batch_size": 8,
+        "trial_name": None,
+        "trial_params": None,
+    }
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write as transformers' TrainerState.save_to_json does."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Project:
+    """One benchmark project in the temporary folder."""
+
+    root: Path
+    case: Case
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "checkpoints.yaml"
+
+    @property
+    def mkdocs_yml(self) -> Path:
+        return self.root / "mkdocs.yml"
+
+    @property
+    def docs(self) -> Path:
+        return self.root / "docs"
+
+    @property
+    def site(self) -> Path:
+        return self.root / "site"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def state_files(self) -> list[Path]:
+        return sorted(self.runs.glob("*/*/trainer_state.json"))
+
+
+def write_project(root: Path, case: Case) -> Project:
+    """Synthetic checkpoints, a checkpoints.yaml and a copy of the repository's mkdocs.yml."""
+    project = Project(root, case)
+    root.mkdir(parents=True)
+    shutil.copyfile(REPO / "mkdocs.yml", project.mkdocs_yml)
+    lines = [
+        "site:",
+        f"  title: Benchmark {case.name}",
+        "  intro: Synthetic checkpoints written by bench/run.py; not real training logs.",
+        "checkpoints:",
+    ]
+    for index in range(case.checkpoints):
+        slug = f"model-{index:03d}"
+        # Seeded by size and position only: model-000 is the same file in every case of one size.
+        state = synthetic_state(case.rows, seed=case.rows * 10_000 + index)
+        folder = project.runs / slug / f"checkpoint-{state['global_step']}"
+        write_json(folder / "trainer_state.json", state)
+        rank = (8, 16, 32)[index % 3]
+        write_json(
+            folder / "adapter_config.json",
+            {
+                "base_model_name_or_path": BASE_MODELS[index % len(BASE_MODELS)],
+                "lora_alpha": 2 * rank,
+                "lora_dropout": 0.05,
+                "peft_type": "LORA",
+                "r": rank,
+                "target_modules": ["k_proj", "o_proj", "q_proj", "v_proj"],
+                "task_type": "CAUSAL_LM",
+            },
+        )
+        lines += [
+            f"  - name: Model {index:03d}",
+            f"    slug: {slug}",
+            f"    path: runs/{slug}",
+            f"    phase: {PHASES[index % len(PHASES)]}",
+            "    description: Synthetic benchmark checkpoint.",
+        ]
+    project.registry.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return project
+
+
+def change_one_loss(project: Project) -> Path:
+    """Change one loss value of the middle checkpoint (as a resumed run would); returns the file."""
+    state_file = project.state_files()[project.case.checkpoints // 2]
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    train_rows = [row for row in state["log_history"] if "loss" in row]
+    row = train_rows[len(train_rows) // 2]
+    row["loss"] = round(row["loss"] + 0.0123, 4)
+    write_json(state_file, state)
+    return state_file
+
+
+# ---------------------------------------------------------------- measuring
+
+
+class TreeSampler:
+    """Peak memory of a process and all its descendants, sampled from /proc.
+
+    GNU time's %M is the peak of the largest single process; traindocs renders
+    in worker processes, so the memory a run needs is their sum at one moment.
+    """
+
+    def __init__(self, root: int, include_root: bool, interval: float = 0.05) -> None:
+        self.root = root
+        self.include_root = include_root
+        self.interval = interval
+        self.peak_rss = 0
+        """Bytes: largest sum of RSS over the tree (shared pages counted once per process)."""
+        self.peak_pss = 0
+        """Bytes: largest sum of PSS (shared pages split between their users)."""
+        self.peak_single_rss = 0
+        """Bytes: largest RSS of any one process."""
+        self._parents: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            self._sample()
+            if self._stop.wait(self.interval):
+                return
+
+    def _tree(self) -> list[int]:
+        try:
+            names = os.listdir("/proc")
+        except OSError:  # not Linux: no sampling
+            return []
+        for name in names:
+            if name.isdigit() and int(name) not in self._parents:
+                parent = _parent_pid(int(name))
+                if parent is not None:
+                    self._parents[int(name)] = parent
+        members = {self.root}
+        grew = True
+        while grew:
+            found = {pid for pid, parent in self._parents.items() if parent in members} - members
+            members |= found
+            grew = bool(found)
+        if not self.include_root:
+            members.discard(self.root)
+        return sorted(members)
+
+    def _sample(self) -> None:
+        rss_total = pss_total = 0
+        for pid in self._tree():
+            rss, pss = _memory_of(pid)
+            rss_total += rss
+            pss_total += pss
+            self.peak_single_rss = max(self.peak_single_rss, rss)
+        self.peak_rss = max(self.peak_rss, rss_total)
+        self.peak_pss = max(self.peak_pss, pss_total)
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces: the fields start after the last ')'.
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _memory_of(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) in bytes; zeros for a process that has just exited."""
+    try:
+        rss = int(Path(f"/proc/{pid}/statm").read_text(encoding="utf-8").split()[1]) * PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0, 0
+    pss = rss
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text(encoding="utf-8").splitlines():
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1]) * 1024
+                break
+    except (OSError, ValueError):
+        pass
+    return rss, pss
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One command run in a fresh subprocess."""
+
+    command: str
+    """What ran, shortened for reading."""
+    seconds: float
+    """Wall time from start to exit, as the benchmark saw it."""
+    peak_mb: float
+    """Largest sum of RSS over the process and its workers (sampled every 50 ms)."""
+    peak_pss_mb: float
+    """The same with PSS: shared library pages counted once, not once per worker."""
+    peak_process_mb: float
+    """Largest RSS of one process (GNU time %M; else getrusage or the sampler)."""
+    reported_seconds: float | None = None
+    """traindocs' own elapsed time from its summary line: wall time minus start-up and imports."""
+    written: int | None = None
+    """Files traindocs wrote, from its summary line."""
+    unchanged: int | None = None
+    """Files traindocs left as they were, from its summary line."""
+    other_cores: float | None = None
+    """CPU cores other processes kept busy on average meanwhile (0 = a quiet machine)."""
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (from /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text(encoding="utf-8").splitlines()[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and of every child it has waited for (and theirs)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def bench_env() -> dict[str, str]:
+    """The environment of every measured command: no inherited traindocs overrides."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TRAINDOCS_SITE_URL", "TRAINDOCS_REGISTRY")}
+    env["NO_MKDOCS_2_WARNING"] = "1"
+    env["MPLBACKEND"] = "Agg"
+    return env
+
+
+def measure(command: Sequence[str], cwd: Path, label: str) -> Measurement:
+    """Run `command` in a fresh process; wall time and peak memory."""
+    time_file = cwd / ".bench-time.txt"
+    wrapped = [str(GNU_TIME), "-f", "%e %M", "-o", str(time_file), *command] if GNU_TIME.exists() else list(command)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
+    started = time.perf_counter()
+    process = subprocess.Popen(wrapped, cwd=cwd, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    with TreeSampler(process.pid, include_root=not GNU_TIME.exists()) as sampler:
+        stdout, stderr = process.communicate()
+    seconds = time.perf_counter() - started
+    busy_after, own_after = _busy_cpu_seconds(), _own_cpu_seconds()
+    other_cores = None
+    if busy_before is not None and busy_after is not None:
+        # The machine's busy time minus ours (the sampler included): others' work meanwhile.
+        other_cores = max(0.0, (busy_after - busy_before) - (own_after - own_before)) / seconds
+    if process.returncode != 0:
+        tail = "\n".join((stdout + stderr).strip().splitlines()[-20:])
+        raise BenchmarkError(f"{label}: exit status {process.returncode}: {' '.join(command)}\n{tail}")
+    peak_process_kb = 0
+    if GNU_TIME.exists():
+        peak_process_kb = int(time_file.read_text(encoding="utf-8").split()[-1])
+        time_file.unlink()
+    else:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        # ru_maxrss of children is a high-water mark: it tells only when this child set a new one.
+        peak_process_kb = after if after > before else 0
+    summary = SUMMARY_LINE.search(stderr)
+    return Measurement(
+        command=label,
+        seconds=seconds,
+        peak_mb=sampler.peak_rss / MB,
+        peak_pss_mb=sampler.peak_pss / MB,
+        peak_process_mb=max(peak_process_kb * 1024, sampler.peak_single_rss) / MB,
+        reported_seconds=float(summary["seconds"]) if summary else None,
+        written=int(summary["written"]) if summary else None,
+        unchanged=int(summary["unchanged"]) if summary else None,
+        other_cores=other_cores,
+    )
+
+
+def traindocs_generate(project: Project, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "generator", "generate", "--config", str(project.registry), *extra]
+
+
+def mkdocs_build(project: Project) -> list[str]:
+    return [sys.executable, "-m", "mkdocs", "build", "-f", str(project.mkdocs_yml), "-d", str(project.site)]
+
+
+def naive_plots(project: Project, out: Path) -> list[str]:
+    return [sys.executable, str(NAIVE_SCRIPT), "--out", str(out), str(project.runs)]
+
+
+def time_read_and_analyse(run_dir: Path, repeats: int = 3) -> list[float]:
+    """Seconds per `read_run` + `analyse` of one checkpoint, in this process; the first call first."""
+    from generator.analysis import analyse
+    from generator.reader import read_run
+    from generator.records import AnalysisSettings, CheckpointEntry
+
+    entry = CheckpointEntry(index=0, name=run_dir.name, slug=run_dir.name, path=str(run_dir), resolved=run_dir)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        analyse(read_run(entry), AnalysisSettings())
+        times.append(time.perf_counter() - started)
+    return times
+
+
+# ---------------------------------------------------------------- output sizes
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What a cold generation left in docs/ (and, after the build, in site/)."""
+
+    docs_bytes: int
+    """Every file under docs/, the manifest included."""
+    docs_files: int
+    plots: int
+    """PNG files under docs/."""
+    largest_plot_bytes: int
+    largest_plot: str
+    """Its path relative to docs/."""
+    index_bytes: int
+    """docs/index.md alone."""
+    index_with_images_bytes: int
+    """docs/index.md plus every file under assets/traindocs/ that it references."""
+
+
+def folder_bytes(folder: Path) -> tuple[int, int]:
+    """(total bytes, file count) of every file under `folder`."""
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    return sum(path.stat().st_size for path in files), len(files)
+
+
+def output_sizes(docs: Path) -> Sizes:
+    total, count = folder_bytes(docs)
+    plots = sorted(docs.rglob("*.png"), key=lambda path: (path.stat().st_size, str(path)))
+    index = docs / "index.md"
+    referenced = sorted({docs / reference for reference in IMAGE_REFERENCE.findall(index.read_text(encoding="utf-8"))})
+    return Sizes(
+        docs_bytes=total,
+        docs_files=count,
+        plots=len(plots),
+        largest_plot_bytes=plots[-1].stat().st_size if plots else 0,
+        largest_plot=plots[-1].relative_to(docs).as_posix() if plots else "",
+        index_bytes=index.stat().st_size,
+        index_with_images_bytes=index.stat().st_size + sum(path.stat().st_size for path in referenced if path.is_file()),
+    )
+
+
+# ---------------------------------------------------------------- one case
+
+
+@dataclass
+class CaseResult:
+    """Everything measured for one case."""
+
+    case: str
+    checkpoints: int
+    rows: int
+    state_bytes: int
+    """Total size of the case's trainer_state.json files."""
+    setup_seconds: float
+    """Writing the synthetic files (not part of any measurement)."""
+    cold: Measurement
+    unchanged: Measurement
+    one_changed: Measurement
+    mkdocs_build: Measurement
+    naive: Measurement
+    sizes: Sizes
+    site_bytes: int
+    """Everything `mkdocs build` wrote into site/."""
+    index_html_bytes: int
+    naive_plot_bytes: int
+    """Total size of the naive baseline's PNGs."""
+    naive_largest_plot_bytes: int
+    cold_one_job: Measurement | None = None
+    """Cold generate with --jobs 1 (headline case only): one core, like the naive script."""
+    read_analyse_seconds: list[float] | None = None
+    """In-process read_run + analyse of the first checkpoint, per repeat (big-file case only)."""
+
+    def measurements(self) -> list[Measurement]:
+        """Every subprocess measurement of the case, in the order they ran."""
+        steps = [self.cold, self.unchanged, self.one_changed, self.mkdocs_build, self.naive]
+        return steps + ([self.cold_one_job] if self.cold_one_job is not None else [])
+
+    @property
+    def ratio(self) -> float:
+        """Cold traindocs generate / naive baseline."""
+        return self.cold.seconds / self.naive.seconds
+
+
+Log = Callable[[str], None]
+
+
+def run_case(case: Case, root: Path, one_job: bool, log: Log) -> CaseResult:
+    """Write the project, take every measurement, return them."""
+    started = time.perf_counter()
+    project = write_project(root, case)
+    setup = time.perf_counter() - started
+    state_bytes = sum(path.stat().st_size for path in project.state_files())
+    log(f"{case.name}: wrote {case.checkpoints} trainer_state.json ({state_bytes / MB:.1f} MB) in {setup:.1f} s")
+
+    def step(command: list[str], label: str) -> Measurement:
+        result = measure(command, project.root, f"{case.name} {label}")
+        written = f", {result.written} files written" if result.written is not None else ""
+        others = f", other processes {result.other_cores:.2f} cores" if result.other_cores is not None else ""
+        log(f"{case.name}: {label}: {result.seconds:.2f} s, peak {result.peak_mb:.0f} MB{written}{others}")
+        return result
+
+    read_analyse = None
+    if case.rows >= BIG_FILE_ROWS:
+        read_analyse = time_read_and_analyse(project.state_files()[0].parent.parent)
+        log(f"{case.name}: read_run + analyse in process: " + ", ".join(f"{s:.2f} s" for s in read_analyse))
+    cold = step(traindocs_generate(project), "cold generate")
+    sizes = output_sizes(project.docs)
+    unchanged = step(traindocs_generate(project), "generate, nothing changed")
+    change_one_loss(project)
+    one_changed = step(traindocs_generate(project), "generate, one checkpoint changed")
+    build = step(mkdocs_build(project), "mkdocs build")
+    naive_out = project.root / "naive"
+    naive = step(naive_plots(project, naive_out), "naive baseline")
+    naive_pngs = [path.stat().st_size for path in naive_out.glob("*.png")]
+    cold_one_job = None
+    if one_job:
+        cold_one_job = step(traindocs_generate(project, "--jobs", "1", "--docs-dir", str(project.root / "docs-j1")),
+                            "cold generate --jobs 1")
+    return CaseResult(
+        case=case.name,
+        checkpoints=case.checkpoints,
+        rows=case.rows,
+        state_bytes=state_bytes,
+        setup_seconds=setup,
+        cold=cold,
+        unchanged=unchanged,
+        one_changed=one_changed,
+        mkdocs_build=build,
+        naive=naive,
+        sizes=sizes,
+        site_bytes=folder_bytes(project.site)[0],
+        index_html_bytes=(project.site / "index.html").stat().st_size,
+        naive_plot_bytes=sum(naive_pngs),
+        naive_largest_plot_bytes=max(naive_pngs, default=0),
+        cold_one_job=cold_one_job,
+        read_analyse_seconds=read_analyse,
+    )
+
+
+# ---------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """One goal, what was measured for it, and whether it was met."""
+
+    goal: str
+    measured: str
+    passed: bool | None
+    """None: the case it needs was not run."""
+
+    @property
+    def verdict(self) -> str:
+        return "n/a" if self.passed is None else "PASS" if self.passed else "MISS"
+
+
+def headline_case(results: Sequence[CaseResult]) -> CaseResult | None:
+    """200x3000, else the largest multi-checkpoint case run (e.g. with --quick)."""
+    for result in results:
+        if result.case == HEADLINE:
+            return result
+    several = [result for result in results if result.checkpoints > 1]
+    return max(several, key=lambda r: (r.checkpoints, r.rows)) if several else None
+
+
+def evaluate_targets(results: Sequence[CaseResult]) -> list[Target]:
+    head = headline_case(results)
+    targets: list[Target] = []
+    if head is None:
+        targets.append(Target("targets on a multi-checkpoint case", "no case with N > 1 was run", None))
+    else:
+        name = head.case
+        targets.append(Target(
+            f"{name}: cold generate <= 0.4 x naive baseline",
+            f"{head.ratio:.2f} x ({head.cold.seconds:.1f} s vs {head.naive.seconds:.1f} s)",
+            head.ratio <= 0.4,
+        ))
+        targets.append(Target(
+            f"{name}: generate with nothing changed <= 1 s",
+            f"{head.unchanged.seconds:.2f} s",
+            head.unchanged.seconds <= 1.0,
+        ))
+        single = next((r for r in results if r.checkpoints == 1 and r.rows == head.rows), None)
+        if single is None:
+            targets.append(Target(
+                f"{name}: one checkpoint changed <= 1 s more than a cold generate of it alone",
+                f"{head.one_changed.seconds:.2f} s (no 1x{head.rows} case run to compare with)",
+                None,
+            ))
+        else:
+            extra = head.one_changed.seconds - single.cold.seconds
+            targets.append(Target(
+                f"{name}: one checkpoint changed <= 1 s more than a cold generate of it alone",
+                f"{head.one_changed.seconds:.2f} s vs {single.cold.seconds:.2f} s for {single.case}: {extra:+.2f} s",
+                extra <= 1.0,
+            ))
+        targets.append(Target(
+            f"{name}: peak memory of the cold run < 600 MB",
+            f"{head.cold.peak_mb:.0f} MB (RSS summed over workers; PSS {head.cold.peak_pss_mb:.0f} MB)",
+            head.cold.peak_mb < 600,
+        ))
+        targets.append(Target(
+            f"{name}: index page with its images < 1.5 MB",
+            f"{head.sizes.index_with_images_bytes / MB:.2f} MB",
+            head.sizes.index_with_images_bytes < 1.5 * MB,
+        ))
+    big = next((r for r in results if r.read_analyse_seconds), None)
+    if big is None or big.read_analyse_seconds is None:
+        targets.append(Target(f"{BIG_FILE_ROWS:,}-row file read + analysed < 1.5 s", "not run", None))
+    else:
+        first = big.read_analyse_seconds[0]
+        targets.append(Target(
+            f"{BIG_FILE_ROWS:,}-row file read + analysed < 1.5 s",
+            f"{first:.2f} s first call (best of {len(big.read_analyse_seconds)}: "
+            f"{min(big.read_analyse_seconds):.2f} s)",
+            first < 1.5,
+        ))
+    largest = max(results, key=lambda r: r.sizes.largest_plot_bytes)
+    targets.append(Target(
+        "every plot file < 200 KB (all cases)",
+        f"largest {largest.sizes.largest_plot_bytes / KB:.0f} KB ({largest.case}: {largest.sizes.largest_plot})",
+        largest.sizes.largest_plot_bytes < 200 * KB,
+    ))
+    return targets
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> dict[str, Any]:
+    """The machine and software the numbers were measured on."""
+    cpu = "unknown"
+    memory = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        cpu = platform.processor() or cpu
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    import matplotlib
+    import mkdocs
+    import pandas
+
+    import generator
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "memory": memory,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "traindocs": generator.__version__,
+        "git": _git_revision(),
+        "matplotlib": matplotlib.__version__,
+        "pandas": pandas.__version__,
+        "mkdocs": mkdocs.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _git_revision() -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "generator"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} (generator/ has uncommitted changes)" if dirty else head
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.1f}" if seconds >= 100 else f"{seconds:.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> list[str]:
+    """A Markdown table; `align` has one letter per column, l or r."""
+    marks = [":---" if a == "l" else "---:" for a in align]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |",
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def results_table(results: Sequence[CaseResult]) -> list[str]:
+    header = ["case", "N", "rows", "cold s", "unchanged s", "one changed s", "mkdocs build s", "peak MB",
+              "largest plot KB", "index+images KB", "naive s", "ratio"]
+    rows = [
+        [r.case, str(r.checkpoints), f"{r.rows:,}", _s(r.cold.seconds), _s(r.unchanged.seconds),
+         _s(r.one_changed.seconds), _s(r.mkdocs_build.seconds), f"{r.cold.peak_mb:.0f}",
+         f"{r.sizes.largest_plot_bytes / KB:.0f}", f"{r.sizes.index_with_images_bytes / KB:.0f}",
+         _s(r.naive.seconds), f"{r.ratio:.2f}"]
+        for r in results
+    ]
+    return _table(header, rows, "lrrrrrrrrrrr")
+
+
+def markdown(results: Sequence[CaseResult], targets: Sequence[Target], info: dict[str, Any], command: str) -> str:
+    lines = [
+        "# traindocs benchmark",
+        "",
+        f"- Date: {info['date']}",
+        f"- Machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), {info['memory']} memory; "
+        f"{info['os']}",
+        f"- Software: Python {info['python']}, traindocs {info['traindocs']} (git {info['git']}), "
+        f"matplotlib {info['matplotlib']}, pandas {info['pandas']}, mkdocs {info['mkdocs']}",
+        f"- Command: `{command}`",
+        "- Data: synthetic TRL SFT checkpoints (seeded), N checkpoints x rows log rows each "
+        f"(every {EVAL_EVERY}th an eval row, plus a summary row). Not real training logs.",
+        "",
+        "## Results",
+        "",
+        *results_table(results),
+        "",
+        "Seconds are wall time of a fresh process (`python -m generator generate`, `python -m mkdocs build`, "
+        "`python bench/naive.py`), start-up and imports included; peak MB is the cold generate's largest sum "
+        "of RSS over the process and its workers; ratio = cold / naive. See bench/README.md.",
+        "",
+        "## Targets",
+        "",
+        *_table(["target", "measured", "result"], [[t.goal, t.measured, t.verdict] for t in targets], "lll"),
+        "",
+    ]
+    busy = [(r.case, m) for r in results for m in r.measurements() if (m.other_cores or 0) > BUSY_MACHINE]
+    if busy:
+        worst_case, worst = max(busy, key=lambda item: item[1].other_cores or 0)
+        lines += [f"**Other processes were using the CPU** during {len(busy)} of the measurements (up to "
+                  f"{worst.other_cores:.2f} of {info['usable_cores']} cores, in {worst_case} "
+                  f"{worst.command.split(' ', 1)[1]}): those times are too high. See the details below.", ""]
+    head = headline_case(results)
+    if head is not None and head.case != HEADLINE:
+        lines += [f"The targets are set for {HEADLINE}; this run did not include it, so they were checked "
+                  f"on {head.case}, which says little about them.", ""]
+    lines += [
+        "## Output sizes and details",
+        "",
+        *_table(
+            ["case", "trainer_state.json MB", "docs/ MB", "docs/ files", "PNGs", "index.md KB", "site/ MB",
+             "index.html KB", "naive PNGs MB", "cold: traindocs' own s", "unchanged: own s", "written cold / unchanged / changed"],
+            [
+                [r.case, f"{r.state_bytes / MB:.1f}", f"{r.sizes.docs_bytes / MB:.1f}", str(r.sizes.docs_files),
+                 str(r.sizes.plots), f"{r.sizes.index_bytes / KB:.0f}", f"{r.site_bytes / MB:.1f}",
+                 f"{r.index_html_bytes / KB:.0f}", f"{r.naive_plot_bytes / MB:.1f}",
+                 _optional_s(r.cold.reported_seconds), _optional_s(r.unchanged.reported_seconds),
+                 f"{_count(r.cold.written)} / {_count(r.unchanged.written)} / {_count(r.one_changed.written)}"]
+                for r in results
+            ],
+            "lrrrrrrrrrrl",
+        ),
+        "",
+        "\"own s\" is the time traindocs reports itself (after start-up and imports); "
+        "the difference to the wall time is interpreter start-up, imports and loading mkdocs.yml.",
+        "",
+    ]
+    for r in results:
+        if r.cold_one_job is not None:
+            lines.append(f"- {r.case} cold generate with `--jobs 1` (one core, like the naive script): "
+                         f"{_s(r.cold_one_job.seconds)} s, {r.cold_one_job.seconds / r.naive.seconds:.2f} x naive; "
+                         f"peak {r.cold_one_job.peak_mb:.0f} MB.")
+        if r.read_analyse_seconds:
+            lines.append(f"- {r.case}: `read_run` + `analyse` in process: "
+                         + ", ".join(f"{s:.2f} s" for s in r.read_analyse_seconds) + " (first call first).")
+        lines.append(f"- {r.case}: peak memory per step (sum of RSS / largest process), MB: "
+                     + "; ".join(f"{m.command.split(' ', 1)[1]} {m.peak_mb:.0f} / {m.peak_process_mb:.0f}"
+                                 for m in r.measurements()) + ".")
+        lines.append(f"- {r.case}: CPU cores used by other processes meanwhile: "
+                     + "; ".join(f"{m.command.split(' ', 1)[1]} {_optional_cores(m.other_cores)}"
+                                 for m in r.measurements()) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _optional_s(seconds: float | None) -> str:
+    return "?" if seconds is None else _s(seconds)
+
+
+def _optional_cores(cores: float | None) -> str:
+    return "?" if cores is None else f"{cores:.2f}"
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+# ---------------------------------------------------------------- main
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python bench/run.py",
+        description="Benchmark traindocs on synthetic TRL checkpoints written into a temporary folder.",
+        epilog=f"default sizes: {' '.join(FULL_SIZES)}; --quick: {' '.join(QUICK_SIZES)}",
+    )
+    parser.add_argument("--sizes", nargs="+", type=Case.parse, metavar="NxROWS",
+                        help="cases to run, e.g. 3x300 200x3000 (N checkpoints of ROWS log rows)")
+    parser.add_argument("--quick", action="store_true", help=f"only the small cases ({' '.join(QUICK_SIZES)})")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where results.json and results.md go "
+                        "(default: bench/results, with --quick bench/results/quick)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary projects and print where they are")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit status (0 measured, 1 a command failed, 2 usage)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.quick and args.sizes:
+        parser.error("--quick and --sizes exclude each other")
+    cases: list[Case] = args.sizes or [Case.parse(size) for size in (QUICK_SIZES if args.quick else FULL_SIZES)]
+    cases = list(dict.fromkeys(cases))  # each case once, in the order given
+    try:
+        import generator  # noqa: F401 (the package must be installed in this interpreter)
+    except ImportError:
+        parser.error(f"{sys.executable} cannot import traindocs' package 'generator'; "
+                     "run with the project's venv: .venv/bin/python bench/run.py")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    info = machine()
+    command = "python bench/run.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    temporary = Path(tempfile.mkdtemp(prefix="traindocs-bench-"))
+    log(f"benchmark projects in {temporary}")
+    head = HEADLINE if any(case.name == HEADLINE for case in cases) else None
+    if head is None:
+        several = [case for case in cases if case.checkpoints > 1]
+        head = max(several, key=lambda c: (c.checkpoints, c.rows)).name if several else None
+    results: list[CaseResult] = []
+    try:
+        for case in cases:
+            results.append(run_case(case, temporary / case.name, one_job=case.name == head, log=log))
+            if not args.keep:
+                shutil.rmtree(temporary / case.name)
+    except BenchmarkError as exc:
+        log(f"error: {exc}")
+        return 1
+    finally:
+        if args.keep:
+            log(f"kept the benchmark projects in {temporary}")
+        else:
+            shutil.rmtree(temporary, ignore_errors=True)
+    targets = evaluate_targets(results)
+    report = markdown(results, targets, info, command)
+    out: Path = args.out or (BENCH_DIR / "results" / "quick" if args.quick else BENCH_DIR / "results")
+    out.mkdir(parents=True, exist_ok=True)
+    document = {
+        "machine": info,
+        "command": command,
+        "cases": [{**dataclasses.asdict(r), "ratio": r.ratio} for r in results],
+        "targets": [{**dataclasses.asdict(t), "verdict": t.verdict} for t in targets],
+    }
+    (out / "results.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(report, encoding="utf-8")
+    print(report)
+    log(f"wrote {out / 'results.json'} and {out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
