@@ -179,9 +179,12 @@ class TrainingRun:
     def global_step(self) -> int | None:
         """`global_step` from the state, when it is a number."""
         value = self.state.get("global_step")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
-        return int(value)
+        try:
+            return int(value) if math.isfinite(value) else None
+        except OverflowError:  # an integer beyond any float
+            return None
 
 
 @dataclass(frozen=True)
