@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
+
+from generator.records import TrainingRun
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -62,3 +66,17 @@ def sft_rows(losses: list[float], every: int = 10) -> list[dict[str, object]]:
         {"loss": loss, "learning_rate": 1e-4, "grad_norm": 0.5, "step": every * (i + 1), "epoch": 0.1 * (i + 1)}
         for i, loss in enumerate(losses)
     ]
+
+
+def run_from(train: dict[str, Any], evals: dict[str, Any] | None = None,
+             state: dict[str, object] | None = None, summary: dict[str, float] | None = None) -> TrainingRun:
+    """A TrainingRun as the reader makes it, from plain columns (for analysis and narrative tests)."""
+    return TrainingRun(
+        state_file=Path("trainer_state.json"),
+        checkpoint_dir=Path("."),
+        train=pd.DataFrame(train),
+        eval=pd.DataFrame(evals or {"step": pd.Series([], dtype="int64")}),
+        summary=summary or {},
+        state=state or {},
+        state_sha256="0" * 64,
+    )

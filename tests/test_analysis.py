@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_from
 from generator.analysis import (
     analyse,
     convergence_step,
@@ -18,24 +18,11 @@ from generator.analysis import (
     speed_class,
     stabilised_step,
 )
-from generator.records import AnalysisSettings, TrainingRun
+from generator.records import AnalysisSettings
 
 
 def series(values: list[float], every: int = 10) -> pd.Series:
     return pd.Series(values, index=pd.Index([every * (i + 1) for i in range(len(values))], name="step"), dtype="float64")
-
-
-def run_from(train: dict[str, list[float]], evals: dict[str, list[float]] | None = None,
-             state: dict[str, object] | None = None, summary: dict[str, float] | None = None) -> TrainingRun:
-    return TrainingRun(
-        state_file=Path("trainer_state.json"),
-        checkpoint_dir=Path("."),
-        train=pd.DataFrame(train),
-        eval=pd.DataFrame(evals or {"step": pd.Series([], dtype="int64")}),
-        summary=summary or {},
-        state=state or {},
-        state_sha256="0" * 64,
-    )
 
 
 def tensorboard_smoothing(values: list[float], weight: float) -> list[float]:

@@ -28,6 +28,7 @@ import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from conftest import run_from
 from generator import registry as registry_module
 from generator.analysis import analyse
 from generator.errors import CheckpointError, ConfigError
@@ -302,20 +303,6 @@ BIGGEST = 1.7976931348623157e308
 any_finite = st.sampled_from([BIGGEST, -BIGGEST, 5e-324, -5e-324, 1e300]) | st.floats(allow_nan=False, allow_infinity=False)
 # What trainer_state.json may hold for global_step/max_steps (the reader passes them on as they are).
 state_scalars = st.sampled_from([NAN, INF, -INF, -1, 0, True, "100", 1e300]) | json_scalars
-
-
-def run_from(train: dict[str, Any], evals: dict[str, Any] | None = None,
-             state: dict[str, object] | None = None, summary: dict[str, float] | None = None) -> TrainingRun:
-    """A TrainingRun as the reader makes it (same helper as tests/test_analysis.py)."""
-    return TrainingRun(
-        state_file=Path("trainer_state.json"),
-        checkpoint_dir=Path("."),
-        train=pd.DataFrame(train),
-        eval=pd.DataFrame(evals or {"step": pd.Series([], dtype="int64")}),
-        summary=summary or {},
-        state=state or {},
-        state_sha256="0" * 64,
-    )
 
 
 def step_column(draw: st.DrawFn, count: int) -> list[int]:
