@@ -250,8 +250,32 @@ def _bytes_artefact(path: str, data: bytes) -> Artefact:
 Progress = Callable[[str, int, int, str], None]
 """progress(stage, done, total, label): called as work advances ('read', 'render')."""
 
-POOL_THRESHOLD = 6
-"""Below this many checkpoints or renders, starting worker processes costs more than it saves."""
+READ_POOL_THRESHOLD = 40
+"""Checkpoints to read before worker processes pay off: starting one (imports
+included) costs about as much as reading 40 typical logs."""
+RENDER_POOL_THRESHOLD = 16
+"""Plots and CSVs to render before worker processes pay off."""
+
+
+class WorkerPool:
+    """Worker processes started on first real need, and only then (they cost ~1 s to start)."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self._pool: ProcessPoolExecutor | None = None
+
+    def for_work(self, amount: int, threshold: int) -> Executor | None:
+        """The pool when `amount` of work reaches `threshold` and jobs > 1; else None (work inline)."""
+        if self.jobs <= 1 or amount < threshold:
+            return None
+        if self._pool is None:
+            # spawn, not fork: forking a process that may hold threads (MkDocs' server) can deadlock.
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
 
 
 def default_jobs() -> int:
@@ -271,24 +295,18 @@ def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = No
     """
     registry = load_registry(registry_file, display=registry_file.name)
     base = registry_file.resolve().parent
-    with _worker_pool(jobs, len(registry.entries)) as pool:
-        reports, problems = build_reports(registry, base, pool, progress)
+    pool = WorkerPool(jobs)
+    try:
+        reports, problems = build_reports(
+            registry, base, pool.for_work(len(registry.entries), READ_POOL_THRESHOLD), progress
+        )
         result = GenerationResult(registry=registry, reports=reports, problems=problems)
         artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
         with generation_lock(docs_dir):
-            OwnedFiles(docs_dir).update(artefacts, result, jobs, progress)
+            OwnedFiles(docs_dir).update(artefacts, result, pool, progress)
+    finally:
+        pool.close()
     return result
-
-
-@contextmanager
-def _worker_pool(jobs: int, size: int) -> Iterator[Executor | None]:
-    """A process pool for `jobs` > 1 and enough work; None otherwise."""
-    if jobs <= 1 or size < POOL_THRESHOLD:
-        yield None
-        return
-    # spawn, not fork: forking a process that may hold threads (MkDocs' server) can deadlock.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield pool
 
 
 @contextmanager
@@ -342,7 +360,7 @@ class OwnedFiles:
         except OSError:
             return None
 
-    def update(self, artefacts: list[Artefact], result: GenerationResult, jobs: int = 1,
+    def update(self, artefacts: list[Artefact], result: GenerationResult, pool: WorkerPool | None = None,
                progress: Progress | None = None) -> None:
         """Render what changed, write it, drop stale files, save the manifest."""
         self._remove_leftover_temporaries({artefact.path for artefact in artefacts} | set(self.previous))
@@ -361,7 +379,7 @@ class OwnedFiles:
                 result.unchanged.append(artefact.path)
                 continue
             stale.append((artefact, on_disk))
-        rendered = _render_all([artefact for artefact, _ in stale], jobs, progress)
+        rendered = _render_all([artefact for artefact, _ in stale], pool or WorkerPool(1), progress)
         pending: list[tuple[Artefact, bytes]] = []
         for (artefact, on_disk), data in zip(stale, rendered, strict=True):
             digest = hashlib.sha256(data).hexdigest()
@@ -411,22 +429,22 @@ def _stat_stamp(stat: os.stat_result) -> dict[str, str]:
     return {"size": str(stat.st_size), "mtime_ns": str(stat.st_mtime_ns)}
 
 
-def _render_all(artefacts: list[Artefact], jobs: int, progress: Progress | None) -> list[bytes]:
+def _render_all(artefacts: list[Artefact], pool: WorkerPool, progress: Progress | None) -> list[bytes]:
     """Render artefacts, the expensive ones in worker processes when there are enough."""
     results: dict[int, bytes] = {}
     expensive = [i for i, artefact in enumerate(artefacts) if artefact.expensive]
-    with _worker_pool(jobs, len(expensive)) as pool:
-        if pool is not None:
-            futures = {pool.submit(artefacts[i].render): i for i in expensive}
-            for done, future in enumerate(as_completed(futures), start=1):
-                results[futures[future]] = future.result()
-                if progress:
-                    progress("render", done, len(expensive), artefacts[futures[future]].path)
-        for i, artefact in enumerate(artefacts):
-            if i not in results:
-                results[i] = artefact.render()
-                if progress and artefact.expensive:
-                    progress("render", len(results), len(expensive), artefact.path)
+    workers = pool.for_work(len(expensive), RENDER_POOL_THRESHOLD)
+    if workers is not None:
+        futures = {workers.submit(artefacts[i].render): i for i in expensive}
+        for done, future in enumerate(as_completed(futures), start=1):
+            results[futures[future]] = future.result()
+            if progress:
+                progress("render", done, len(expensive), artefacts[futures[future]].path)
+    for i, artefact in enumerate(artefacts):
+        if i not in results:
+            results[i] = artefact.render()
+            if progress and artefact.expensive:
+                progress("render", len(results), len(expensive), artefact.path)
     return [results[i] for i in range(len(artefacts))]
 
 

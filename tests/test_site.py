@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import sft_rows, write_state
+from generator import site
 from generator.errors import ConfigError
 from generator.site import MANIFEST, generate, watched_files
 
@@ -130,8 +131,11 @@ def test_watched_files_include_the_registry_and_each_state_file(example_project:
     ]
 
 
-def test_parallel_generation_gives_the_same_bytes(example_project: Path, tmp_path: Path) -> None:
-    """Six entries: enough for the worker pool (POOL_THRESHOLD) to start."""
+def test_parallel_generation_gives_the_same_bytes(example_project: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six entries, with the pool thresholds lowered so that workers read and render."""
+    monkeypatch.setattr(site, "READ_POOL_THRESHOLD", 2)
+    monkeypatch.setattr(site, "RENDER_POOL_THRESHOLD", 2)
     registry = example_project / "checkpoints.yaml"
     text = registry.read_text()
     entries = text[text.index("checkpoints:\n") + len("checkpoints:\n"):]
