@@ -11,12 +11,14 @@ write is never overwritten.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import json
 import multiprocessing
 import os
 import re
+import signal
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
@@ -257,6 +259,21 @@ RENDER_POOL_THRESHOLD = 16
 """Plots and CSVs to render before worker processes pay off."""
 
 
+def _die_with_parent() -> None:
+    """In a worker: exit when the generating process dies, even by SIGKILL (Linux).
+
+    Without this, killed generations leave their idle workers behind.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: workers end with the pool as usual
+        pass
+
+
+PR_SET_PDEATHSIG = 1
+
+
 class WorkerPool:
     """Worker processes started on first real need, and only then (they cost ~1 s to start)."""
 
@@ -270,7 +287,9 @@ class WorkerPool:
             return None
         if self._pool is None:
             # spawn, not fork: forking a process that may hold threads (MkDocs' server) can deadlock.
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+            )
         return self._pool
 
     def close(self) -> None:
