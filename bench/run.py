@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -394,7 +395,7 @@ class Measurement:
     seconds: float
     """Wall time from start to exit, as the benchmark saw it."""
     peak_mb: float
-    """Largest sum of RSS over the process and its workers (sampled every 50 ms)."""
+    """Largest sum of RSS over the process and its workers (sampled every 50 ms), at least peak_process_mb."""
     peak_pss_mb: float
     """The same with PSS: shared library pages counted once, not once per worker."""
     peak_process_mb: float
@@ -407,6 +408,8 @@ class Measurement:
     """Files traindocs left as they were, from its summary line."""
     other_cores: float | None = None
     """CPU cores other processes kept busy on average meanwhile (0 = a quiet machine)."""
+    source: str = ""
+    """Fingerprint of generator/ when the command started: which code was measured."""
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -429,6 +432,17 @@ def _own_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def source_fingerprint() -> str:
+    """A short hash of every file of the generator package, to notice edits during a run."""
+    digest = hashlib.sha256()
+    package = REPO / "generator"
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(package).as_posix().encode("utf-8") + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def bench_env() -> dict[str, str]:
     """The environment of every measured command: no inherited traindocs overrides."""
     env = {key: value for key, value in os.environ.items()
@@ -443,6 +457,7 @@ def measure(command: Sequence[str], cwd: Path, label: str) -> Measurement:
     time_file = cwd / ".bench-time.txt"
     wrapped = [str(GNU_TIME), "-f", "%e %M", "-o", str(time_file), *command] if GNU_TIME.exists() else list(command)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    source = source_fingerprint()
     busy_before, own_before = _busy_cpu_seconds(), _own_cpu_seconds()
     started = time.perf_counter()
     process = subprocess.Popen(wrapped, cwd=cwd, env=bench_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -470,13 +485,16 @@ def measure(command: Sequence[str], cwd: Path, label: str) -> Measurement:
     return Measurement(
         command=label,
         seconds=seconds,
-        peak_mb=sampler.peak_rss / MB,
+        # The tree's peak is at least its largest process's, which GNU time sees exactly
+        # and the 50 ms sampler may miss.
+        peak_mb=max(sampler.peak_rss, peak_process_kb * 1024) / MB,
         peak_pss_mb=sampler.peak_pss / MB,
         peak_process_mb=max(peak_process_kb * 1024, sampler.peak_single_rss) / MB,
         reported_seconds=float(summary["seconds"]) if summary else None,
         written=int(summary["written"]) if summary else None,
         unchanged=int(summary["unchanged"]) if summary else None,
         other_cores=other_cores,
+        source=source,
     )
 
 
@@ -814,7 +832,8 @@ def results_table(results: Sequence[CaseResult]) -> list[str]:
     return _table(header, rows, "lrrrrrrrrrrr")
 
 
-def markdown(results: Sequence[CaseResult], targets: Sequence[Target], info: dict[str, Any], command: str) -> str:
+def markdown(results: Sequence[CaseResult], targets: Sequence[Target], info: dict[str, Any], command: str,
+             failures: Sequence[str] = ()) -> str:
     lines = [
         "# traindocs benchmark",
         "",
@@ -846,6 +865,13 @@ def markdown(results: Sequence[CaseResult], targets: Sequence[Target], info: dic
         lines += [f"**Other processes were using the CPU** during {len(busy)} of the measurements (up to "
                   f"{worst.other_cores:.2f} of {info['usable_cores']} cores, in {worst_case} "
                   f"{worst.command.split(' ', 1)[1]}): those times are too high. See the details below.", ""]
+    if failures:
+        lines += ["**Some cases failed** and are missing from the tables:", "", "```",
+                  *(line for failure in failures for line in failure.splitlines()), "```", ""]
+    versions = sorted({m.source for r in results for m in r.measurements()})
+    if len(versions) > 1:
+        lines += [f"**generator/ was edited during the run**: the measurements ran on {len(versions)} versions of "
+                  "the code (see `source` per measurement in results.json); compare them with care.", ""]
     head = headline_case(results)
     if head is not None and head.case != HEADLINE:
         lines += [f"The targets are set for {HEADLINE}; this run did not include it, so they were checked "
@@ -920,7 +946,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; returns the exit status (0 measured, 1 a command failed, 2 usage)."""
+    """Run the benchmark; returns the exit status (0 measured, 1 a measured command failed, 2 usage)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.quick and args.sizes:
@@ -945,21 +971,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         several = [case for case in cases if case.checkpoints > 1]
         head = max(several, key=lambda c: (c.checkpoints, c.rows)).name if several else None
     results: list[CaseResult] = []
+    failures: list[str] = []
     try:
         for case in cases:
-            results.append(run_case(case, temporary / case.name, one_job=case.name == head, log=log))
+            try:
+                results.append(run_case(case, temporary / case.name, one_job=case.name == head, log=log))
+            except BenchmarkError as exc:
+                # The other cases may still run (e.g. generator/ was broken for a moment).
+                log(f"error: {exc}")
+                failures.append(str(exc))
             if not args.keep:
-                shutil.rmtree(temporary / case.name)
-    except BenchmarkError as exc:
-        log(f"error: {exc}")
-        return 1
+                shutil.rmtree(temporary / case.name, ignore_errors=True)
     finally:
         if args.keep:
             log(f"kept the benchmark projects in {temporary}")
         else:
             shutil.rmtree(temporary, ignore_errors=True)
+    if not results:
+        log("error: no case could be measured; nothing written")
+        return 1
     targets = evaluate_targets(results)
-    report = markdown(results, targets, info, command)
+    report = markdown(results, targets, info, command, failures)
     out: Path = args.out or (BENCH_DIR / "results" / "quick" if args.quick else BENCH_DIR / "results")
     out.mkdir(parents=True, exist_ok=True)
     document = {
@@ -967,12 +999,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": command,
         "cases": [{**dataclasses.asdict(r), "ratio": r.ratio} for r in results],
         "targets": [{**dataclasses.asdict(t), "verdict": t.verdict} for t in targets],
+        "failures": failures,
     }
     (out / "results.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     (out / "results.md").write_text(report, encoding="utf-8")
     print(report)
     log(f"wrote {out / 'results.json'} and {out / 'results.md'}")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
