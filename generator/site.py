@@ -89,6 +89,8 @@ class GenerationResult:
     removed: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     """Files that exist but were not written by traindocs: left alone."""
+    docs_dir: Path = Path("docs")
+    """The folder written to."""
 
     def warnings(self) -> list[str]:
         """Doubts of the reader (skipped rows or values), one line each."""
@@ -97,7 +99,7 @@ class GenerationResult:
     def refusals(self) -> list[str]:
         """One line per generated file that a hand-written file blocked."""
         return [
-            f"docs/{path}: exists and was not written by traindocs; left as it is "
+            f"{(self.docs_dir / path).as_posix()}: exists and was not written by traindocs; left as it is "
             "(move or rename it to let traindocs generate this page)"
             for path in self.refused
         ]
@@ -319,7 +321,7 @@ def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = No
         reports, problems = build_reports(
             registry, base, pool.for_work(len(registry.entries), READ_POOL_THRESHOLD), progress
         )
-        result = GenerationResult(registry=registry, reports=reports, problems=problems)
+        result = GenerationResult(registry=registry, reports=reports, problems=problems, docs_dir=docs_dir)
         artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
         with generation_lock(docs_dir):
             OwnedFiles(docs_dir).update(artefacts, result, pool, progress)
