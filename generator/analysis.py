@@ -8,11 +8,20 @@ two in step.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 
-from generator.records import AnalysisSettings, Figures, TrainingRun
+from generator import kinds
+from generator.records import (
+    AnalysisSettings,
+    BestCheckpoint,
+    EvalMetric,
+    Figures,
+    SeriesSummary,
+    TrainingRun,
+)
 
 MIN_ROWS_FOR_TRENDS = 5
 """Fewer logged losses than this: no stabilisation or speed class (too little to tell)."""
@@ -141,6 +150,7 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
             eval_loss_min_step=_step(eval_loss.idxmin()),
         )
 
+    kind, kind_keys = kinds.run_kind(run.train.columns, run.eval.columns)
     if len(loss):
         smoothed = smooth(loss, settings.smoothing)
         start, end = float(loss.iloc[0]), float(loss.iloc[-1])
@@ -151,13 +161,17 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
             end_loss=end,
             min_loss=float(loss.min()),
             min_loss_step=_step(loss.idxmin()),
+            max_loss=float(loss.max()),
             relative_drop=_finite_or_none((start - end) / start) if start > 0 else None,
             smoothed_end=_finite_or_none(float(smoothed.iloc[-1])),
             stabilised_step=stabilised_step(smoothed, settings.stable_band),
             high_initial_gap=start >= settings.high_start_loss,
             level_crossings=tuple((level, first_step_below(smoothed, level)) for level in settings.loss_levels),
         )
-        converged_at = convergence_step(smoothed, settings.convergence_share)
+        if kind == "rl":
+            # An RL loss hovers around zero and may be negative: no convergence reading (the reward tells).
+            figures.update(stabilised_step=None, level_crossings=(), high_initial_gap=False)
+        converged_at = None if kind == "rl" else convergence_step(smoothed, settings.convergence_share)
         span = _step(loss.index[-1]) - _step(loss.index[0])
         if converged_at is not None and span > 0:
             fraction = (converged_at - _step(loss.index[0])) / span
@@ -166,7 +180,7 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
                 convergence_fraction=fraction,
                 convergence=speed_class(fraction, settings),
             )
-        elif len(loss) >= MIN_ROWS_FOR_TRENDS:
+        elif len(loss) >= MIN_ROWS_FOR_TRENDS and kind != "rl":
             figures["convergence"] = "No improvement"
         if len(eval_loss):
             # Compare with the trend, not one noisy batch, at the last eval step.
@@ -195,5 +209,118 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         figures["mean_train_loss"] = run.summary["train_loss"]
     if "train_runtime" in run.summary and math.isfinite(run.summary["train_runtime"]):
         figures["train_runtime"] = run.summary["train_runtime"]
+    tokens_seen = finite_series(run.train, "num_input_tokens_seen")
+    if "tokens_seen" not in figures and len(tokens_seen):
+        figures["tokens_seen"] = float(tokens_seen.iloc[-1])
+
     figures["metrics"] = tuple(sorted(c for c in run.train.columns if c not in ("step", "epoch")))
+    figures.update(
+        kind=kind,
+        kind_keys=kind_keys,
+        last_logged_step=last_logged if len(run.train) or len(run.eval) else None,
+        eval_metrics=tuple(eval_metric(run.eval, column) for column in kinds.eval_quality_columns(run.eval.columns)
+                           if len(finite_series(run.eval, column))),
+        best_checkpoint=best_checkpoint(run),
+        non_finite=run.non_finite,
+        series=tuple(summarise(finite_series(run.train, column), column) for column in _series_columns(run)
+                     if len(finite_series(run.train, column))),
+        other_metrics=tuple(kinds.other_metrics(kind, run.train.columns)),
+    )
+    if kind != "rl":  # RL losses hover around zero: a ratio to the median means nothing there
+        figures["spikes"] = spikes(loss, settings)
     return Figures(**figures)  # type: ignore[arg-type]
+
+
+SERIES_COLUMNS = (
+    "reward",
+    "reward_std",
+    "kl",
+    "completions/mean_length",
+    "completion_length",
+    "completions/clipped_ratio",
+    "rewards/margins",
+    "rewards/accuracies",
+    "rewards/chosen",
+    "rewards/rejected",
+)
+"""Kind-specific metrics the narrative talks about."""
+
+
+def _series_columns(run: TrainingRun) -> list[str]:
+    functions = sorted(c for c in run.train.columns if kinds.REWARD_FUNCTION.match(c) and not c.endswith("/std"))
+    return [*SERIES_COLUMNS, *(c for c in functions if c not in SERIES_COLUMNS)]
+
+
+def summarise(series: pd.Series, column: str) -> SeriesSummary:
+    """Start, end, extremes and the means of the first and last tenth of a finite series."""
+    values = series.to_numpy()
+    tenth = max(1, len(values) // 10)
+    return SeriesSummary(
+        column=column,
+        rows=len(values),
+        start=float(values[0]),
+        start_step=_step(series.index[0]),
+        end=float(values[-1]),
+        end_step=_step(series.index[-1]),
+        min=float(values.min()),
+        min_step=_step(series.idxmin()),
+        max=float(values.max()),
+        max_step=_step(series.idxmax()),
+        head_mean=float(values[:tenth].mean()),
+        tail_mean=float(values[-tenth:].mean()),
+    )
+
+
+def eval_metric(evals: pd.DataFrame, column: str) -> EvalMetric:
+    """Last value and, when the name says which way is better, the best value of an eval column."""
+    series = finite_series(evals, column)
+    better = kinds.direction(column)
+    best, best_step = None, None
+    if better is not None:
+        label = series.idxmin() if better == "min" else series.idxmax()
+        best, best_step = float(series.to_numpy()[series.index.get_loc(label)]), _step(label)
+    return EvalMetric(
+        column=column,
+        rows=len(series),
+        last=float(series.iloc[-1]),
+        last_step=_step(series.index[-1]),
+        direction=better,
+        best=best,
+        best_step=best_step,
+    )
+
+
+CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def best_checkpoint(run: TrainingRun) -> BestCheckpoint | None:
+    """The best checkpoint the Trainer recorded, matched to a step (its path is from another machine)."""
+    path = run.state.get("best_model_checkpoint")
+    metric = run.state.get("best_metric")
+    path = path if isinstance(path, str) else None
+    metric = float(metric) if isinstance(metric, (int, float)) and not isinstance(metric, bool) else None
+    if path is None and metric is None:
+        return None
+    step = run.state.get("best_global_step")
+    if isinstance(step, bool) or not isinstance(step, int):
+        step = None
+        if path:
+            # './results\\checkpoint-1626' (Windows) and '/abs/path/checkpoint-3000' both end in checkpoint-N.
+            match = CHECKPOINT_NAME.match(re.split(r"[\\/]", path.rstrip("/\\"))[-1])
+            step = int(match.group(1)) if match else None
+    column = ""
+    if step is not None and metric is not None and step in set(run.eval["step"]):
+        row = run.eval[run.eval["step"] == step].iloc[-1]
+        matching = [c for c in kinds.eval_quality_columns(run.eval.columns)
+                    if math.isfinite(row[c]) and math.isclose(float(row[c]), metric, rel_tol=1e-9, abs_tol=1e-12)]
+        column = matching[0] if len(matching) == 1 else ""
+    return BestCheckpoint(step=step, metric=metric, path=path, metric_column=column)
+
+
+def spikes(loss: pd.Series, settings: AnalysisSettings) -> tuple[int, ...]:
+    """Steps whose loss exceeds `spike_factor` x the median of the `spike_window` losses before it."""
+    if len(loss) <= settings.spike_window // 2:
+        return ()
+    before = loss.shift(1).rolling(settings.spike_window, min_periods=max(2, settings.spike_window // 2)).median()
+    flagged = (before > 0) & (loss > settings.spike_factor * before)
+    return tuple(_step(label) for label in loss.index[flagged.to_numpy()])

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from generator.analysis import finite_series, smooth
+from generator.kinds import Panel
 from generator.records import AnalysisSettings, Figures
 
 # Okabe-Ito colours (readable for colour-blind visitors) without the yellow,
@@ -61,12 +62,8 @@ STYLE: Any = {
     "agg.path.chunksize": 10000,
 }
 
-METRIC_TITLES = {
-    "learning_rate": "Learning rate",
-    "grad_norm": "Gradient norm",
-    "mean_token_accuracy": "Mean token accuracy",
-    "entropy": "Entropy",
-}
+SPIKE = "#C0392B"
+BEST = "#009E73"
 
 
 def color_for(index: int) -> str:
@@ -76,14 +73,18 @@ def color_for(index: int) -> str:
 
 @dataclass(frozen=True)
 class Curve:
-    """One model's loss curve for the overview plots."""
+    """One model's curve for the overview plots (loss, or reward for RL runs)."""
 
     name: str
     color: str
-    loss: pd.Series
-    """Finite loss by step."""
+    values: pd.Series
+    """Finite values by step."""
     steps: int
     """Total steps of the run, for the progress axis."""
+    epochs: pd.Series | None = None
+    """Epoch by step, when logged."""
+    tokens: pd.Series | None = None
+    """Tokens seen by step, when logged."""
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -127,6 +128,14 @@ def downsample(x: np.ndarray, y: np.ndarray, buckets: int = MAX_BUCKETS) -> tupl
     return x[chosen], y[chosen]
 
 
+def _thin(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Evenly spaced points of aligned arrays, for shapes (bands) that min/max picking would tear."""
+    if len(x) <= 2 * MAX_BUCKETS:
+        return (x, *ys)
+    chosen = np.unique(np.linspace(0, len(x) - 1, 2 * MAX_BUCKETS).astype(int))
+    return (x[chosen], *(y[chosen] for y in ys))
+
+
 def _gapped(table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
     """Steps and values (downsampled) with NaN where a value was not finite (a gap)."""
     values = table[column].to_numpy(dtype="float64").copy()
@@ -140,8 +149,8 @@ def _curve(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
-              figures: Figures, settings: AnalysisSettings) -> bytes:
-    """Raw loss (faint), smoothed loss, eval loss and the stabilisation step."""
+              figures: Figures, settings: AnalysisSettings, resumed_at: int | None = None) -> bytes:
+    """Raw loss (faint), smoothed loss, eval loss, spikes and the steps worth a marker."""
     with matplotlib.rc_context(STYLE):
         figure = _new_figure(8.0, 4.2)
         axes = figure.add_subplot()
@@ -153,6 +162,10 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
                 smoothed = smooth(finite, settings.smoothing)
                 axes.plot(*_curve(smoothed), color=color, linewidth=2.2,
                           label=f"loss (smoothed, weight {settings.smoothing:g})")
+            if figures.spikes:
+                spiked = finite[finite.index.isin(figures.spikes)]
+                axes.plot(spiked.index, spiked.to_numpy(), linestyle="none", marker="x", color=SPIKE, markersize=6,
+                          label=f"spike ({len(figures.spikes)})")
         eval_loss = finite_series(evals, "eval_loss")
         if len(eval_loss):
             axes.plot(eval_loss.index, eval_loss.to_numpy(), color=TEXT, linewidth=1.4, marker="o",
@@ -160,6 +173,7 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
         if figures.stabilised_step is not None:
             axes.axvline(figures.stabilised_step, color="#666666", linestyle=":", linewidth=1.3,
                          label=f"stabilised (step {figures.stabilised_step})")
+        _mark_steps(axes, figures, resumed_at)
         axes.set_title(f"{name}: loss", loc="left")
         axes.set_xlabel("Step")
         axes.set_ylabel("Loss")
@@ -167,67 +181,189 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
         return _png(figure)
 
 
-def logged_metrics(train: pd.DataFrame) -> list[str]:
-    """The metrics of `METRIC_TITLES` that have at least one finite value."""
-    return [metric for metric in METRIC_TITLES if len(finite_series(train, metric))]
+def _mark_steps(axes: Any, figures: Figures, resumed_at: int | None) -> None:
+    """Vertical lines at the best checkpoint and where a resumed run restarted."""
+    best = figures.best_checkpoint
+    if best is not None and best.step is not None:
+        axes.axvline(best.step, color=BEST, linestyle="--", linewidth=1.3, label=f"best checkpoint (step {best.step})")
+    if resumed_at is not None:
+        axes.axvline(resumed_at, color="#999999", linestyle="-.", linewidth=1.2, label=f"resumed (step {resumed_at})")
 
 
-def metrics_plot(name: str, color: str, train: pd.DataFrame, settings: AnalysisSettings) -> bytes:
-    """Small panels for learning rate, grad norm, token accuracy and entropy (those logged)."""
-    present = logged_metrics(train)
-    if not present:
-        raise ValueError("no metric to plot; check logged_metrics() first")
-    columns = 2 if len(present) > 1 else 1
-    rows = (len(present) + 1) // 2
+def panels_plot(title: str, color: str, train: pd.DataFrame, evals: pd.DataFrame, panels: Sequence[Panel],
+                settings: AnalysisSettings, figures: Figures | None = None) -> bytes:
+    """A grid of small panels, two per row: each column raw (faint) and smoothed, eval values as dots.
+
+    A panel with one column uses the model's colour; with several, each column
+    gets its own colour and a legend.
+    """
+    if not panels:
+        raise ValueError("no panel to plot")
+    columns = 2 if len(panels) > 1 else 1
+    rows = (len(panels) + 1) // 2
     with matplotlib.rc_context(STYLE):
         figure = _new_figure(8.0, 2.6 * rows + 0.3)
-        for position, metric in enumerate(present, start=1):
+        for position, panel in enumerate(panels, start=1):
             axes = figure.add_subplot(rows, columns, position)
-            steps, raw = _gapped(train, metric)
-            if metric == "learning_rate":
-                axes.plot(steps, raw, color=color, linewidth=1.8)
-                # Plain tick labels: an offset text ('1e-4') would collide with the title.
-                axes.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.1e}" if v else "0"))
-            else:
-                axes.plot(steps, raw, color=color, alpha=0.3, linewidth=1.0)
-                smoothed = smooth(finite_series(train, metric), settings.smoothing)
-                axes.plot(*_curve(smoothed), color=color, linewidth=1.8)
-            if metric == "mean_token_accuracy":
+            several = len(panel.columns) > 1
+            names = short_labels(panel.columns)
+            for index, column in enumerate(panel.columns):
+                line_color = PALETTE[index % len(PALETTE)] if several else color
+                label = names[index] if several else None
+                if column == "learning_rate":
+                    axes.plot(*_gapped(train, column), color=line_color, linewidth=1.8, label=label)
+                    # Plain tick labels: an offset text ('1e-4') would collide with the title.
+                    axes.yaxis.set_major_formatter(
+                        matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.1e}" if v else "0"))
+                    continue
+                finite = finite_series(train, column)
+                axes.plot(*_gapped(train, column), color=line_color, alpha=0.3, linewidth=1.0)
+                if len(finite):
+                    smoothed = smooth(finite, settings.smoothing)
+                    axes.plot(*_curve(smoothed), color=line_color, linewidth=1.8, label=label)
+                    if panel.band and index == 0:
+                        spread = smooth(finite_series(train, panel.band), settings.smoothing).reindex(smoothed.index)
+                        x, lower, upper = _thin(smoothed.index.to_numpy(dtype="float64"),
+                                                (smoothed - spread).to_numpy(), (smoothed + spread).to_numpy())
+                        axes.fill_between(x, lower, upper, color=line_color, alpha=0.15, linewidth=0,
+                                          label=f"+/- {panel.band}")
+                evaluated = finite_series(evals, "eval_" + column)
+                if len(evaluated):
+                    axes.plot(evaluated.index, evaluated.to_numpy(), color=line_color, linestyle="none", marker="o",
+                              markersize=3.5, markeredgecolor=TEXT, label=f"eval {names[index]}" if several else "eval")
+            if figures is not None:
+                _mark_steps(axes, figures, None)
+            if panel.percent:
                 axes.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=1.0, decimals=0))
-            axes.set_title(METRIC_TITLES[metric], loc="left")
+            axes.set_title(panel.title, loc="left")
             axes.set_xlabel("Step")
-        figure.suptitle(f"{name}: training metrics", x=0.01, ha="left", fontsize=11)
+            if several:
+                # Below the panel: a legend inside would hide curves that fill the whole plot.
+                axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2, fontsize=7.5)
+            elif axes.get_legend_handles_labels()[0]:
+                axes.legend(loc="best", fontsize=7.5)
+        figure.suptitle(title, x=0.01, ha="left", fontsize=11)
         return _png(figure)
 
 
-def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, by_progress: bool) -> bytes:
-    """Every model's smoothed loss on one axis, by step or by share of its run."""
+def short_labels(columns: Sequence[str]) -> list[str]:
+    """Legend labels without the prefix and suffix the columns share: 'rewards/format/mean' -> 'format'."""
+    if len(columns) < 2:
+        return list(columns)
+    parts = [column.split("/") for column in columns]
+    start = 0
+    while all(len(p) > start + 1 for p in parts) and len({p[start] for p in parts}) == 1:
+        start += 1
+    end = 0
+    while all(len(p) > start + end + 1 for p in parts) and len({p[-1 - end] for p in parts}) == 1:
+        end += 1
+    return ["/".join(p[start : len(p) - end]) for p in parts]
+
+
+def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]], figures: Figures) -> bytes:
+    """One panel per eval metric, one line per eval set, the best checkpoint marked."""
+    if not groups:
+        raise ValueError("no eval metric to plot")
+    columns = 2 if len(groups) > 1 else 1
+    rows = (len(groups) + 1) // 2
     with matplotlib.rc_context(STYLE):
-        figure = _new_figure(8.0, 4.4)
-        axes = figure.add_subplot()
-        lengths = [curve.steps for curve in curves if not curve.loss.empty and curve.steps > 0]
+        figure = _new_figure(8.0, 2.6 * rows + 0.3)
+        for position, (metric, sets) in enumerate(groups.items(), start=1):
+            axes = figure.add_subplot(rows, columns, position)
+            for index, (eval_set, column) in enumerate(sets.items()):
+                values = finite_series(evals, column)
+                axes.plot(values.index, values.to_numpy(), color=PALETTE[index % len(PALETTE)], linewidth=1.4,
+                          marker="o", markersize=3, label=eval_set or None)
+            _mark_steps(axes, figures, None)
+            axes.set_title(metric, loc="left")
+            axes.set_xlabel("Step")
+            if len(sets) > 1:
+                axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, fontsize=7.5)
+            elif figures.best_checkpoint and figures.best_checkpoint.step is not None:
+                axes.legend(loc="best", fontsize=7.5)
+        figure.suptitle(f"{name}: evaluation", x=0.01, ha="left", fontsize=11)
+        return _png(figure)
+
+
+OVERVIEW_AXES = (
+    ("step", "Step"),
+    ("progress", "Progress through training (% of steps)"),
+    ("epoch", "Epoch"),
+    ("tokens", "Tokens seen"),
+)
+
+
+def overview_axes(curves: Sequence[Curve]) -> list[str]:
+    """The x axes an overview can offer: steps and share always, epochs and tokens when some run logged them."""
+    axes = ["step", "progress"]
+    if any(curve.epochs is not None and len(curve.epochs) for curve in curves):
+        axes.append("epoch")
+    if any(curve.tokens is not None and len(curve.tokens) for curve in curves):
+        axes.append("tokens")
+    return axes
+
+
+def _against(curve: Curve, smoothed: pd.Series, axis: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The smoothed curve against one x axis; None when the run did not log that axis."""
+    if axis == "step":
+        return _curve(smoothed)
+    if axis == "progress":
+        x, y = _curve(smoothed)
+        return 100.0 * x / max(curve.steps, 1), y
+    source = curve.epochs if axis == "epoch" else curve.tokens
+    if source is None or source.empty:
+        return None
+    # Steps where the axis value itself was not logged take the last value logged before them.
+    position = source.reindex(source.index.union(smoothed.index)).ffill().reindex(smoothed.index)
+    known = position.notna().to_numpy()
+    if not known.any():
+        return None
+    return downsample(position.to_numpy()[known], smoothed.to_numpy()[known])
+
+
+def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str) -> bytes:
+    """Every model's smoothed `what` (loss, reward) on shared axes: by step, share of training, epoch, tokens."""
+    axes_names = overview_axes(curves)
+    drawn = [curve for curve in curves if not curve.values.empty]
+    with matplotlib.rc_context(STYLE):
+        rows = (len(axes_names) + 1) // 2
+        figure = _new_figure(10.0, 3.6 * rows + 0.8)
+        lengths = [curve.steps for curve in drawn if curve.steps > 0]
         # Runs of very different lengths: a log step axis keeps the short ones readable.
-        log_steps = not by_progress and bool(lengths) and max(lengths) >= 5 * min(lengths)
-        for curve in curves:
-            loss = curve.loss[curve.loss.index > 0] if log_steps else curve.loss
-            if loss.empty:
-                continue
-            x, y = _curve(smooth(loss, settings.smoothing))
-            if by_progress:
-                x = 100.0 * x / max(curve.steps, 1)
-            axes.plot(x, y, color=curve.color, linewidth=2.0, label=curve.name)
-        if by_progress:
-            axes.set_xlabel("Progress through training (% of steps)")
-            axes.set_xlim(0, 100)
-            axes.set_title("Smoothed loss by share of training", loc="left")
-        else:
-            axes.set_xlabel("Step (log scale)" if log_steps else "Step")
-            if log_steps:
+        log_steps = bool(lengths) and max(lengths) >= 5 * min(lengths)
+        for position, axis in enumerate(axes_names, start=1):
+            axes = figure.add_subplot(rows, 2, position)
+            missing = 0
+            for curve in drawn:
+                values = curve.values[curve.values.index > 0] if axis == "step" and log_steps else curve.values
+                points = _against(curve, smooth(values, settings.smoothing), axis) if len(values) else None
+                if points is None:
+                    missing += 1
+                    continue
+                axes.plot(*points, color=curve.color, linewidth=2.0, label=curve.name)
+            label = dict(OVERVIEW_AXES)[axis]
+            if axis == "step" and log_steps:
                 axes.set_xscale("log")
                 axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-            axes.set_title("Smoothed loss by step", loc="left")
-        axes.set_ylabel("Loss")
-        drawn = sum(1 for curve in curves if not curve.loss.empty)
-        if 0 < drawn <= LEGEND_LIMIT:
-            axes.legend(loc="upper right")
+                label += " (log scale)"
+            if axis == "progress":
+                axes.set_xlim(0, 100)
+            if axis == "tokens":
+                axes.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
+                totals = [float(c.tokens.iloc[-1]) for c in drawn if c.tokens is not None and len(c.tokens)]
+                if totals and min(totals) > 0 and max(totals) >= 5 * min(totals):
+                    axes.set_xscale("log")
+                    label += " (log scale)"
+            if missing:
+                label += f"; {missing} of {len(drawn)} runs did not log it"
+            axes.set_xlabel(label)
+            axes.set_ylabel(f"Smoothed {what}")
+            axes.set_title(f"By {dict(step='step', progress='share of training', epoch='epoch', tokens='tokens seen')[axis]}",
+                           loc="left")
+        figure.suptitle(f"Smoothed {what} of every run (weight {settings.smoothing:g})", x=0.01, ha="left",
+                        fontsize=11)
+        if 0 < len(drawn) <= LEGEND_LIMIT:
+            handles = [matplotlib.lines.Line2D([], [], color=curve.color, linewidth=2.0) for curve in drawn]
+            figure.legend(handles, [curve.name for curve in drawn], loc="outside lower center",
+                          ncol=min(len(drawn), 4))
         return _png(figure)

@@ -8,11 +8,14 @@ are never loaded.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import errno
 import hashlib
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,11 @@ import pandas as pd
 import yaml
 
 from generator.errors import CheckpointError
-from generator.records import AdapterInfo, CheckpointEntry, TrainingRun
+from generator.records import AdapterInfo, CheckpointEntry, NonFinite, TrainingRun
 
 STATE_FILE = "trainer_state.json"
+JSONL_LOG = "trainer_log.jsonl"
+"""LLaMA-Factory's own log, read when a folder has no trainer_state.json."""
 CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 LFS_POINTER_PREFIX = b"version https://git-lfs"
 MAX_STATE_BYTES = 128 * 1000 * 1000
@@ -69,7 +74,7 @@ def locate_state_file(entry: CheckpointEntry) -> Path:
             raise CheckpointError(f"{where} is a symbolic link loop") from None
         raise CheckpointError(f"{where} cannot be read: {exc.strerror or exc}") from None
     if target.is_file():
-        if not target.name.endswith(".json"):
+        if not target.name.endswith((".json", ".jsonl")):
             raise CheckpointError(
                 f"{where} is a file but not a trainer_state.json; "
                 "point it at a checkpoint folder, a training output folder or the trainer_state.json itself"
@@ -81,12 +86,22 @@ def locate_state_file(entry: CheckpointEntry) -> Path:
     if direct.is_file():
         return direct
     checkpoints = latest_checkpoints(target)
+    if not checkpoints and (target / JSONL_LOG).is_file():
+        return target / JSONL_LOG
     if not checkpoints:
         raise CheckpointError(
-            f"{where} holds no {STATE_FILE} and no checkpoint-N folder with one; "
+            f"{where} holds no {STATE_FILE}, no checkpoint-N folder with one and no {JSONL_LOG}; "
             "point it at a checkpoint folder, a training output folder or the file itself"
         )
     return checkpoints[-1] / STATE_FILE
+
+
+def checkpoint_step(folder: Path) -> int:
+    """N of a `checkpoint-N` folder."""
+    match = CHECKPOINT_DIR.match(folder.name)
+    if match is None:
+        raise ValueError(f"{folder} is not a checkpoint-N folder")
+    return int(match.group(1))
 
 
 def latest_checkpoints(run_dir: Path) -> list[Path]:
@@ -104,12 +119,18 @@ def read_run(entry: CheckpointEntry, shown_file: str | None = None) -> TrainingR
     state_file = locate_state_file(entry)
     shown = f"{shown_file or state_file} ({entry.label})"
     data = _read_limited(state_file, shown)
-    state = parse_state(data, shown)
-    train, evals, summary, skipped = split_log_history(state["log_history"])
-    warnings = [f"{shown}: {message}" for message in skipped]
+    if state_file.name.endswith(".jsonl"):
+        state = parse_jsonl_log(data, shown)
+        source_format = JSONL_LOG
+    else:
+        state = parse_state(data, shown)
+        source_format = STATE_FILE
+    tables = split_log_history(state["log_history"])
+    warnings = [f"{shown}: {message}" for message in tables.skipped]
+    train, evals = tables.train, tables.eval
     if len(train) and ("loss" not in train or not train["loss"].notna().any()):
         warnings.append(f"{shown}: log_history: no row has a numeric 'loss'; the page has no loss figures")
-    if train.empty and evals.empty:
+    if train.empty and evals.empty and not tables.summary:
         raise CheckpointError(f"{shown}: log_history: no training or evaluation rows with a step and a number")
     top = {key: state[key] for key in STATE_KEYS if key in state}
     folders = [state_file.parent]
@@ -117,12 +138,15 @@ def read_run(entry: CheckpointEntry, shown_file: str | None = None) -> TrainingR
         folders.append(entry.resolved)
     adapter = read_adapter(folders)
     base_model, source = find_base_model(folders, adapter)
+    saved: tuple[int, ...] = ()
+    if entry.resolved.is_dir() and state_file.parent != entry.resolved:
+        saved = tuple(checkpoint_step(path) for path in latest_checkpoints(entry.resolved))
     return TrainingRun(
         state_file=state_file,
         checkpoint_dir=state_file.parent,
         train=train,
         eval=evals,
-        summary=summary,
+        summary=tables.summary,
         state=top,
         state_sha256=hashlib.sha256(data).hexdigest(),
         base_model=base_model,
@@ -130,7 +154,54 @@ def read_run(entry: CheckpointEntry, shown_file: str | None = None) -> TrainingR
         adapter=adapter,
         model_type=_model_type(folders),
         warnings=tuple(warnings),
+        predict=tables.predict,
+        resumes=tables.resumes,
+        source_format=source_format,
+        saved_checkpoints=saved,
+        non_finite=tables.non_finite,
     )
+
+
+def parse_jsonl_log(data: bytes, shown: str) -> dict[str, Any]:
+    """LLaMA-Factory's trainer_log.jsonl as a trainer_state-shaped dict.
+
+    One JSON object per line: `current_steps` is the step, `total_steps` the
+    planned length (max_steps), `lr` the learning rate; a line with an
+    `eval_loss` is an evaluation. Elapsed and remaining times are strings.
+    """
+    history: list[Any] = []
+    max_steps: float | None = None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{shown}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise CheckpointError(f"{shown}: line {number} is not JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{shown}: line {number}: expected a JSON object, got {type(record).__name__}")
+        row = {key: value for key, value in record.items() if key not in JSONL_PROGRESS_KEYS and value is not None}
+        if "current_steps" in record:
+            row["step"] = record["current_steps"]
+        if isinstance(record.get("total_steps"), (int, float)) and not isinstance(record["total_steps"], bool):
+            max_steps = record["total_steps"]
+        if _number(row.get("eval_loss")) is not None:
+            row = {k: v for k, v in row.items() if k != "loss"}  # an evaluation line, not a train row
+        history.append(row)
+    if not history:
+        raise CheckpointError(f"{shown}: the file is empty")
+    state: dict[str, Any] = {"log_history": history}
+    if max_steps is not None:
+        state["max_steps"] = max_steps
+    return state
+
+
+JSONL_PROGRESS_KEYS = frozenset({"current_steps", "total_steps", "percentage", "elapsed_time", "remaining_time"})
+"""trainer_log.jsonl fields about progress, not training metrics."""
 
 
 def _read_limited(path: Path, shown: str) -> bytes:
@@ -240,17 +311,42 @@ MAX_STEP = 2**53
 """Steps above this are not exact as floats: treated as invalid."""
 
 
-def split_log_history(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], list[str]]:
+IGNORED_STRING_KEYS = frozenset({"remaining_time", "elapsed_time", "throughput"})
+"""Progress fields some trainers write as text ('0:01:03'): not metrics, not worth a note."""
+
+
+@dataclass
+class LogTables:
+    """`log_history` sorted into what the pages use."""
+
+    train: pd.DataFrame
+    eval: pd.DataFrame
+    summary: dict[str, float]
+    predict: dict[str, float]
+    """`predict_*` results, logged without a step."""
+    resumes: tuple[tuple[int, int], ...]
+    """(step the log went back to, highest step before it), in file order."""
+    skipped: list[str]
+    non_finite: tuple[NonFinite, ...] = ()
+
+
+def split_log_history(history: list[Any]) -> LogTables:
     """Sort `log_history` rows into train rows, eval rows and the summary row.
 
-    Each table has an integer `step` column, sorted and unique (a repeated step,
-    as left by a resumed run, keeps its last row), plus one float column per
-    numeric key. What is skipped is reported with its first location, e.g.
+    Each table has an integer `step` column, sorted and unique, plus one float
+    column per numeric key. A row whose step is lower than one logged before it
+    starts a new segment (a run resumed from a checkpoint, or a second writer):
+    the rows of earlier segments from that step on are dropped, so the latest
+    segment wins; rows of one step are merged, a later value winning. What is skipped is
+    reported with its first location, e.g.
     `log_history[12].loss: expected a number, got null; not plotted`.
     """
-    train_rows: list[dict[str, float]] = []
-    eval_rows: list[dict[str, float]] = []
+    kept: list[tuple[str, dict[str, float]]] = []
+    kept_steps: list[float] = []  # non-decreasing: every row either continues or truncates
     summary: dict[str, float] = {}
+    predict: dict[str, float] = {}
+    resumes: list[tuple[int, int]] = []
+    highest = -1
     skipped = _Skipped()
     for index, row in enumerate(history):
         where = f"log_history[{index}]"
@@ -261,9 +357,10 @@ def split_log_history(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, d
         for key, value in row.items():
             number = _number(value)
             if number is None:
-                skipped.add(
-                    f"value:{key}", f"{where}.{key}: expected a number, got {_describe(value)}; not plotted"
-                )
+                if not (isinstance(value, str) and key in IGNORED_STRING_KEYS):
+                    skipped.add(
+                        f"value:{key}", f"{where}.{key}: expected a number, got {_describe(value)}; not plotted"
+                    )
                 continue
             name = str(KEY_ALIASES.get(key, key))
             if name in row and name != key:
@@ -273,8 +370,10 @@ def split_log_history(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, d
             summary.update(numbers)
             continue
         if "step" not in row:
-            # predict_* results and the like: not part of the training curve.
-            skipped.add("nostep", f"{where}: no 'step'; row skipped")
+            if any(key.startswith("predict_") for key in numbers):
+                predict.update(numbers)  # predict results: a table of their own, not part of the curve
+            else:
+                skipped.add("nostep", f"{where}: no 'step'; row skipped")
             continue
         step = numbers.get("step")
         if step is None or not math.isfinite(step) or not 0 <= step <= MAX_STEP or step != int(step):
@@ -283,18 +382,69 @@ def split_log_history(history: list[Any]) -> tuple[pd.DataFrame, pd.DataFrame, d
             )
             continue
         if any(key.startswith("eval_") for key in numbers):
-            eval_rows.append(numbers)
+            kind = "eval"
         elif len(numbers) > 1:
-            train_rows.append(numbers)
-    return _table(train_rows), _table(eval_rows), summary, skipped.messages()
+            kind = "train"
+        else:
+            continue
+        if step < highest:
+            resumes.append((int(step), highest))
+            cut = bisect.bisect_left(kept_steps, step)
+            del kept[cut:], kept_steps[cut:]
+        highest = int(step)
+        kept.append((kind, numbers))
+        kept_steps.append(step)
+    train_rows = _last_per_step([r for k, r in kept if k == "train"])
+    eval_rows = _last_per_step([r for k, r in kept if k == "eval"])
+    return LogTables(
+        _table(train_rows),
+        _table(eval_rows),
+        summary,
+        predict,
+        tuple(resumes),
+        skipped.messages(),
+        _first_non_finite(train_rows + eval_rows),
+    )
+
+
+def _last_per_step(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+    """One row per step, ordered by step: rows of one step are merged, a later value winning.
+
+    Several eval sets log one row each at the same step; a key logged twice at
+    one step keeps its last value.
+    """
+    by_step: dict[int, dict[str, float]] = {}
+    for row in rows:
+        step = int(row["step"])
+        if step in by_step:
+            by_step[step] = {**by_step[step], **row}
+        else:
+            by_step[step] = row
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def _first_non_finite(rows: list[dict[str, float]]) -> tuple[NonFinite, ...]:
+    """Per column, the first NaN / infinite value written in the file (a key a row lacks is not one)."""
+    first: dict[str, NonFinite] = {}
+    for row in rows:
+        for column, value in row.items():
+            if math.isfinite(value):
+                continue
+            known = first.get(column)
+            if known is None:
+                text = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+                first[column] = NonFinite(column, int(row["step"]), text, 1)
+            else:
+                first[column] = dataclasses.replace(known, count=known.count + 1)
+    return tuple(sorted(first.values(), key=lambda item: (item.step, item.column)))
 
 
 def _table(rows: list[dict[str, float]]) -> pd.DataFrame:
+    """Rows (one per step, ordered) as a table with an int64 `step` column."""
     if not rows:
         return pd.DataFrame({"step": pd.Series([], dtype="int64")})
     table = pd.DataFrame.from_records(rows)
     table["step"] = table["step"].astype("int64")
-    table = table.drop_duplicates(subset="step", keep="last").sort_values("step", kind="stable")
     columns = ["step", *sorted(c for c in table.columns if c != "step")]
     return table[columns].reset_index(drop=True)
 

@@ -42,6 +42,10 @@ class AnalysisSettings:
     """A start loss this many times the others' mean is 'much higher'."""
     comparable_tolerance: float = 0.15
     """End losses within this relative difference are 'comparable'."""
+    spike_factor: float = 2.0
+    """A logged loss above this many times the median of the losses before it is a spike."""
+    spike_window: int = 10
+    """How many logged losses before a step the spike rule takes the median of."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,16 @@ class TrainingRun:
     """`model_type` from config.json, when present."""
     warnings: tuple[str, ...] = ()
     """Things the reader skipped or doubted, one line each."""
+    predict: dict[str, float] = field(default_factory=dict)
+    """`predict_*` results (logged without a step)."""
+    resumes: tuple[tuple[int, int], ...] = ()
+    """Where the log went back: (step it restarted at, highest step before), in file order."""
+    source_format: str = "trainer_state.json"
+    """Which format was read: trainer_state.json or LLaMA-Factory's trainer_log.jsonl."""
+    saved_checkpoints: tuple[int, ...] = ()
+    """Steps of the checkpoint-N folders of the registered run folder (empty for one checkpoint)."""
+    non_finite: tuple[NonFinite, ...] = ()
+    """First NaN / infinite value written per column."""
 
     @property
     def global_step(self) -> int | None:
@@ -185,6 +199,76 @@ class TrainingRun:
             return int(value) if math.isfinite(value) else None
         except OverflowError:  # an integer beyond any float
             return None
+
+
+RUN_KINDS = {
+    "sft": "SFT / Trainer",
+    "preference": "Preference optimisation (DPO family)",
+    "rl": "Reinforcement learning (GRPO / PPO / RLOO)",
+    "evaluation": "Fine-tune with evaluation metrics",
+}
+"""Kinds of run, recognised from the keys they log, with their display names."""
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """Headline numbers of one logged metric (finite values only, by step)."""
+
+    column: str
+    rows: int
+    start: float
+    start_step: int
+    end: float
+    end_step: int
+    min: float
+    min_step: int
+    max: float
+    max_step: int
+    head_mean: float
+    """Mean of the first tenth of the logged values (at least one): steadier than one noisy row."""
+    tail_mean: float
+    """Mean of the last tenth of the logged values."""
+
+
+@dataclass(frozen=True)
+class EvalMetric:
+    """One evaluation metric over the run."""
+
+    column: str
+    """As logged, e.g. `eval_accuracy`, `eval_g0_loss`, `eval_rouge-1`."""
+    rows: int
+    last: float
+    last_step: int
+    direction: str | None
+    """'min' (lower is better), 'max' (higher is better), or None when the name does not tell."""
+    best: float | None = None
+    best_step: int | None = None
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """The first NaN or infinite value of one column."""
+
+    column: str
+    step: int
+    value: str
+    """'NaN', 'Infinity' or '-Infinity', as JSON writes them."""
+    count: int
+    """How many rows of the column hold a non-finite value."""
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """What trainer_state.json says about the best checkpoint (load_best_model_at_end)."""
+
+    step: int | None
+    """`best_global_step`, else N of `checkpoint-N` at the end of `best_model_checkpoint`."""
+    metric: float | None
+    """`best_metric` as written."""
+    path: str | None
+    """`best_model_checkpoint` as written (often an absolute path on the training machine)."""
+    metric_column: str = ""
+    """The eval column whose value at `step` equals `metric`, when exactly one does."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +289,7 @@ class Figures:
     """Last value of the smoothed loss (the speed class compares it with the start)."""
     min_loss: float | None = None
     min_loss_step: int | None = None
+    max_loss: float | None = None
     relative_drop: float | None = None
     """(start - end) / start."""
     stabilised_step: int | None = None
@@ -240,6 +325,29 @@ class Figures:
     max_grad_norm_step: int | None = None
     metrics: tuple[str, ...] = field(default_factory=tuple)
     """Numeric training metrics present in the log, sorted."""
+    kind: str = "sft"
+    """A key of `RUN_KINDS`."""
+    kind_keys: tuple[str, ...] = ()
+    """The logged keys the kind was recognised from."""
+    last_logged_step: int | None = None
+    """Highest step of any train or eval row."""
+    eval_metrics: tuple[EvalMetric, ...] = ()
+    best_checkpoint: BestCheckpoint | None = None
+    non_finite: tuple[NonFinite, ...] = ()
+    spikes: tuple[int, ...] = ()
+    """Steps whose raw loss is a spike (see `AnalysisSettings.spike_factor`)."""
+    series: tuple[SeriesSummary, ...] = ()
+    """Kind-specific metrics (reward, KL, margins, ...) that were logged."""
+    other_metrics: tuple[str, ...] = ()
+    """Numeric training keys no section explains: plotted under 'Other metrics'."""
+
+    def series_for(self, column: str) -> SeriesSummary | None:
+        """The summary of `column`, when it was logged."""
+        return next((s for s in self.series if s.column == column), None)
+
+    @property
+    def kind_label(self) -> str:
+        return RUN_KINDS[self.kind]
 
     @property
     def convergence_label(self) -> str:

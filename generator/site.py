@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -42,6 +43,9 @@ from generator.formatting import fmt_number
 from generator.reader import locate_state_file, read_run
 from generator.records import AnalysisSettings, CheckpointEntry, EntryProblem, ModelReport, Registry, SiteLayout
 from generator.registry import load_registry
+
+if TYPE_CHECKING:
+    from generator.remote import RemoteOptions
 
 MANIFEST = ".traindocs-manifest.json"
 LOCK_FILE = ".traindocs.lock"
@@ -114,13 +118,14 @@ def _key(*parts: object) -> str:
 
 
 def build_reports(registry: Registry, shown_base: Path, pool: Executor | None = None,
-                  progress: Progress | None = None) -> tuple[list[ModelReport], list[EntryProblem]]:
+                  progress: Progress | None = None,
+                  remote: RemoteOptions | None = None) -> tuple[list[ModelReport], list[EntryProblem]]:
     """Read and analyse every entry (in `pool` when given); unreadable ones become problems.
 
     The order of the results is the registry's, whatever order the work finishes in.
     """
     registry_shown = _shown(registry.file, shown_base)
-    jobs = [(entry, registry.analysis, registry_shown, shown_base) for entry in registry.entries]
+    jobs = [(entry, registry.analysis, registry_shown, shown_base, remote) for entry in registry.entries]
     outcomes: Iterable[ModelReport | EntryProblem]
     if pool is not None and jobs:
         outcomes = pool.map(_report_for, *zip(*jobs, strict=True))
@@ -139,14 +144,19 @@ def build_reports(registry: Registry, shown_base: Path, pool: Executor | None = 
 
 
 def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_shown: str,
-                shown_base: Path) -> ModelReport | EntryProblem:
+                shown_base: Path, remote: RemoteOptions | None = None) -> ModelReport | EntryProblem:
     """One entry read and analysed, or the problem that stopped it (runs in a worker)."""
     try:
         try:
+            if _is_remote(entry.path):
+                # Remote entries are read from a local mirror of their small files.
+                from generator.remote import RemoteOptions, default_cache_dir, localise
+
+                entry = localise(entry, remote or RemoteOptions(default_cache_dir()))
             state_file = locate_state_file(entry)
         except CheckpointError as exc:
             raise CheckpointError(f"{registry_shown}: {exc}") from None
-        run = read_run(entry, shown_file=_shown(state_file, shown_base))
+        run = read_run(entry, shown_file=_remote_shown(entry, state_file) or _shown(state_file, shown_base))
     except CheckpointError as exc:
         return EntryProblem(label=entry.label, message=str(exc), name=entry.name)
     except OSError as exc:
@@ -162,6 +172,25 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
         base_model=entry.base_model or run.base_model,
         color=plots.color_for(entry.index),
     )
+
+
+def _is_remote(path: str) -> bool:
+    """A URL that generator.remote reads; imported only then, since fsspec and its backends are optional."""
+    if "://" not in path:
+        return False
+    from generator.remote import is_remote
+
+    return is_remote(path)
+
+
+def _remote_shown(entry: CheckpointEntry, state_file: Path) -> str:
+    """Where a remote entry's state file lives, as a URL safe to show; '' for local entries."""
+    if not _is_remote(entry.path):
+        return ""
+    from generator.remote import shown_url
+
+    inner = state_file.relative_to(entry.resolved).as_posix() if state_file != entry.resolved else ""
+    return shown_url(entry.path.rstrip("/") + ("/" + inner if inner else ""))
 
 
 def _shown(path: Path, base: Path) -> str:
@@ -181,56 +210,60 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     artefacts: list[Artefact] = []
     for report in reports:
         slug, name = report.entry.slug, report.entry.name
-        files = pages.ModelFiles.for_slug(
-            slug,
-            # The figures already counted the finite losses: no second pass over the tables.
-            has_loss=report.figures.logged_rows > 0 or report.figures.eval_loss_last is not None,
-            has_metrics=bool(plots.logged_metrics(report.run.train)),
-        )
+        files = pages.ModelFiles.for_report(report)
         plot_inputs = (versions, name, report.color, report.run.state_sha256, settings_json)
-        if files.loss:
-            artefacts.append(
-                Artefact(files.loss, _key("loss", *plot_inputs), partial(_loss_png, report, settings), expensive=True)
-            )
-        if files.metrics:
-            artefacts.append(
-                Artefact(files.metrics, _key("metrics", *plot_inputs), partial(_metrics_png, report, settings),
-                         expensive=True)
-            )
+        plans: list[tuple[str | None, str, Callable[[], bytes]]] = [
+            (files.loss, "loss", partial(_loss_png, report, settings)),
+            (files.metrics, "metrics", partial(plots.panels_plot, f"{name}: training metrics", report.color,
+                                               report.run.train, report.run.eval, files.metric_panels, settings)),
+            (files.kind_plot, "kind", partial(plots.panels_plot, f"{name}: {pages.KIND_SECTIONS[report.figures.kind]}",
+                                              report.color, report.run.train, report.run.eval, files.kind_panels,
+                                              settings, report.figures)),
+            (files.eval_plot, "eval", partial(plots.eval_plot, name, report.run.eval,
+                                              {metric: dict(sets) for metric, sets in files.eval_groups},
+                                              report.figures)),
+        ]
+        for other_path, panels in files.other_plots:
+            plans.append((other_path, "other", partial(plots.panels_plot, f"{name}: other metrics", report.color,
+                                                 report.run.train, report.run.eval, panels, settings)))
+        for plot_path, what, render in plans:
+            if plot_path:
+                artefacts.append(Artefact(plot_path, _key(what, plot_path, *plot_inputs), render, expensive=True))
         artefacts.append(
             Artefact(files.log_csv, _key("csv", __version__, report.run.state_sha256),
                      partial(pages.log_history_csv, report), expensive=True)
         )
         artefacts.append(_bytes_artefact(files.figures_json, pages.figures_document(report)))
-        badge = badge_svg("train loss", fmt_number(report.figures.end_loss))
+        reward = report.figures.series_for("reward")
+        if report.figures.kind == "rl" and reward is not None:
+            badge = badge_svg("reward", fmt_number(reward.end))  # an RL loss says nothing of progress
+        else:
+            badge = badge_svg("train loss", fmt_number(report.figures.end_loss))
         artefacts.append(_bytes_artefact(files.badge, badge))
         page = pages.model_page(report, files, settings, layout)
         artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
 
-    named = [(r.entry.name, r.figures) for r in reports]
-    curves = [
-        plots.Curve(r.entry.name, r.color, finite_series(r.run.train, "loss"), r.figures.steps) for r in reports
-    ]
-    has_curves = any(not curve.loss.empty for curve in curves)
-    if has_curves:
-        overview_inputs = (
-            versions,
-            [(r.entry.name, r.color, r.run.state_sha256, r.figures.steps) for r in reports],
-            settings_json,
-        )
-        for path, by_progress in ((pages.LOSS_BY_STEP, False), (pages.LOSS_BY_PROGRESS, True)):
-            artefacts.append(
-                Artefact(path, _key(path, overview_inputs),
-                         partial(plots.overview_plot, curves, settings, by_progress=by_progress), expensive=True)
+    groups = []
+    for kind, members in pages.kind_groups(reports):
+        named = [(r.entry.name, r.figures) for r in members]
+        curves = [_overview_curve(r) for r in members]
+        overview = None
+        if any(not curve.values.empty for curve in curves):
+            overview = pages.overview_path(kind)
+            overview_inputs = (
+                versions,
+                [(r.entry.name, r.color, r.run.state_sha256, r.figures.steps) for r in members],
+                settings_json,
             )
-    index = pages.index_page(
-        registry.site,
-        reports,
-        problems,
-        narrative.comparison(named, settings),
-        narrative.conclusion(named, settings),
-        overview=has_curves,
-    )
+            what = "reward" if kind == "rl" else "loss"
+            artefacts.append(Artefact(overview, _key(overview, overview_inputs),
+                                      partial(plots.overview_plot, curves, settings, what), expensive=True))
+        if kind == "rl":
+            sentences, closing = narrative.reward_comparison(named), narrative.reward_conclusion(named)
+        else:
+            sentences, closing = narrative.comparison(named, settings), narrative.conclusion(named, settings)
+        groups.append(pages.IndexGroup(kind, tuple(members), tuple(sentences), closing, overview))
+    index = pages.index_page(registry.site, groups, problems)
     artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, pages.summary_document(reports, problems, layout)))
@@ -238,13 +271,22 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     return artefacts
 
 
+def _overview_curve(report: ModelReport) -> plots.Curve:
+    """The curve a run adds to its kind's overview: the reward for RL runs, the loss otherwise."""
+    train = report.run.train
+    values = finite_series(train, "reward" if report.figures.kind == "rl" else "loss")
+    tokens = finite_series(train, "num_tokens")
+    if tokens.empty:
+        tokens = finite_series(train, "num_input_tokens_seen")
+    epochs = finite_series(train, "epoch")
+    return plots.Curve(report.entry.name, report.color, values, report.figures.steps,
+                       epochs=epochs if len(epochs) else None, tokens=tokens if len(tokens) else None)
+
+
 def _loss_png(report: ModelReport, settings: AnalysisSettings) -> bytes:
     run = report.run
-    return plots.loss_plot(report.entry.name, report.color, run.train, run.eval, report.figures, settings)
-
-
-def _metrics_png(report: ModelReport, settings: AnalysisSettings) -> bytes:
-    return plots.metrics_plot(report.entry.name, report.color, report.run.train, settings)
+    resumed_at = run.resumes[-1][0] if run.resumes else None
+    return plots.loss_plot(report.entry.name, report.color, run.train, run.eval, report.figures, settings, resumed_at)
 
 
 def _bytes_artefact(path: str, data: bytes) -> Artefact:
@@ -311,7 +353,7 @@ def default_jobs() -> int:
 
 
 def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = None, jobs: int = 1,
-             progress: Progress | None = None) -> GenerationResult:
+             progress: Progress | None = None, remote: RemoteOptions | None = None) -> GenerationResult:
     """Read the registry and its checkpoints, then bring docs/ up to date.
 
     With `jobs` > 1, checkpoints are read and plots rendered in that many worker
@@ -322,7 +364,7 @@ def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = No
     pool = WorkerPool(jobs)
     try:
         reports, problems = build_reports(
-            registry, base, pool.for_work(len(registry.entries), READ_POOL_THRESHOLD), progress
+            registry, base, pool.for_work(len(registry.entries), READ_POOL_THRESHOLD), progress, remote
         )
         result = GenerationResult(registry=registry, reports=reports, problems=problems, docs_dir=docs_dir)
         artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
@@ -514,6 +556,8 @@ def watched_files(registry_file: Path) -> list[Path]:
     except ConfigError:
         return files
     for entry in registry.entries:
+        if _is_remote(entry.path):
+            continue  # a remote object changes without a local file event; rebuild to refresh
         try:
             files.append(locate_state_file(entry))
         except (CheckpointError, OSError):

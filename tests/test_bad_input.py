@@ -27,8 +27,8 @@ CATALOGUE = [
     ("wrong-kind-file", "error", "checkpoints.yaml: checkpoints[1] (Bad): path 'run/adapter_model.safetensors' is a "
      "file but not a trainer_state.json; point it at a checkpoint folder, a training output folder or the "
      "trainer_state.json itself"),
-    ("no-trainer-state", "error", "checkpoints.yaml: checkpoints[1] (Bad): path 'run' holds no trainer_state.json and "
-     "no checkpoint-N folder with one; point it at a checkpoint folder, a training output folder or the file itself"),
+    ("no-trainer-state", "error", "checkpoints.yaml: checkpoints[1] (Bad): path 'run' holds no trainer_state.json, "
+     "no checkpoint-N folder with one and no trainer_log.jsonl; point it at a checkpoint folder, a training output folder or the file itself"),
     ("empty-file", "error", f"{STATE}: the file is empty"),
     ("truncated-json", "error", f"{STATE}: the JSON ends early (line 5); is the checkpoint still being copied?"),
     ("not-an-object", "error", f"{STATE}: expected a JSON object, got list"),

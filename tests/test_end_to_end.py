@@ -74,8 +74,8 @@ def test_every_image_on_every_page_exists(built_site: Path) -> None:
             target = urljoin(page_url, unquote(image["src"]))
             assert (built_site / target).is_file(), f"{page_url}: missing {image['src']}"
             checked += 1
-    # index: 2 overview plots; each model page: loss, metrics and its badge.
-    assert checked == 2 + 3 * 3
+    # index: 1 overview plot (all three are SFT runs); each model page: loss, metrics and its badge.
+    assert checked == 1 + 3 * 3
 
 
 def test_main_statements_of_the_reference_report(built_site: Path) -> None:
@@ -98,8 +98,10 @@ def test_main_statements_of_the_reference_report(built_site: Path) -> None:
 def test_summary_json_at_the_site_root(built_site: Path) -> None:
     summary = json.loads((built_site / "summary.json").read_text())
     first = summary["models"][0]
-    assert set(first) == {"name", "slug", "page", "phase", "base_model", "steps", "start_loss", "end_loss",
-                          "min_loss", "convergence"}
+    assert set(first) == {"name", "slug", "page", "phase", "base_model", "kind", "steps", "last_logged_step",
+                          "start_step", "start_loss", "end_step", "end_loss", "min_loss", "min_loss_step",
+                          "convergence", "eval", "best_checkpoint", "resumed", "non_finite"}
+    assert {m["kind"] for m in summary["models"]} == {"sft"}
     assert [(m["slug"], m["steps"], m["start_loss"], m["end_loss"]) for m in summary["models"]] == [
         ("qwen-7b", 2668, 0.8985, 0.2598), ("phi-3-mini", 199, 1.0539, 0.2876), ("gemma-2-2b", 314, 2.864, 0.3381)
     ]

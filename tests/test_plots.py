@@ -10,8 +10,18 @@ import pandas as pd
 import pytest
 
 from generator.analysis import finite_series
-from generator.plots import Curve, color_for, logged_metrics, loss_plot, metrics_plot, overview_plot
-from generator.records import AnalysisSettings, Figures
+from generator.kinds import kind_panels, standard_panels
+from generator.plots import (
+    Curve,
+    color_for,
+    eval_plot,
+    loss_plot,
+    overview_axes,
+    overview_plot,
+    panels_plot,
+    short_labels,
+)
+from generator.records import AnalysisSettings, BestCheckpoint, Figures
 
 SETTINGS = AnalysisSettings()
 TRAIN = pd.DataFrame(
@@ -63,24 +73,52 @@ def test_different_data_gives_different_bytes() -> None:
     )
 
 
-def test_metrics_plot_only_when_a_metric_is_logged() -> None:
-    assert logged_metrics(TRAIN) == ["learning_rate", "mean_token_accuracy"]
-    assert png_size(metrics_plot("A", color_for(0), TRAIN, SETTINGS))[0] > 0
-    assert logged_metrics(TRAIN[["step", "loss"]]) == []
-    with pytest.raises(ValueError, match="no metric to plot"):
-        metrics_plot("A", color_for(0), TRAIN[["step", "loss"]], SETTINGS)
+def test_metrics_panels_only_for_logged_metrics() -> None:
+    panels = standard_panels(TRAIN.columns)
+    assert [panel.columns for panel in panels] == [("learning_rate",), ("mean_token_accuracy",)]
+    assert png_size(panels_plot("A", color_for(0), TRAIN, EVALS, panels, SETTINGS))[0] > 0
+    assert standard_panels(["step", "loss"]) == []
+    with pytest.raises(ValueError, match="no panel to plot"):
+        panels_plot("A", color_for(0), TRAIN, EVALS, [], SETTINGS)
 
 
-def test_overview_plot_handles_runs_of_different_lengths() -> None:
+def test_rl_panels_group_reward_functions_and_skip_the_duplicate_length() -> None:
+    columns = ["reward", "reward_std", "rewards/format/mean", "rewards/format/std", "rewards/answer/mean", "kl",
+               "completions/mean_length", "completion_length", "loss"]
+    panels = {panel.title: panel for panel in kind_panels("rl", columns)}
+    assert panels["Reward (mean +/- std)"].band == "reward_std"
+    assert panels["Reward per function"].columns == ("rewards/answer/mean", "rewards/format/mean")
+    assert panels["Completion length"].columns == ("completions/mean_length",)
+    assert short_labels(panels["Reward per function"].columns) == ["answer", "format"]
+
+
+def test_a_reward_band_and_a_best_checkpoint_are_drawn() -> None:
+    rng = np.random.default_rng(1)
+    steps = np.arange(1, 201)
+    train = pd.DataFrame({"step": steps, "reward": np.linspace(0, 1, 200) + rng.normal(0, 0.1, 200),
+                          "reward_std": np.full(200, 0.2), "kl": np.linspace(0, 0.05, 200)})
+    figures = Figures(steps=200, logged_rows=0, best_checkpoint=BestCheckpoint(step=150, metric=0.9, path=None))
+    panels = kind_panels("rl", train.columns)
+    plain = panels_plot("RL", color_for(0), train, EVALS.iloc[:0], panels, SETTINGS)
+    marked = panels_plot("RL", color_for(0), train, EVALS.iloc[:0], panels, SETTINGS, figures)
+    assert plain != marked
+    evals = pd.DataFrame({"step": [50, 100, 150], "eval_g0_accuracy": [0.5, 0.6, 0.7], "eval_g1_accuracy": [0.4, 0.5, 0.6]})
+    groups = {"accuracy": {"g0": "eval_g0_accuracy", "g1": "eval_g1_accuracy"}}
+    assert png_size(eval_plot("RL", evals, groups, figures))[0] > 0
+
+
+def test_overview_plot_handles_runs_of_different_lengths_and_axes() -> None:
+    epochs = pd.Series([0.1, 0.2, 0.3, 0.4, 0.5], index=pd.Index([10, 20, 30, 40, 50], name="step"))
     curves = [
-        Curve("short", color_for(0), finite_series(TRAIN, "loss"), 50),
+        Curve("short", color_for(0), finite_series(TRAIN, "loss"), 50, epochs=epochs),
         Curve("long", color_for(1), pd.Series([1.0, 0.5, 0.4], index=pd.Index([100, 1000, 5000], name="step")), 5000),
         Curve("empty", color_for(2), pd.Series([], dtype="float64"), 0),
     ]
-    by_step = overview_plot(curves, SETTINGS, by_progress=False)
-    by_progress = overview_plot(curves, SETTINGS, by_progress=True)
-    assert by_step != by_progress
-    assert png_size(by_step) == png_size(by_progress)
+    assert overview_axes(curves) == ["step", "progress", "epoch"]
+    assert overview_axes(curves[1:]) == ["step", "progress"]
+    with_epochs = overview_plot(curves, SETTINGS, "loss")
+    without = overview_plot(curves[1:], SETTINGS, "loss")
+    assert png_size(with_epochs)[1] > png_size(without)[1]  # a second row of panels
 
 
 def test_colours_are_stable_and_distinct_for_the_first_models() -> None:

@@ -10,10 +10,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from generator.errors import CheckpointError
-from generator.reader import locate_state_file, parse_state, read_run, split_log_history
+from generator.reader import LogTables, locate_state_file, parse_state, read_run, split_log_history
 from generator.records import AdapterInfo, CheckpointEntry
 
 SHOWN = "run/trainer_state.json"
@@ -103,7 +104,7 @@ def test_locate_folder_with_nothing(tmp_path: Path) -> None:
         locate_state_file(entry)
 
     assert str(caught.value).startswith(
-        "checkpoints[0] (gemma-2b): path 'runs/empty' holds no trainer_state.json and no checkpoint-N folder with one"
+        "checkpoints[0] (gemma-2b): path 'runs/empty' holds no trainer_state.json, no checkpoint-N folder with one and no trainer_log.jsonl"
     )
 
 
@@ -176,6 +177,10 @@ def test_parse_state_reads_crlf_and_bom() -> None:
 # --- split_log_history -------------------------------------------------------------------------
 
 
+def _parts(tables: LogTables) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float], list[str]]:
+    return tables.train, tables.eval, tables.summary, tables.skipped
+
+
 def test_split_rows_into_train_eval_and_summary() -> None:
     history = [
         {"loss": 2.0, "learning_rate": 1e-4, "grad_norm": 1.5, "step": 10, "epoch": 0.1},
@@ -185,7 +190,7 @@ def test_split_rows_into_train_eval_and_summary() -> None:
         {"train_runtime": 100.0, "train_loss": 1.75, "train_samples_per_second": 4.5, "step": 20, "epoch": 0.2},
     ]
 
-    train, evals, summary, warnings = split_log_history(history)
+    train, evals, summary, warnings = _parts(split_log_history(history))
 
     assert list(train.columns) == ["step", "epoch", "grad_norm", "learning_rate", "loss"]
     assert train["step"].tolist() == [10, 20]
@@ -206,25 +211,51 @@ def test_split_rows_into_train_eval_and_summary() -> None:
 
 def test_summary_row_without_runtime() -> None:
     # Some trainers write only train_loss at the end; without 'loss' it is still the summary.
-    train, _, summary, _ = split_log_history([*TRAIN_ROWS, {"train_loss": 1.7, "step": 20}])
+    train, _, summary, _ = _parts(split_log_history([*TRAIN_ROWS, {"train_loss": 1.7, "step": 20}]))
 
     assert summary["train_loss"] == 1.7
     assert "train_loss" not in train.columns
 
 
-def test_repeated_step_keeps_the_last_row() -> None:
-    # A resumed run logs the same steps again; the later log is the one that counts.
+def test_a_resumed_run_keeps_its_latest_segment() -> None:
+    # Resumed from the checkpoint at step 20: steps 30 and 40 of the first attempt are replaced.
     history = [
         {"loss": 2.0, "step": 10},
         {"loss": 1.8, "step": 20},
-        {"loss": 1.9, "step": 10},
-        {"loss": 1.6, "step": 30},
+        {"loss": 1.7, "step": 30},
+        {"eval_loss": 1.75, "step": 30},
+        {"loss": 1.9, "step": 40},
+        {"loss": 1.65, "step": 30},
+        {"loss": 1.6, "step": 40},
+        {"eval_loss": 1.7, "step": 40},
     ]
 
-    train, _, _, _ = split_log_history(history)
+    tables = split_log_history(history)
 
-    assert train["step"].tolist() == [10, 20, 30]
-    assert train["loss"].tolist() == [1.9, 1.8, 1.6]
+    assert tables.train["step"].tolist() == [10, 20, 30, 40]
+    assert tables.train["loss"].tolist() == [2.0, 1.8, 1.65, 1.6]
+    assert tables.eval["step"].tolist() == [40]
+    assert tables.resumes == ((30, 40),)
+
+
+def test_a_step_logged_twice_in_a_row_keeps_its_last_row() -> None:
+    tables = split_log_history([{"loss": 2.0, "step": 10}, {"loss": 1.9, "step": 10}, {"loss": 1.6, "step": 20}])
+
+    assert tables.train["loss"].tolist() == [1.9, 1.6]
+    assert tables.resumes == ()
+
+
+def test_predict_rows_without_a_step_are_kept_apart() -> None:
+    tables = split_log_history([*TRAIN_ROWS, {"predict_loss": 1.2, "predict_bleu-4": 31.5, "epoch": 3.0}])
+
+    assert tables.predict == {"predict_loss": 1.2, "predict_bleu-4": 31.5, "epoch": 3.0}
+    assert tables.skipped == []
+
+
+def test_progress_strings_are_not_reported() -> None:
+    tables = split_log_history([{"loss": 2.0, "remaining_time": "0:01:03", "step": 10}])
+
+    assert tables.skipped == []
 
 
 def test_rows_without_a_valid_step_are_skipped_with_a_warning() -> None:
@@ -236,7 +267,7 @@ def test_rows_without_a_valid_step_are_skipped_with_a_warning() -> None:
         "not a row",
     ]
 
-    train, _, _, warnings = split_log_history(history)
+    train, _, _, warnings = _parts(split_log_history(history))
 
     assert train["step"].tolist() == [10]
     assert train["loss"].tolist() == [1.7]
@@ -248,7 +279,7 @@ def test_rows_without_a_valid_step_are_skipped_with_a_warning() -> None:
 
 
 def test_float_step_is_accepted() -> None:
-    train, _, _, warnings = split_log_history([{"loss": 2.0, "step": 10.0}, {"loss": 1.5, "step": 20.0}])
+    train, _, _, warnings = _parts(split_log_history([{"loss": 2.0, "step": 10.0}, {"loss": 1.5, "step": 20.0}]))
 
     assert train["step"].tolist() == [10, 20]
     assert str(train["step"].dtype) == "int64"
@@ -262,7 +293,7 @@ def test_string_values_are_skipped_with_a_warning_naming_the_key() -> None:
         {"loss": 1.2, "grad_norm": 0.3, "step": 30, "run_name": "x"},
     ]
 
-    train, _, _, warnings = split_log_history(history)
+    train, _, _, warnings = _parts(split_log_history(history))
 
     assert train["loss"].tolist() == [2.0, 1.5, 1.2]
     assert train["grad_norm"].iloc[2] == 0.3
@@ -274,14 +305,14 @@ def test_string_values_are_skipped_with_a_warning_naming_the_key() -> None:
 
 
 def test_lr_is_aliased_to_learning_rate() -> None:
-    train, _, _, _ = split_log_history([{"loss": 2.0, "lr": 1e-4, "step": 10}])
+    train, _, _, _ = _parts(split_log_history([{"loss": 2.0, "lr": 1e-4, "step": 10}]))
 
     assert "lr" not in train.columns
     assert train["learning_rate"].tolist() == [1e-4]
 
 
 def test_lr_and_learning_rate_both_logged_stay_apart() -> None:
-    train, _, _, _ = split_log_history([{"loss": 2.0, "lr": 2e-4, "learning_rate": 1e-4, "step": 10}])
+    train, _, _, _ = _parts(split_log_history([{"loss": 2.0, "lr": 2e-4, "learning_rate": 1e-4, "step": 10}]))
 
     assert train["lr"].tolist() == [2e-4]
     assert train["learning_rate"].tolist() == [1e-4]
@@ -309,7 +340,7 @@ def test_nan_and_infinity_tokens_are_kept(tmp_path: Path) -> None:
 
 
 def test_bool_values_are_not_numbers() -> None:
-    train, _, _, warnings = split_log_history([{"loss": 2.0, "is_best": True, "step": 10}])
+    train, _, _, warnings = _parts(split_log_history([{"loss": 2.0, "is_best": True, "step": 10}]))
 
     assert "is_best" not in train.columns
     assert warnings == ["log_history[0].is_best: expected a number, got true; not plotted"]
@@ -355,8 +386,17 @@ def test_state_sha256_changes_with_the_bytes(tmp_path: Path) -> None:
     assert read_run(entry_for(first)).state_sha256 != read_run(entry_for(second)).state_sha256
 
 
-def test_read_run_without_any_usable_row(tmp_path: Path) -> None:
+def test_a_run_with_only_its_summary_row_is_read(tmp_path: Path) -> None:
     path = write_state(tmp_path / "ckpt", [{"train_runtime": 1.0, "train_loss": 2.0, "step": 0}])
+
+    run = read_run(entry_for(path))
+
+    assert run.train.empty and run.eval.empty
+    assert run.summary["train_loss"] == 2.0
+
+
+def test_read_run_without_any_usable_row(tmp_path: Path) -> None:
+    path = write_state(tmp_path / "ckpt", [{"predict_loss": 1.0}, {"step": 3}])
 
     with pytest.raises(CheckpointError, match=re.escape("(checkpoints[0] (run-a)): log_history: no training")):
         read_run(entry_for(path))
@@ -536,3 +576,51 @@ def test_training_args_bin_is_never_unpickled(tmp_path: Path, monkeypatch: pytes
 
     assert run.train["step"].tolist() == [10, 20]
     assert run.warnings == ()
+
+
+# --- LLaMA-Factory trainer_log.jsonl -----------------------------------------------------------
+
+
+def test_a_folder_with_only_trainer_log_jsonl_is_read(tmp_path: Path) -> None:
+    lines = [
+        {"current_steps": 10, "total_steps": 30, "loss": 2.0, "lr": 1e-4, "epoch": 0.3, "percentage": 33.3,
+         "elapsed_time": "0:01:03", "remaining_time": "1 day, 0:02:06"},
+        {"current_steps": 20, "total_steps": 30, "loss": 1.5, "lr": 5e-5, "epoch": 0.6},
+        {"current_steps": 20, "total_steps": 30, "eval_loss": 1.7, "loss": None, "epoch": 0.6},
+        {"current_steps": 10, "total_steps": 30, "loss": 1.9, "lr": 1e-4, "epoch": 0.3},
+        {"current_steps": 30, "total_steps": 30, "loss": 1.2, "lr": 0.0, "epoch": 1.0},
+    ]
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "trainer_log.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+
+    run = read_run(entry_for(folder))
+
+    assert run.source_format == "trainer_log.jsonl"
+    assert run.state["max_steps"] == 30
+    assert run.train["step"].tolist() == [10, 30]  # the restart at step 10 replaced step 20
+    assert run.train["loss"].tolist() == [1.9, 1.2]
+    assert run.train["learning_rate"].tolist() == [1e-4, 0.0]
+    assert "percentage" not in run.train.columns
+    assert run.eval.empty
+    assert run.resumes == ((10, 20),)
+    assert run.warnings == ()
+
+
+def test_trainer_log_jsonl_with_a_broken_line_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "trainer_log.jsonl"
+    path.write_text('{"current_steps": 1, "loss": 1.0}\n{"current_steps": 2, "lo\n', encoding="utf-8")
+
+    with pytest.raises(CheckpointError, match=re.escape("trainer_log.jsonl (checkpoints[0] (run-a)): line 2 is not JSON")):
+        read_run(entry_for(path))
+
+
+def test_run_folder_lists_its_saved_checkpoints(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    for step in (500, 1000, 20):
+        write_state(run_dir / f"checkpoint-{step}", [{"loss": 3.0, "step": step}], global_step=step)
+
+    run = read_run(entry_for(run_dir))
+
+    assert run.saved_checkpoints == (20, 500, 1000)
+    assert read_run(entry_for(run_dir / "checkpoint-500")).saved_checkpoints == ()
