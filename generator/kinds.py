@@ -21,6 +21,9 @@ left out of tables and plots."""
 TRAIN_BOOKKEEPING = frozenset({"step", "epoch", "total_flos", "num_tokens", "num_input_tokens_seen"})
 """Train keys that are axes or counters rather than metrics."""
 
+LANGUAGE_MODEL_EVAL = re.compile(r"eval_(?:.+_)?(?:loss|mean_token_accuracy|entropy|num_tokens|perplexity|ppl)")
+"""Eval keys any language-model fine-tune logs (TRL's SFTTrainer adds token accuracy and entropy):
+they do not make a run 'evaluation-heavy'."""
 LOWER_IS_BETTER = re.compile(r"(loss|wer|cer|perplexity|ppl|error|mse|mae|rmse)", re.IGNORECASE)
 HIGHER_IS_BETTER = re.compile(
     r"(accura|f1|precision|recall|rouge|bleu|exact_match|auc|matthews|mcc|pearson|spearman|meteor|chrf|"
@@ -39,10 +42,7 @@ def run_kind(train_columns: Iterable[str], eval_columns: Iterable[str]) -> tuple
     preference = [key for key in [*train, *evals] if key.removeprefix("eval_") in PREFERENCE_KEYS]
     if preference:
         return "preference", tuple(dict.fromkeys(preference))[:4]
-    metrics = [
-        column for column in eval_quality_columns(evals)
-        if column != "eval_loss" and not re.fullmatch(r"eval_.+_loss", column)
-    ]
+    metrics = [column for column in eval_quality_columns(evals) if not LANGUAGE_MODEL_EVAL.fullmatch(column)]
     if metrics:
         return "evaluation", tuple(metrics[:4])
     return "sft", ()

@@ -383,8 +383,8 @@ def split_log_history(history: list[Any]) -> LogTables:
             continue
         if any(key.startswith("eval_") for key in numbers):
             kind = "eval"
-        elif len(numbers) > 1:
-            kind = "train"
+        elif any(key not in ("step", "epoch") for key in numbers):
+            kind = "train"  # a row with only an epoch logs no metric
         else:
             continue
         if step < highest:

@@ -44,6 +44,7 @@ def read(path: Path) -> TrainingRun:
         (["loss"], ["eval_loss", "eval_accuracy", "eval_runtime"], "evaluation"),
         (["loss"], ["eval_rouge-1"], "evaluation"),
         (["loss", "mean_token_accuracy"], ["eval_loss", "eval_runtime"], "sft"),
+        (["loss"], ["eval_loss", "eval_mean_token_accuracy", "eval_entropy", "eval_num_tokens"], "sft"),
         (["loss"], ["eval_g0_loss", "eval_g0_runtime"], "sft"),
         ([], [], "sft"),
     ],
