@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from generator import __version__
+from generator.cache import RUNS_DIR, RunCache
 from generator.errors import TraindocsError
 from generator.mkdocs_plugin import REGISTRY_ENV, site_layout
 from generator.records import SiteLayout
+from generator.remote import CACHE_ENV, OFFLINE_ENV, RemoteOptions, is_remote, options_from_env
 from generator.site import GenerationResult, default_jobs, generate
 
 DESCRIPTION = """\
@@ -67,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show Python tracebacks")
     common.add_argument("--jobs", "-j", type=_positive_int, default=None, metavar="N",
                         help="worker processes for reading and plotting (default: the number of CPUs)")
+    common.add_argument("--offline", action="store_true",
+                        help=f"read remote checkpoints (s3://, hf://, ...) from the local cache only, with no network "
+                        f"(also ${OFFLINE_ENV}=1)")
+    common.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                        help=f"traindocs' cache: remote checkpoints' small files, and what unchanged checkpoints "
+                        f"read as (default: ${CACHE_ENV}, else $XDG_CACHE_HOME/traindocs or ~/.cache/traindocs)")
+    common.add_argument("--no-cache", action="store_true",
+                        help="parse and analyse every checkpoint again, even unchanged ones (plots that did not "
+                        "change are still not redrawn)")
 
     init = commands.add_parser("init", help="create a new report project", description="Create mkdocs.yml, "
                                "checkpoints.yaml (with a commented example) and docs/ in DIR.")
@@ -181,7 +192,10 @@ def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, args: ar
     started = time.perf_counter()
     progress = _ProgressLine()
     try:
-        result = generate(registry, docs_dir, layout, jobs=args.jobs or default_jobs(), progress=progress)
+        remote = _remote_options(args)
+        cache = False if args.no_cache else RunCache(remote.cache_dir / RUNS_DIR)
+        result = generate(registry, docs_dir, layout, jobs=args.jobs or default_jobs(), progress=progress,
+                          remote=remote, cache=cache)
     finally:
         progress.clear()
     for problem in result.problems:
@@ -199,6 +213,13 @@ def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, args: ar
     )
     failed = bool(result.refused) or (strict and bool(result.problems or result.warnings()))
     return result, 1 if failed else 0
+
+
+def _remote_options(args: argparse.Namespace) -> RemoteOptions:
+    """--offline and --cache-dir over $TRAINDOCS_OFFLINE and $TRAINDOCS_CACHE_DIR."""
+    options = options_from_env()
+    cache_dir = args.cache_dir.expanduser().resolve() if args.cache_dir else options.cache_dir
+    return RemoteOptions(cache_dir=cache_dir, offline=options.offline or args.offline)
 
 
 def _mkdocs_yml(args: argparse.Namespace) -> Path:
@@ -248,7 +269,7 @@ def _link_cards(args: argparse.Namespace) -> int:
         raise TraindocsError(f"{mkdocs_yml}: not found; link-cards reads site_url from it (pass --mkdocs-config)")
     layout = site_layout(_load_mkdocs_config(mkdocs_yml, args))
     registry = load_registry(args.config, display=args.config.name)
-    reports, problems = build_reports(registry, args.config.resolve().parent)
+    reports, problems = build_reports(registry, args.config.resolve().parent, remote=_remote_options(args))
     wanted = set(args.models)
     chosen = [r for r in reports if not wanted or r.entry.slug in wanted or r.entry.name in wanted]
     unknown = wanted - {r.entry.slug for r in chosen} - {r.entry.name for r in chosen}
@@ -258,6 +279,12 @@ def _link_cards(args: argparse.Namespace) -> int:
         raise TraindocsError("--card names one model card: give exactly one MODEL with it")
     for problem in problems:
         print(f"error: {problem.message}", file=sys.stderr)
+    if args.card is None:
+        # A remote checkpoint's card is not ours to write (its entry points at the local cache).
+        for report in [r for r in chosen if is_remote(r.entry.path)]:
+            print(f"skipped: {report.entry.name}: its path is a URL; update its model card with --card, "
+                  "or paste the snippet from its page", file=sys.stderr)
+        chosen = [r for r in chosen if not is_remote(r.entry.path)]
     changed = 0
     for report in chosen:
         card = args.card or card_path(report.entry)
@@ -288,8 +315,12 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from mkdocs.commands.serve import serve
 
-        # `serve` reloads mkdocs.yml on every change: pass the registry along.
+        # `serve` reloads mkdocs.yml on every change: pass the registry and the remote options along.
         os.environ[REGISTRY_ENV] = str(args.config.resolve())
+        options = _remote_options(args)
+        os.environ[CACHE_ENV] = str(options.cache_dir)
+        if options.offline:
+            os.environ[OFFLINE_ENV] = "1"
         try:
             serve(config_file=str(mkdocs_yml), dev_addr=args.dev_addr, strict=args.strict)
         except MkDocsException as exc:

@@ -15,9 +15,9 @@ RL_KEYS = ("reward", "objective/rlhf_reward", "objective/scores")
 RL_PATTERN = re.compile(r"^rewards/.+/mean$")
 PREFERENCE_KEYS = ("rewards/margins", "rewards/chosen", "rewards/accuracies", "logps/chosen", "odds_ratio_loss")
 
-EVAL_BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
-"""Eval keys about speed, not quality (also per eval set: `eval_g0_runtime`): kept in the CSV,
-left out of tables and plots."""
+EVAL_BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time", "num_tokens")
+"""Eval keys about speed or counts, not quality (also per eval set: `eval_g0_runtime`): kept in
+the CSV, left out of tables and plots."""
 TRAIN_BOOKKEEPING = frozenset({"step", "epoch", "total_flos", "num_tokens", "num_input_tokens_seen"})
 """Train keys that are axes or counters rather than metrics."""
 

@@ -20,6 +20,7 @@ from generator import navigation
 from generator.errors import TraindocsError
 from generator.pages import TABLESORT_SCRIPT
 from generator.records import SiteLayout
+from generator.remote import options_from_env
 from generator.site import GenerationResult, default_jobs, generate, watched_files
 
 log = logging.getLogger("mkdocs.plugins.traindocs")
@@ -59,7 +60,8 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         result = self.already_generated
         if result is None:
             try:
-                result = generate(self.registry_file(config), Path(config.docs_dir), site_layout(config), jobs=default_jobs())
+                result = generate(self.registry_file(config), Path(config.docs_dir), site_layout(config),
+                                  jobs=default_jobs(), remote=options_from_env())
             except TraindocsError as exc:
                 raise PluginError(str(exc)) from None
             for problem in result.problems:

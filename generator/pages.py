@@ -17,6 +17,7 @@ import pandas as pd
 
 from generator import kinds
 from generator.analysis import finite_series
+from generator.colors import LEGEND_LIMIT
 from generator.formatting import (
     fmt_count,
     fmt_duration,
@@ -27,7 +28,6 @@ from generator.formatting import (
     md_text,
 )
 from generator.kinds import Panel
-from generator.plots import LEGEND_LIMIT
 from generator.records import (
     RUN_KINDS,
     AnalysisSettings,
@@ -37,6 +37,7 @@ from generator.records import (
     SiteLayout,
     SiteSettings,
 )
+from generator.remote import shown_url
 
 MODELS_DIR = "models"
 ASSETS_DIR = "assets/traindocs"
@@ -258,12 +259,12 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
     parts.append(_links_section(report, files, layout))
     parts.append("## Source\n")
     source = [
-        f"- Registered path: {md_code(entry.path)}",
+        f"- Registered path: {md_code(shown_url(entry.path))}",
         f"- trainer_state.json SHA-256: `{run.state_sha256[:16]}`",
         f"- Logged rows: {report.figures.logged_rows} with a training loss, {report.figures.eval_rows} evaluations",
     ]
     read = _shown_state_path(report)
-    if read != entry.path:
+    if read != shown_url(entry.path):
         source.insert(1, f"- Read: {md_code(read)}")
     for key in ("logging_steps", "train_batch_size", "num_train_epochs", "max_steps"):
         value = run.state.get(key)
@@ -383,12 +384,13 @@ def _shown_state_path(report: ModelReport) -> str:
     state_file = report.run.state_file
     registered = report.entry.resolved
     if state_file == registered:
-        return report.entry.path
+        return shown_url(report.entry.path)
     try:
         inner = state_file.relative_to(registered)
     except ValueError:
         return state_file.name
-    return f"{report.entry.path.rstrip('/')}/{inner.as_posix()}"
+    # A URL's query string (a presigned token) is never shown; nor is it part of the folder.
+    return shown_url(f"{report.entry.path.split('?')[0].rstrip('/')}/{inner.as_posix()}")
 
 
 @dataclass(frozen=True)
@@ -572,7 +574,7 @@ On the index, each kind has its own table and overview plot: runs of different k
 
 | Figure | Definition |
 | :--- | :--- |
-| Eval metrics | Every `eval_*` column except speed figures (`*_runtime`, `*_samples_per_second`, `*_steps_per_second`): its last finite value and, when the name says which way is better, its best. Lower is better for names with loss, wer, cer, perplexity, error, mse, mae; higher for accuracy, f1, precision, recall, rouge, bleu, exact_match, auc, matthews, pearson, spearman, meteor, chrf, margins. Several eval sets are logged as `eval_<set>_<metric>` and recognised from their `eval_<set>_loss`. |
+| Eval metrics | Every `eval_*` column except speed figures and counters (`*_runtime`, `*_samples_per_second`, `*_steps_per_second`, `*_num_tokens`): its last finite value and, when the name says which way is better, its best. Lower is better for names with loss, wer, cer, perplexity, error, mse, mae; higher for accuracy, f1, precision, recall, rouge, bleu, exact_match, auc, matthews, pearson, spearman, meteor, chrf, margins. Several eval sets are logged as `eval_<set>_<metric>` and recognised from their `eval_<set>_loss`. |
 | Best checkpoint | `best_global_step` when written, else the N of `checkpoint-N` at the end of `best_model_checkpoint` (absolute and Windows paths from the training machine are matched by that name). The eval column whose value at that step equals `best_metric` is named when exactly one does. |
 | Resumed runs | Reading rows in file order, a row whose step is lower than one logged before it starts a new segment: earlier rows from that step on are dropped, so the latest segment counts, and the page says where the log went back. |
 | Non-finite values | The first NaN or Infinity of each column is named with its step; such values are gaps in the plots. |

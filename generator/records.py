@@ -370,3 +370,19 @@ class ModelReport:
     """Base model to show (registry value, else the checkpoint's files)."""
     color: str
     """The model's colour on every plot."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One model's curve for the overview plots (loss, or reward for RL runs)."""
+
+    name: str
+    color: str
+    values: pd.Series
+    """Finite values by step."""
+    steps: int
+    """Total steps of the run, for the progress axis."""
+    epochs: pd.Series | None = None
+    """Epoch by step, when logged."""
+    tokens: pd.Series | None = None
+    """Tokens seen by step, when logged."""

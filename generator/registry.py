@@ -26,12 +26,18 @@ from generator.records import (
     Registry,
     SiteSettings,
 )
+from generator.remote import credentials_problem, file_url_path, is_remote, protocol_problem
 
 TOP_LEVEL_KEYS = ("site", "analysis", "checkpoints")
 SITE_KEYS = tuple(f.name for f in dataclasses.fields(SiteSettings))
 ANALYSIS_KEYS = tuple(f.name for f in dataclasses.fields(AnalysisSettings))
 ENTRY_KEYS = ("name", "path", "slug", "phase", "base_model", "description", "tags")
 REQUIRED_ENTRY_KEYS = ("name", "path")
+
+REMOTE_PLACEHOLDER = ".traindocs-remote"
+"""`resolved` of a remote entry is `<registry folder>/.traindocs-remote/<slug>`, a path that
+does not exist: `generator.remote.localise` replaces it with the local mirror before
+reading, and code that forgets to finds nothing there rather than some other checkpoint."""
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 
@@ -48,7 +54,10 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "comparable_tolerance": (0.0, 1.0, False, False),
     "low_start_loss": (float("-inf"), float("inf"), False, False),
     "high_start_loss": (float("-inf"), float("inf"), False, False),
+    "spike_factor": (1.0, float("inf"), False, False),
+    "spike_window": (2.0, 1000.0, True, True),
 }
+_WHOLE_NUMBERS = frozenset({"spike_window"})
 
 
 def slugify(text: str) -> str:
@@ -109,8 +118,19 @@ def load_registry(path: Path, display: str | None = None) -> Registry:
     return validate_registry(document, path.resolve().parent, path, shown)
 
 
+FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+"""PyYAML's safe loader on libyaml, when the installed PyYAML has it."""
+
+
 def parse_yaml(text: str, shown: str) -> Any:
     """Safe-load YAML; syntax errors become one line with line and column."""
+    if FAST_LOADER is not None:
+        # libyaml parses a registry of hundreds of entries ten times faster; on any
+        # error the Python parser runs again for its clearer message.
+        try:
+            return yaml.load(text, Loader=FAST_LOADER)
+        except (yaml.YAMLError, ValueError, RecursionError):
+            pass
     try:
         return yaml.safe_load(text)
     except RecursionError:
@@ -228,6 +248,12 @@ def _analysis_settings(raw: Any, shown: str, errors: list[str]) -> AnalysisSetti
         if number < low or number > high or (number == low and not low_ok) or (number == high and not high_ok):
             errors.append(f"{shown}: {where}: {number:g} is out of range {_range_text(low, high, low_ok, high_ok)}")
             continue
+        if key in _WHOLE_NUMBERS:
+            if number != int(number):
+                errors.append(f"{shown}: {where}: expected a whole number, got {number:g}")
+                continue
+            values[key] = int(number)
+            continue
         values[key] = number
     settings = AnalysisSettings(**values)
     if not settings.very_fast <= settings.fast <= settings.steady:
@@ -262,6 +288,24 @@ def _expand_user(path: Path) -> Path:
         return path.expanduser()
     except (RuntimeError, ValueError):  # unknown user; a NUL byte (reported by the reader)
         return path
+
+
+def _resolved_path(path: str, base_dir: Path, slug: str, shown: str, label: str, errors: list[str]) -> Path | None:
+    """Where an entry's `path` is on this machine (see `REMOTE_PLACEHOLDER` for URLs); None after an error."""
+    if is_remote(path):
+        problem = credentials_problem(path) or protocol_problem(path)
+        if problem:
+            errors.append(located(shown, label, f"path: {problem}"))
+            return None
+        return base_dir / REMOTE_PLACEHOLDER / (slug or "entry")
+    try:
+        local = file_url_path(path)
+    except ValueError as exc:
+        errors.append(located(shown, label, f"path: {exc}"))
+        return None
+    # normpath, not resolve(): no file system access here (a symlink
+    # loop is reported by the reader, for this entry only).
+    return Path(os.path.normpath(base_dir / _expand_user(Path(local if local is not None else path))))
 
 
 def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[CheckpointEntry | None, list[str]]:
@@ -308,7 +352,8 @@ def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[Checkpoint
             errors.append(
                 located(shown, label, "slug: the name has no letters or digits to make a slug from; add a 'slug'")
             )
-    if errors or "name" not in text or "path" not in text:
+    resolved = _resolved_path(text["path"], base_dir, slug, shown, label, errors) if "path" in text else None
+    if errors or "name" not in text or resolved is None:
         return None, errors
     return (
         CheckpointEntry(
@@ -316,9 +361,7 @@ def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[Checkpoint
             name=text["name"],
             slug=slug,
             path=text["path"],
-            # normpath, not resolve(): no file system access here (a symlink
-            # loop is reported by the reader, for this entry only).
-            resolved=Path(os.path.normpath(base_dir / _expand_user(Path(text["path"])))),
+            resolved=resolved,
             phase=text.get("phase", ""),
             base_model=text.get("base_model", ""),
             description=text.get("description", ""),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import multiprocessing
 import os
@@ -26,23 +27,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-import matplotlib
+from typing import TYPE_CHECKING, Any
 
 try:  # POSIX; elsewhere generations are not locked
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from generator import __version__, narrative, pages, plots
+from generator import __version__, narrative, pages
 from generator.analysis import analyse, finite_series
 from generator.badges import badge_svg
+from generator.cache import Cached, RunCache, inputs_key
+from generator.colors import color_for
 from generator.errors import CheckpointError, ConfigError, GenerationBusyError
 from generator.formatting import fmt_number
 from generator.reader import locate_state_file, read_run
-from generator.records import AnalysisSettings, CheckpointEntry, EntryProblem, ModelReport, Registry, SiteLayout
+from generator.records import (
+    AnalysisSettings,
+    CheckpointEntry,
+    Curve,
+    EntryProblem,
+    Figures,
+    ModelReport,
+    Registry,
+    SiteLayout,
+    TrainingRun,
+)
 from generator.registry import load_registry
+from generator.remote import shown_url
 
 if TYPE_CHECKING:
     from generator.remote import RemoteOptions
@@ -62,7 +74,9 @@ def _file_mode() -> int:
 
 FILE_MODE = _file_mode()
 # Plots are cached by their inputs; the drawing code is one of them.
-PLOT_CODE = hashlib.sha256(Path(plots.__file__).read_bytes()).hexdigest()
+# From the package metadata: importing matplotlib only to read its version would cost 0.3 s.
+MATPLOTLIB_VERSION = importlib.metadata.version("matplotlib")
+PLOT_CODE = hashlib.sha256((Path(__file__).parent / "plots.py").read_bytes()).hexdigest()
 # Makes the comparison table sortable (a few lines of our own, no CDN).
 TABLESORT_JS = (Path(__file__).parent / "static" / "tablesort.js").read_bytes()
 
@@ -117,61 +131,100 @@ def _key(*parts: object) -> str:
     return digest.hexdigest()
 
 
-def build_reports(registry: Registry, shown_base: Path, pool: Executor | None = None,
-                  progress: Progress | None = None,
-                  remote: RemoteOptions | None = None) -> tuple[list[ModelReport], list[EntryProblem]]:
-    """Read and analyse every entry (in `pool` when given); unreadable ones become problems.
+def build_reports(registry: Registry, shown_base: Path, pool: WorkerPool | None = None,
+                  progress: Progress | None = None, remote: RemoteOptions | None = None,
+                  cache: RunCache | None = None) -> tuple[list[ModelReport], list[EntryProblem]]:
+    """Read and analyse every entry; unreadable ones become problems.
 
-    The order of the results is the registry's, whatever order the work finishes in.
+    Entries found in `cache` are taken from it; the others are read in `pool`'s
+    workers when there are enough of them (READ_POOL_THRESHOLD). The order of
+    the results is the registry's, whatever order the work finishes in.
     """
     registry_shown = _shown(registry.file, shown_base)
-    jobs = [(entry, registry.analysis, registry_shown, shown_base, remote) for entry in registry.entries]
-    outcomes: Iterable[ModelReport | EntryProblem]
-    if pool is not None and jobs:
-        outcomes = pool.map(_report_for, *zip(*jobs, strict=True))
+    settings = registry.analysis
+    entries = registry.entries
+    outcomes: dict[int, ModelReport | EntryProblem] = {}
+    if cache is not None:
+        for position, entry in enumerate(entries):
+            if not _is_remote(entry.path):  # a remote entry is checked against its server first
+                hit = _cached_report(entry, settings, shown_base, cache)
+                if hit is not None:
+                    outcomes[position] = hit
+    pending = [position for position in range(len(entries)) if position not in outcomes]
+    jobs = [(entries[p], settings, registry_shown, shown_base, remote, cache) for p in pending]
+    workers = pool.for_work(len(jobs), READ_POOL_THRESHOLD) if pool is not None else None
+    results: Iterable[ModelReport | EntryProblem]
+    if workers is not None and jobs:
+        results = workers.map(_report_for, *zip(*jobs, strict=True))
     else:
-        outcomes = (_report_for(*job) for job in jobs)
+        results = (_report_for(*job) for job in jobs)
+    done = len(outcomes)
+    for position, outcome in zip(pending, results, strict=True):
+        outcomes[position] = outcome
+        done += 1
+        if progress:
+            progress("read", done, len(entries), outcome.name if isinstance(outcome, EntryProblem) else outcome.entry.name)
     reports: list[ModelReport] = []
     problems = list(registry.problems)
-    for done, outcome in enumerate(outcomes, start=1):
+    for position in range(len(entries)):
+        outcome = outcomes[position]
         if isinstance(outcome, EntryProblem):
             problems.append(outcome)
         else:
             reports.append(outcome)
-        if progress:
-            progress("read", done, len(jobs), outcome.name if isinstance(outcome, EntryProblem) else outcome.entry.name)
     return reports, problems
 
 
+def _cached_report(entry: CheckpointEntry, settings: AnalysisSettings, shown_base: Path,
+                   cache: RunCache) -> ModelReport | None:
+    """The entry's report from the cache, when its files have not changed; None otherwise."""
+    try:
+        state_file = locate_state_file(entry)
+    except (CheckpointError, OSError):
+        return None  # _report_for reports the problem
+    shown = _shown(state_file, shown_base)
+    cached = cache.load(state_file, inputs_key(state_file, entry.resolved, shown, settings))
+    if cached is None:
+        return None
+    return _report(entry, cached.run, cached.figures, cached.analysis)
+
+
+def _report(entry: CheckpointEntry, run: TrainingRun, figures: Figures, analysis: tuple[str, ...]) -> ModelReport:
+    return ModelReport(entry=entry, run=run, figures=figures, analysis=analysis,
+                       base_model=entry.base_model or run.base_model, color=color_for(entry.index))
+
+
 def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_shown: str,
-                shown_base: Path, remote: RemoteOptions | None = None) -> ModelReport | EntryProblem:
+                shown_base: Path, remote: RemoteOptions | None = None,
+                cache: RunCache | None = None) -> ModelReport | EntryProblem:
     """One entry read and analysed, or the problem that stopped it (runs in a worker)."""
     try:
         try:
             if _is_remote(entry.path):
                 # Remote entries are read from a local mirror of their small files.
-                from generator.remote import RemoteOptions, default_cache_dir, localise
+                from generator.remote import localise, options_from_env
 
-                entry = localise(entry, remote or RemoteOptions(default_cache_dir()))
+                entry = localise(entry, remote or options_from_env())
             state_file = locate_state_file(entry)
         except CheckpointError as exc:
             raise CheckpointError(f"{registry_shown}: {exc}") from None
-        run = read_run(entry, shown_file=_remote_shown(entry, state_file) or _shown(state_file, shown_base))
+        shown = _remote_shown(entry, state_file) or _shown(state_file, shown_base)
+        key = inputs_key(state_file, entry.resolved, shown, settings) if cache is not None else ""
+        cached = cache.load(state_file, key) if cache is not None else None
+        if cached is not None:
+            return _report(entry, cached.run, cached.figures, cached.analysis)
+        run = read_run(entry, shown_file=shown)
     except CheckpointError as exc:
         return EntryProblem(label=entry.label, message=str(exc), name=entry.name)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        message = f"{registry_shown}: {entry.label}: path '{entry.path}': cannot read: {reason}"
+        message = f"{registry_shown}: {entry.label}: path '{shown_url(entry.path)}': cannot read: {reason}"
         return EntryProblem(label=entry.label, message=message, name=entry.name)
     figures = analyse(run, settings)
-    return ModelReport(
-        entry=entry,
-        run=run,
-        figures=figures,
-        analysis=tuple(narrative.model_analysis(figures, run, settings)),
-        base_model=entry.base_model or run.base_model,
-        color=plots.color_for(entry.index),
-    )
+    analysis = tuple(narrative.model_analysis(figures, run, settings))
+    if cache is not None:
+        cache.store(key, Cached(run, figures, analysis))
+    return _report(entry, run, figures, analysis)
 
 
 def _is_remote(path: str) -> bool:
@@ -187,8 +240,6 @@ def _remote_shown(entry: CheckpointEntry, state_file: Path) -> str:
     """Where a remote entry's state file lives, as a URL safe to show; '' for local entries."""
     if not _is_remote(entry.path):
         return ""
-    from generator.remote import shown_url
-
     inner = state_file.relative_to(entry.resolved).as_posix() if state_file != entry.resolved else ""
     return shown_url(entry.path.rstrip("/") + ("/" + inner if inner else ""))
 
@@ -206,7 +257,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     """Every file the site needs, each with its input hash and a renderer."""
     settings = registry.analysis
     settings_json = dataclasses.asdict(settings)
-    versions = (__version__, matplotlib.__version__, PLOT_CODE)
+    versions = (__version__, MATPLOTLIB_VERSION, PLOT_CODE)
     artefacts: list[Artefact] = []
     for report in reports:
         slug, name = report.entry.slug, report.entry.name
@@ -214,17 +265,17 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         plot_inputs = (versions, name, report.color, report.run.state_sha256, settings_json)
         plans: list[tuple[str | None, str, Callable[[], bytes]]] = [
             (files.loss, "loss", partial(_loss_png, report, settings)),
-            (files.metrics, "metrics", partial(plots.panels_plot, f"{name}: training metrics", report.color,
+            (files.metrics, "metrics", partial(_draw, "panels_plot", f"{name}: training metrics", report.color,
                                                report.run.train, report.run.eval, files.metric_panels, settings)),
-            (files.kind_plot, "kind", partial(plots.panels_plot, f"{name}: {pages.KIND_SECTIONS[report.figures.kind]}",
+            (files.kind_plot, "kind", partial(_draw, "panels_plot", f"{name}: {pages.KIND_SECTIONS[report.figures.kind]}",
                                               report.color, report.run.train, report.run.eval, files.kind_panels,
                                               settings, report.figures)),
-            (files.eval_plot, "eval", partial(plots.eval_plot, name, report.run.eval,
+            (files.eval_plot, "eval", partial(_draw, "eval_plot", name, report.run.eval,
                                               {metric: dict(sets) for metric, sets in files.eval_groups},
                                               report.figures)),
         ]
         for other_path, panels in files.other_plots:
-            plans.append((other_path, "other", partial(plots.panels_plot, f"{name}: other metrics", report.color,
+            plans.append((other_path, "other", partial(_draw, "panels_plot", f"{name}: other metrics", report.color,
                                                  report.run.train, report.run.eval, panels, settings)))
         for plot_path, what, render in plans:
             if plot_path:
@@ -246,18 +297,19 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     groups = []
     for kind, members in pages.kind_groups(reports):
         named = [(r.entry.name, r.figures) for r in members]
-        curves = [_overview_curve(r) for r in members]
         overview = None
-        if any(not curve.values.empty for curve in curves):
+        what = "reward" if kind == "rl" else "loss"
+        if any(_has_overview_curve(r) for r in members):
             overview = pages.overview_path(kind)
             overview_inputs = (
                 versions,
                 [(r.entry.name, r.color, r.run.state_sha256, r.figures.steps) for r in members],
                 settings_json,
             )
-            what = "reward" if kind == "rl" else "loss"
+            # Drawn in this process while the workers draw the model plots: its inputs
+            # (every run's curve) would cost more to send to a worker than to draw here.
             artefacts.append(Artefact(overview, _key(overview, overview_inputs),
-                                      partial(plots.overview_plot, curves, settings, what), expensive=True))
+                                      partial(_overview_png, tuple(members), settings, what)))
         if kind == "rl":
             sentences, closing = narrative.reward_comparison(named), narrative.reward_conclusion(named)
         else:
@@ -271,7 +323,25 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     return artefacts
 
 
-def _overview_curve(report: ModelReport) -> plots.Curve:
+def _draw(function: str, *args: Any) -> bytes:
+    """Render with generator.plots, imported on first use: a generation that redraws nothing never loads matplotlib."""
+    from generator import plots
+
+    drawn: bytes = getattr(plots, function)(*args)
+    return drawn
+
+
+def _has_overview_curve(report: ModelReport) -> bool:
+    if report.figures.kind == "rl":
+        return report.figures.series_for("reward") is not None
+    return report.figures.logged_rows > 0
+
+
+def _overview_png(members: tuple[ModelReport, ...], settings: AnalysisSettings, what: str) -> bytes:
+    return _draw("overview_plot", [_overview_curve(report) for report in members], settings, what)
+
+
+def _overview_curve(report: ModelReport) -> Curve:
     """The curve a run adds to its kind's overview: the reward for RL runs, the loss otherwise."""
     train = report.run.train
     values = finite_series(train, "reward" if report.figures.kind == "rl" else "loss")
@@ -279,14 +349,14 @@ def _overview_curve(report: ModelReport) -> plots.Curve:
     if tokens.empty:
         tokens = finite_series(train, "num_input_tokens_seen")
     epochs = finite_series(train, "epoch")
-    return plots.Curve(report.entry.name, report.color, values, report.figures.steps,
+    return Curve(report.entry.name, report.color, values, report.figures.steps,
                        epochs=epochs if len(epochs) else None, tokens=tokens if len(tokens) else None)
 
 
 def _loss_png(report: ModelReport, settings: AnalysisSettings) -> bytes:
     run = report.run
     resumed_at = run.resumes[-1][0] if run.resumes else None
-    return plots.loss_plot(report.entry.name, report.color, run.train, run.eval, report.figures, settings, resumed_at)
+    return _draw("loss_plot", report.entry.name, report.color, run.train, run.eval, report.figures, settings, resumed_at)
 
 
 def _bytes_artefact(path: str, data: bytes) -> Artefact:
@@ -353,19 +423,22 @@ def default_jobs() -> int:
 
 
 def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = None, jobs: int = 1,
-             progress: Progress | None = None, remote: RemoteOptions | None = None) -> GenerationResult:
+             progress: Progress | None = None, remote: RemoteOptions | None = None,
+             cache: RunCache | bool = True) -> GenerationResult:
     """Read the registry and its checkpoints, then bring docs/ up to date.
 
     With `jobs` > 1, checkpoints are read and plots rendered in that many worker
-    processes; the output is the same bytes as with one.
+    processes; the output is the same bytes as with one. `cache`: True keeps
+    readings in the default cache folder (see `generator.cache`), False reads
+    every file again.
     """
+    if cache is True:
+        cache = RunCache.default()
     registry = load_registry(registry_file, display=registry_file.name)
     base = registry_file.resolve().parent
     pool = WorkerPool(jobs)
     try:
-        reports, problems = build_reports(
-            registry, base, pool.for_work(len(registry.entries), READ_POOL_THRESHOLD), progress, remote
-        )
+        reports, problems = build_reports(registry, base, pool, progress, remote, cache or None)
         result = GenerationResult(registry=registry, reports=reports, problems=problems, docs_dir=docs_dir)
         artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
         with generation_lock(docs_dir):

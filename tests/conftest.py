@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,14 @@ from generator.records import TrainingRun
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "corpus"
 GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """traindocs' cache (readings, remote mirrors) in a folder of this test session, never the user's."""
+    folder = tmp_path_factory.mktemp("traindocs-cache")
+    os.environ["TRAINDOCS_CACHE_DIR"] = str(folder)
+    return folder
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

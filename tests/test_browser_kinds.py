@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 from browser_support import build_site, chromium, new_page, require_browser, serve
+from test_kinds import _mixed_registry
 
 from conftest import REPO
-from test_kinds import _mixed_registry
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 

@@ -114,3 +114,56 @@ def test_link_cards_needs_site_url(example_project: Path, capsys: pytest.Capture
     assert main(["link-cards", "--config", str(example_project / "checkpoints.yaml")]) == 1
     assert "site_url is not set" in capsys.readouterr().err
     assert not list(example_project.rglob("README.md"))
+
+
+def test_offline_and_cache_dir_options(example_project: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # Offline needs no backend and no network: an entry never fetched is one line, the others build.
+    with pytest.raises(SystemExit):
+        main(["build", "--help"])
+    out = capsys.readouterr().out
+    assert "--offline" in out and "--cache-dir DIR" in out
+    registry = example_project / "checkpoints.yaml"
+    with registry.open("a", encoding="utf-8") as stream:
+        stream.write("  - {name: Bucket run, path: 's3://bucket/run'}\n")
+    cache = example_project / "cache"
+
+    assert main(["generate", "--config", str(registry), "--offline", "--cache-dir", str(cache)]) == 0
+    err = capsys.readouterr().err
+    assert (f"error: checkpoints.yaml: checkpoints[3] (Bucket run): path 's3://bucket/run': not in the cache "
+            f"({cache}); run once without --offline to fetch it") in err.splitlines()
+    assert "traindocs: 3 models, 1 problems" in err
+
+    monkeypatch.setenv("TRAINDOCS_OFFLINE", "1")
+    monkeypatch.setenv("TRAINDOCS_CACHE_DIR", str(cache))
+    assert main(["generate", "--config", str(registry), "--strict"]) == 1
+    assert "not in the cache" in capsys.readouterr().err
+
+
+def test_link_cards_leaves_remote_checkpoints_alone(example_project: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from generator import remote
+
+    hub = MemoryFileSystem()
+    hub.store.clear()
+    hub.pipe_file("/someone/run/checkpoint-9/trainer_state.json",
+                  (example_project / "examples/phi-3-mini-phase2-reasoning/checkpoint-199/trainer_state.json").read_bytes())
+    remote.register_filesystem("hf", hub)
+    try:
+        monkeypatch.setenv("TRAINDOCS_SITE_URL", "https://example.org/report/")
+        registry = example_project / "checkpoints.yaml"
+        with registry.open("a", encoding="utf-8") as stream:
+            stream.write("  - {name: Hub run, path: 'hf://someone/run'}\n")
+
+        assert main(["link-cards", "--config", str(registry), "--cache-dir", str(example_project / "cache")]) == 0
+        err = capsys.readouterr().err
+        assert "skipped: Hub run: its path is a URL" in err
+        assert "3 of 3 model cards changed" in err
+        # Nothing written into the cache's mirror of the Hub run, nor upstream.
+        assert not list((example_project / "cache").rglob("README.md"))
+        assert not hub.exists("/someone/run/README.md")
+    finally:
+        remote.register_filesystem("hf", None)
+        hub.store.clear()

@@ -41,8 +41,8 @@ EXPECTED_REFUSALS = {
     "096_nlp": "Git LFS pointer",
     "jsonl_02_SunXiaochuan-V1": "no metric",
 }
-EVAL_TIMING = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time")
-"""Speed keys, not metrics, also per eval set (`eval_g0_runtime`)."""
+EVAL_TIMING = ("runtime", "samples_per_second", "steps_per_second", "model_preparation_time", "num_tokens")
+"""Speed keys and counters, not metrics, also per eval set (`eval_g0_runtime`)."""
 
 
 def is_timing(column: str) -> bool:

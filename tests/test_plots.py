@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 
 from generator.analysis import finite_series
+from generator.colors import color_for
 from generator.kinds import kind_panels, standard_panels
 from generator.plots import (
-    Curve,
-    color_for,
     eval_plot,
     loss_plot,
     overview_axes,
@@ -21,7 +20,7 @@ from generator.plots import (
     panels_plot,
     short_labels,
 )
-from generator.records import AnalysisSettings, BestCheckpoint, Figures
+from generator.records import AnalysisSettings, BestCheckpoint, Curve, Figures
 
 SETTINGS = AnalysisSettings()
 TRAIN = pd.DataFrame(

@@ -59,7 +59,7 @@ def test_gh_deploy_from_a_clone_pushes_the_built_site(example_project: Path, tmp
     files = set(git("ls-tree", "-r", "--name-only", "gh-pages", cwd=remote).split())
     for expected in ("index.html", "summary.json", "models/qwen-7b/index.html", "models/gemma-2-2b/loss.png",
                      "models/phi-3-mini/badge.svg", "models/phi-3-mini/log_history.csv",
-                     "assets/traindocs/loss-by-step.png", "methodology/index.html", ".nojekyll"):
+                     "assets/traindocs/sft-curves.png", "methodology/index.html", ".nojekyll"):
         assert expected in files, expected
     summary = json.loads(git("show", "gh-pages:summary.json", cwd=remote))
     assert [m["slug"] for m in summary["models"]] == ["qwen-7b", "phi-3-mini", "gemma-2-2b"]

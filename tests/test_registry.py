@@ -10,7 +10,7 @@ import pytest
 
 from generator.errors import ConfigError
 from generator.records import AnalysisSettings, Registry, SiteSettings
-from generator.registry import load_registry, slugify
+from generator.registry import REMOTE_PLACEHOLDER, load_registry, slugify
 
 SHOWN = "checkpoints.yaml"
 
@@ -106,6 +106,42 @@ def test_absolute_entry_path_is_kept(tmp_path: Path) -> None:
     registry = load_text(tmp_path / "project", f"checkpoints:\n  - name: a\n    path: '{target}'\n")
 
     assert registry.entries[0].resolved == target
+
+
+def test_remote_paths_are_kept_as_urls_and_not_resolved_locally(tmp_path: Path) -> None:
+    registry = load_text(
+        tmp_path,
+        """\
+        checkpoints:
+          - {name: S3 run, path: 's3://bucket/runs/qwen'}
+          - {name: Hub run, path: 'hf://someone/repo@v1/checkpoint-500'}
+          - {name: Signed, path: 'https://host/b/trainer_state.json?X-Amz-Signature=abc'}
+          - {name: Memory, path: 'memory://runs/a'}
+        """,
+    )
+
+    assert registry.problems == ()
+    assert [e.path for e in registry.entries] == [
+        "s3://bucket/runs/qwen",
+        "hf://someone/repo@v1/checkpoint-500",
+        "https://host/b/trainer_state.json?X-Amz-Signature=abc",
+        "memory://runs/a",
+    ]
+    # A path that does not exist: generator.remote.localise replaces it before reading.
+    assert [e.resolved for e in registry.entries] == [
+        tmp_path / REMOTE_PLACEHOLDER / slug for slug in ("s3-run", "hub-run", "signed", "memory")
+    ]
+    assert not any(e.resolved.exists() for e in registry.entries)
+
+
+def test_file_urls_are_local_paths(tmp_path: Path) -> None:
+    target = (tmp_path / "somewhere" / "run").resolve()
+    registry = load_text(
+        tmp_path / "project",
+        f"checkpoints:\n  - {{name: a, path: 'file://{target}'}}\n  - {{name: b, path: 'file://localhost{target}'}}\n",
+    )
+
+    assert [e.resolved for e in registry.entries] == [target, target]
 
 
 def test_defaults_when_site_and_analysis_are_absent(tmp_path: Path) -> None:
@@ -396,6 +432,39 @@ ENTRY_PROBLEMS = [
         "checkpoints[1]",
         "expected a mapping with 'name' and 'path', got a string",
         id="entry-not-a-mapping",
+    ),
+    pytest.param(
+        # Credentials in the registry would end up in pages and logs: refused, and not echoed.
+        "  - {name: b, path: 'https://alice:hunter22@host/run/trainer_state.json'}\n",
+        "checkpoints[1] (b)",
+        "path: 'https://<redacted>@host/run/trainer_state.json' holds credentials (user:password@); remove them and "
+        "give them the backend's usual way (environment variables, its config file, or 'huggingface-cli login')",
+        id="url-with-password",
+    ),
+    pytest.param(
+        "  - {name: b, path: 's3://AKIAEXAMPLE:wJalrXUtnFEMI@bucket/run'}\n",
+        "checkpoints[1] (b)",
+        "path: 's3://<redacted>@bucket/run' holds credentials (user:password@); remove them and "
+        "give them the backend's usual way (environment variables, its config file, or 'huggingface-cli login')",
+        id="s3-url-with-keys",
+    ),
+    pytest.param(
+        "  - {name: b, path: 's4://bucket/run'}\n",
+        "checkpoints[1] (b)",
+        "path: 's4://' is not a protocol fsspec knows (did you mean 's3'?)",
+        id="unknown-protocol",
+    ),
+    pytest.param(
+        "  - {name: b, path: 's3://'}\n",
+        "checkpoints[1] (b)",
+        "path: 's3://' names nothing after 's3://'",
+        id="url-without-location",
+    ),
+    pytest.param(
+        "  - {name: b, path: 'file://server/share/run'}\n",
+        "checkpoints[1] (b)",
+        "path: 'file://server/share/run' names the host 'server'; file:// URLs must be local",
+        id="file-url-with-host",
     ),
 ]
 

@@ -1,0 +1,237 @@
+"""What reading and analysing a checkpoint produced, kept for the next generation.
+
+An unchanged trainer_state.json is then neither parsed nor analysed again: with
+hundreds of long logs, parsing is most of the time of a generation in which
+nothing changed.
+
+An entry is found by the file's identity (path, size, modification time, inode)
+together with everything else the result depends on: the small files read beside
+it, the checkpoint folders of its run, the analysis settings and the code of the
+reading and analysing modules. Like git's index, a file modified within a few
+seconds of being cached is checked by its SHA-256 rather than trusted by its
+timestamp, which file systems record coarsely.
+
+Entries are JSON plus an `.npz` of the tables, loaded with `allow_pickle=False`:
+nothing in the cache can run code. A damaged or foreign entry is ignored and
+rewritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import types
+import typing
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from generator import __version__
+from generator.records import AnalysisSettings, Figures, TrainingRun
+
+RUNS_DIR = "runs"
+FORMAT = 1
+RACY_SECONDS = 3.0
+"""A file modified this close to the moment it was cached is verified by hash, not by its timestamp."""
+SIDE_FILES = ("adapter_config.json", "config.json", "README.md")
+
+_CODE_FILES = ("reader.py", "analysis.py", "narrative.py", "kinds.py", "records.py", "formatting.py")
+CODE_VERSION = hashlib.sha256(
+    __version__.encode() + b"".join((Path(__file__).parent / name).read_bytes() for name in _CODE_FILES)
+).hexdigest()
+"""Results of other code are never reused (the reader or the analysis may have changed)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cached:
+    """A reading and its analysis, as cached."""
+
+    run: TrainingRun
+    figures: Figures
+    analysis: tuple[str, ...]
+
+
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def inputs_key(state_file: Path, resolved: Path, shown: str, settings: AnalysisSettings) -> str:
+    """Hash of everything a cached result depends on except the state file's bytes."""
+    folders = [state_file.parent] + ([resolved] if resolved.is_dir() and resolved != state_file.parent else [])
+    side = [[str(folder / name), _stamp(folder / name)] for folder in folders for name in SIDE_FILES]
+    try:  # the run folder's checkpoints: the progression table lists them
+        listing = sorted(child.name for child in resolved.iterdir()) if resolved.is_dir() else []
+    except OSError:
+        listing = []
+    document = [FORMAT, CODE_VERSION, str(state_file), str(resolved), shown, side, listing,
+                dataclasses.asdict(settings)]
+    return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+class RunCache:
+    """Cached readings under one folder (normally `<cache dir>/runs`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def default(cls) -> RunCache:
+        """`runs/` in traindocs' cache folder ($TRAINDOCS_CACHE_DIR, else the user's cache folder)."""
+        from generator.remote import default_cache_dir
+
+        return cls(default_cache_dir() / RUNS_DIR)
+
+    def _paths(self, state_file: Path) -> tuple[Path, Path]:
+        # One slot per state file: a newer reading replaces the older one, so the cache stays bounded.
+        name = hashlib.sha256(str(state_file).encode("utf-8")).hexdigest()
+        folder = self.root / name[:2]
+        return folder / f"{name}.json", folder / f"{name}.npz"
+
+    def load(self, state_file: Path, key: str) -> Cached | None:
+        """The cached result when `key` matches and the file has not changed since; else None."""
+        meta_path, tables_path = self._paths(state_file)
+        stamp = _stamp(state_file)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("key") != key or stamp is None or meta.get("stamp") != stamp:
+                return None
+            if stamp[1] / 1e9 > meta["cached_at"] - RACY_SECONDS and _sha256(state_file) != meta["run"]["state_sha256"]:
+                return None
+            # Opened here, not by np.load, which leaks the file when it is not a zip archive.
+            with open(tables_path, "rb") as stream, np.load(stream, allow_pickle=False) as arrays:
+                train = _table(meta["train"], arrays, "t")
+                evals = _table(meta["eval"], arrays, "e")
+            run = _decode(TrainingRun, {**meta["run"], "train": train, "eval": evals})
+            return Cached(run, _decode(Figures, meta["figures"]), tuple(meta["analysis"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):
+            return None  # absent, damaged or from another version: read the file again
+
+    def store(self, key: str, cached: Cached) -> None:
+        """Keep a result; a cache that cannot be written only costs time."""
+        run = cached.run
+        stamp = _stamp(run.state_file)
+        if stamp is None:
+            return
+        meta_path, tables_path = self._paths(run.state_file)
+        arrays: dict[str, np.ndarray] = {}
+        for prefix, table in (("t", run.train), ("e", run.eval)):
+            # Two arrays a table (steps, and every other column as one matrix): each array read costs.
+            arrays[f"{prefix}_steps"] = table["step"].to_numpy(dtype="int64")
+            arrays[f"{prefix}_values"] = table.drop(columns="step").to_numpy(dtype="float64")
+        fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name not in ("train", "eval")}
+        meta = {
+            "key": key,
+            "stamp": stamp,
+            "cached_at": _now(),
+            "train": [str(c) for c in run.train.columns],
+            "eval": [str(c) for c in run.eval.columns],
+            "run": _encode(fields),
+            "figures": _encode(dataclasses.asdict(cached.figures)),
+            "analysis": list(cached.analysis),
+        }
+        try:
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)  # type: ignore[arg-type]  # the stubs take **arrays for allow_pickle
+            _write_atomic(tables_path, buffer.getvalue())
+            _write_atomic(meta_path, json.dumps(meta).encode("utf-8"))  # last: it makes the entry valid
+        except OSError:
+            pass
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _table(columns: list[str], arrays: Any, prefix: str) -> pd.DataFrame:
+    """A table as the reader makes it: `step` first (int64), then float columns."""
+    values = arrays[f"{prefix}_values"]
+    table = pd.DataFrame(values, columns=[c for c in columns if c != "step"])
+    table.insert(0, "step", arrays[f"{prefix}_steps"])
+    return table
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+# --- records <-> JSON -----------------------------------------------------------------------------
+# JSON has no NaN or Infinity and no tuples: floats that are not finite travel as
+# {"float": "nan"}, and the record types say where tuples and dataclasses go back.
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(value)}
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _encode(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(key): _encode(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(item) for item in value]
+    return value
+
+
+@functools.cache
+def _hints(kind: type) -> dict[str, Any]:
+    return typing.get_type_hints(kind)
+
+
+def _decode(kind: Any, value: Any) -> Any:
+    """`value` (from JSON) as the annotated type `kind`."""
+    if isinstance(value, dict) and set(value) == {"float"}:
+        return float(value["float"])
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(kind) if option is not type(None)]
+        return None if value is None else _decode(options[0], value)
+    if kind is Path:
+        return Path(value)
+    if dataclasses.is_dataclass(kind):
+        hints = _hints(typing.cast(type, kind))
+        return typing.cast(Any, kind)(**{name: _decode(hints[name], item) if not isinstance(item, pd.DataFrame) else item
+                       for name, item in value.items()})
+    if origin is tuple:
+        args = typing.get_args(kind)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], item) for item in value)
+        return tuple(_decode(arg, item) for arg, item in zip(args, value, strict=True))
+    if origin is dict:
+        _, item_kind = typing.get_args(kind)
+        return {key: _decode(item_kind, item) for key, item in value.items()}
+    if kind is float and isinstance(value, int):
+        return float(value)
+    return value
+

@@ -1,0 +1,119 @@
+"""The reading cache: an unchanged checkpoint is not parsed again, a changed one always is."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator import site
+from generator.analysis import analyse
+from generator.cache import Cached, RunCache, inputs_key
+from generator.narrative import model_analysis
+from generator.reader import read_run
+from generator.records import AnalysisSettings, CheckpointEntry
+from tests.conftest import sft_rows, write_state
+
+SETTINGS = AnalysisSettings()
+
+
+def _project(tmp_path: Path) -> Path:
+    rows = [*sft_rows([2.0, 1.5, 1.2, float("nan"), 0.9]), {"eval_loss": 1.1, "eval_accuracy": 0.7, "step": 50}]
+    write_state(tmp_path / "run" / "checkpoint-50", rows, best_model_checkpoint="out\\checkpoint-50", best_metric=1.1)
+    (tmp_path / "checkpoints.yaml").write_text("checkpoints:\n  - {name: Run, path: run}\n", encoding="utf-8")
+    return tmp_path / "checkpoints.yaml"
+
+
+def _generate(registry: Path, cache: RunCache) -> dict[str, bytes]:
+    docs = registry.parent / "docs"
+    site.generate(registry, docs, cache=cache)
+    return {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*")) if p.is_file()}
+
+
+def test_an_unchanged_checkpoint_is_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, cache = _project(tmp_path), RunCache(tmp_path / "cache")
+    first = _generate(registry, cache)
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read_run called for an unchanged checkpoint")
+
+    monkeypatch.setattr(site, "read_run", no_reading)
+    second = _generate(registry, cache)
+    assert second == first
+
+
+def test_the_cached_reading_equals_a_fresh_one(tmp_path: Path) -> None:
+    registry = _project(tmp_path)
+    state = tmp_path / "run" / "checkpoint-50" / "trainer_state.json"
+    entry = CheckpointEntry(0, "Run", "run", "run", tmp_path / "run")
+    run = read_run(entry, shown_file="run/checkpoint-50/trainer_state.json")
+    figures = analyse(run, SETTINGS)
+    analysis = tuple(model_analysis(figures, run, SETTINGS))
+    cache = RunCache(tmp_path / "cache")
+    key = inputs_key(state, entry.resolved, "shown", SETTINGS)
+    cache.store(key, Cached(run, figures, analysis))
+
+    loaded = cache.load(state, key)
+
+    assert loaded is not None and registry.is_file()
+    assert loaded.figures == figures  # nested records, NaN-free tuples, floats exact
+    assert loaded.analysis == analysis
+    assert loaded.run.train.equals(run.train) and loaded.run.eval.equals(run.eval)
+    assert list(loaded.run.train.dtypes.astype(str)) == list(run.train.dtypes.astype(str))
+    fields = [f.name for f in dataclasses.fields(run) if f.name not in ("train", "eval")]
+    assert {f: getattr(loaded.run, f) for f in fields} == {f: getattr(run, f) for f in fields}
+    assert cache.load(state, inputs_key(state, entry.resolved, "shown", AnalysisSettings(smoothing=0.9))) is None
+
+
+def test_a_file_rewritten_with_the_same_size_and_time_is_read_again(tmp_path: Path) -> None:
+    # Timestamps are coarse: a file changed within seconds of being cached is checked by its hash.
+    registry, cache = _project(tmp_path), RunCache(tmp_path / "cache")
+    state = tmp_path / "run" / "checkpoint-50" / "trainer_state.json"
+    first = _generate(registry, cache)
+    before = state.stat()
+    text = state.read_text(encoding="utf-8")
+    changed = text.replace('"loss": 2.0', '"loss": 3.0')
+    assert len(changed) == len(text)
+    with open(state, "r+", encoding="utf-8") as stream:  # in place: same inode
+        stream.write(changed)
+    os.utime(state, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert state.stat().st_mtime_ns == before.st_mtime_ns and state.stat().st_size == before.st_size
+
+    second = _generate(registry, cache)
+    assert second["models/run.md"] != first["models/run.md"]
+    assert "| Start loss | 3 (step 10) |" in second["models/run.md"].decode()
+
+
+def test_a_damaged_or_foreign_cache_entry_is_ignored(tmp_path: Path) -> None:
+    registry, cache = _project(tmp_path), RunCache(tmp_path / "cache")
+    first = _generate(registry, cache)
+    tables = next((tmp_path / "cache").rglob("*.npz"))
+    tables.write_bytes(tables.read_bytes()[:100])
+    assert _generate(registry, cache) == first
+    # An object array would need pickle to load: refused, so the file is read again.
+    np.savez(tables, t_steps=np.array([object()], dtype=object))
+    assert _generate(registry, cache) == first
+    for meta in (tmp_path / "cache").rglob("*.json"):
+        meta.write_text("{not json", encoding="utf-8")
+    assert _generate(registry, cache) == first
+
+
+def test_a_change_beside_the_state_file_is_seen(tmp_path: Path) -> None:
+    registry, cache = _project(tmp_path), RunCache(tmp_path / "cache")
+    _generate(registry, cache)
+    (tmp_path / "run" / "checkpoint-50" / "adapter_config.json").write_text(
+        '{"base_model_name_or_path": "org/base", "peft_type": "LORA", "r": 8}', encoding="utf-8")
+    page = _generate(registry, cache)["models/run.md"].decode()
+    assert "`org/base` (from adapter_config.json)" in page
+    write_state(tmp_path / "run" / "checkpoint-60", sft_rows([2.0, 1.0]), global_step=60)
+    page = _generate(registry, cache)["models/run.md"].decode()
+    assert "| Steps | 60 |" in page  # the new checkpoint of the run folder is read
+
+
+def test_without_a_cache_nothing_is_kept(tmp_path: Path) -> None:
+    registry = _project(tmp_path)
+    site.generate(registry, tmp_path / "docs", cache=False)
+    assert not (tmp_path / "cache").exists()
