@@ -379,11 +379,12 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
             if axis == "progress":
                 axes.set_xlim(0, 100)
             if axis == "tokens":
-                axes.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
                 totals = [float(c.tokens.iloc[-1]) for c in drawn if c.tokens is not None and len(c.tokens)]
                 if totals and min(totals) > 0 and max(totals) >= 5 * min(totals):
                     axes.set_xscale("log")
                     label += " (log scale)"
+                # After the scale: setting a scale resets the formatter ('10^5' instead of '100k').
+                axes.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
             if missing:
                 label += f"; {missing} of {len(drawn)} runs did not log it"
             axes.set_xlabel(label)
