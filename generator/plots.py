@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from generator.analysis import finite_series, smooth
 from generator.colors import LEGEND_LIMIT, PALETTE
@@ -112,10 +113,23 @@ def _legend_rows(count: int, columns: int) -> float:
     return 0.1 + LEGEND_LINE * -(-count // columns) if count else 0.0
 
 
-def _png(figure: Figure) -> bytes:
+def _png(figure: Figure, palette: bool = False) -> bytes:
+    """The figure as PNG bytes, without a date or software tag (the bytes depend on the data only).
+
+    `palette`: map the colours to 256 (no dithering). Hundreds of overlaid
+    anti-aliased curves blend into tens of thousands of colours; mapped back the
+    overview looks the same and weighs a third (under 200 KB for 200 runs). It
+    costs ~20 ms a figure, so the model plots, which have few colours, skip it.
+    """
     buffer = io.BytesIO()
-    # No 'Software' tag and no date: the bytes depend on the data only.
-    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
+    if not palette:
+        figure.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
+        return buffer.getvalue()
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    width, height = canvas.get_width_height()
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -161,9 +175,9 @@ def _gapped(table: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
     return downsample(table["step"].to_numpy(dtype="float64"), values)
 
 
-def _curve(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _curve(series: pd.Series, buckets: int = MAX_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
     """A series by step, downsampled for drawing."""
-    return downsample(series.index.to_numpy(dtype="float64"), series.to_numpy(dtype="float64"))
+    return downsample(series.index.to_numpy(dtype="float64"), series.to_numpy(dtype="float64"), buckets)
 
 
 def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
@@ -195,7 +209,7 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
         axes.set_title(f"{name}: loss", loc="left")
         axes.set_xlabel("Step")
         axes.set_ylabel("Loss")
-        axes.legend(loc="upper right")
+        axes.legend(loc="best")  # clear of the curves: runs fall, rise or both
         return _png(figure)
 
 
@@ -331,12 +345,12 @@ def overview_axes(curves: Sequence[Curve]) -> list[str]:
     return axes
 
 
-def _against(curve: Curve, smoothed: pd.Series, axis: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _against(curve: Curve, smoothed: pd.Series, axis: str, buckets: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The smoothed curve against one x axis; None when the run did not log that axis."""
     if axis == "step":
-        return _curve(smoothed)
+        return _curve(smoothed, buckets)
     if axis == "progress":
-        x, y = _curve(smoothed)
+        x, y = _curve(smoothed, buckets)
         return 100.0 * x / max(curve.steps, 1), y
     source = curve.epochs if axis == "epoch" else curve.tokens
     if source is None or source.empty:
@@ -346,7 +360,12 @@ def _against(curve: Curve, smoothed: pd.Series, axis: str) -> tuple[np.ndarray, 
     known = position.notna().to_numpy()
     if not known.any():
         return None
-    return downsample(position.to_numpy()[known], smoothed.to_numpy()[known])
+    return downsample(position.to_numpy()[known], smoothed.to_numpy()[known], buckets)
+
+
+OVERVIEW_POINTS = 24_000
+"""Points per overview panel, shared by its curves: 200 overlaid runs are drawn from ~120
+points each (a smoothed curve among 200 shows no finer detail), 3 runs from 1,500 buckets."""
 
 
 def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str) -> bytes:
@@ -358,6 +377,8 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
         legend_columns = 4
         footer = _legend_rows(len(drawn), legend_columns) + 0.1 if 0 < len(drawn) <= LEGEND_LIMIT else 0.0
         figure = _grid_figure(rows, 2, 10.0, 2.9, footer=footer)
+        buckets = max(60, min(MAX_BUCKETS, OVERVIEW_POINTS // (2 * max(1, len(drawn)))))
+        crowded = len(drawn) > LEGEND_LIMIT
         lengths = [curve.steps for curve in drawn if curve.steps > 0]
         # Runs of very different lengths: a log step axis keeps the short ones readable.
         log_steps = bool(lengths) and max(lengths) >= 5 * min(lengths)
@@ -366,11 +387,13 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
             missing = 0
             for curve in drawn:
                 values = curve.values[curve.values.index > 0] if axis == "step" and log_steps else curve.values
-                points = _against(curve, smooth(values, settings.smoothing), axis) if len(values) else None
+                points = _against(curve, smooth(values, settings.smoothing), axis, buckets) if len(values) else None
                 if points is None:
                     missing += 1
                     continue
-                axes.plot(*points, color=curve.color, linewidth=2.0, label=curve.name)
+                # Many runs: thinner, translucent lines, so the bundle shows where most runs are.
+                axes.plot(*points, color=curve.color, linewidth=1.0 if crowded else 2.0,
+                          alpha=0.6 if crowded else 1.0, label=curve.name)
             label = dict(OVERVIEW_AXES)[axis]
             if axis == "step" and log_steps:
                 axes.set_xscale("log")
@@ -396,4 +419,4 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
             handles = [matplotlib.lines.Line2D([], [], color=curve.color, linewidth=2.0) for curve in drawn]
             figure.legend(handles, [curve.name for curve in drawn], loc="lower center",
                           bbox_to_anchor=(0.5, 0.05 / figure.get_figheight()), ncol=min(len(drawn), legend_columns))
-        return _png(figure)
+        return _png(figure, palette=True)
