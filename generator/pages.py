@@ -88,7 +88,9 @@ class ModelFiles:
         metric_panels = tuple(kinds.standard_panels(train.columns))
         kind_panels = tuple(kinds.kind_panels(f.kind, train.columns))
         drawn = {"eval_loss"} if f.logged_rows or f.eval_loss_last is not None else set()
-        drawn |= {"eval_" + column for panel in kind_panels for column in panel.columns}
+        # Eval values of a metric drawn as a panel are dots on that panel (eval token accuracy on the
+        # train token accuracy): the eval plot does not show them again.
+        drawn |= {"eval_" + column for panel in (*metric_panels, *kind_panels) for column in panel.columns}
         groups = kinds.eval_groups(evals.columns, drawn)
         groups = {metric: sets for metric, sets in groups.items()
                   if any(len(finite_series(evals, column)) for column in sets.values())}
