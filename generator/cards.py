@@ -13,10 +13,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from generator.errors import TraindocsError, located
+from generator.files import write_atomic
 from generator.formatting import fmt_number, md_text
 from generator.pages import model_asset_path, model_page_path
 from generator.records import CheckpointEntry, ModelReport, SiteLayout
-from generator.site import write_atomic
 
 MARKER_START = "<!-- traindocs:training-report:start -->"
 MARKER_END = "<!-- traindocs:training-report:end -->"

@@ -33,13 +33,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator.errors import CheckpointError
+from generator.files import write_atomic
 from generator.reader import CHECKPOINT_DIR, JSONL_LOG, MAX_STATE_BYTES, STATE_FILE
 from generator.records import CheckpointEntry
 
@@ -535,12 +535,12 @@ def _sync(filesystem: AbstractFileSystem, folder: Path, plan: _Plan, url: str, w
             continue
         for recorder in _RECORDERS:
             recorder.append(shown_url(remote.url))
-        _write_atomic(local, data)
+        write_atomic(local, data)
         files[rel] = {"identity": current, "size": len(data)}
     _prune(tree, set(files))
     index = {"version": INDEX_VERSION, "url": shown_url(url), "kind": plan.kind, "target": plan.target,
              "files": dict(sorted(files.items()))}
-    _write_atomic(folder / INDEX_FILE, (json.dumps(index, indent=1) + "\n").encode("utf-8"))
+    write_atomic(folder / INDEX_FILE, (json.dumps(index, indent=1) + "\n").encode("utf-8"))
     return index
 
 
@@ -593,24 +593,6 @@ def _prune(tree: Path, keep: set[str]) -> None:
         if here != tree:
             with contextlib.suppress(OSError):  # not empty
                 here.rmdir()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write through a temporary file and rename: a reader in another process sees whole files only."""
-    try:
-        if path.read_bytes() == data:
-            return
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # --- failures as one line --------------------------------------------------------------------

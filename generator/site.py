@@ -1,7 +1,7 @@
 """The pipeline, and the files it owns under docs/.
 
 `generate` reads everything first (registry -> reader -> analysis -> narrative),
-then renders what changed (plots -> pages) and only then writes. A manifest
+then renders what changed (plots -> pages), writing each file as it is rendered. A manifest
 (`docs/.traindocs-manifest.json`, hidden from MkDocs) lists every file traindocs
 wrote with the hash of its inputs: unchanged artefacts are not re-rendered,
 files are rewritten only when their bytes change (so `mkdocs serve` does not
@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import re
 import signal
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -40,6 +39,7 @@ from generator.badges import badge_svg
 from generator.cache import Cached, RunCache, inputs_key
 from generator.colors import color_for
 from generator.errors import CheckpointError, ConfigError, GenerationBusyError
+from generator.files import write_atomic
 from generator.formatting import fmt_number
 from generator.reader import locate_state_file, read_run
 from generator.records import (
@@ -65,14 +65,6 @@ TEMPORARY_NAME = re.compile(r"^\..+\.traindocs-[a-z0-9_]+\.tmp$")
 """Names that `write_atomic` gives its temporary files."""
 
 
-def _file_mode() -> int:
-    """Permissions of a new file under the current umask (mkstemp makes 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
 # Plots are cached by their inputs; the drawing code is one of them.
 # From the package metadata: importing matplotlib only to read its version would cost 0.3 s.
 MATPLOTLIB_VERSION = importlib.metadata.version("matplotlib")
@@ -518,26 +510,26 @@ class OwnedFiles:
                 result.unchanged.append(artefact.path)
                 continue
             stale.append((artefact, on_disk))
-        rendered = _render_all([artefact for artefact, _ in stale], pool or WorkerPool(1), progress)
-        pending: list[tuple[Artefact, bytes]] = []
-        for (artefact, on_disk), data in zip(stale, rendered, strict=True):
-            digest = hashlib.sha256(data).hexdigest()
-            manifest[artefact.path] = {"key": artefact.key, "sha256": digest}
-            if digest == on_disk:
-                result.unchanged.append(artefact.path)
-            else:
-                pending.append((artefact, data))
-        # Everything is rendered: only now touch the disk. First claim every path
-        # about to be written, so that a run killed half-way leaves them listed
-        # as ours and the next run repairs them instead of refusing them.
+        # Claim every path about to be rendered before writing any: a run killed half-way
+        # leaves them listed as ours, and the next run repairs them instead of refusing them.
         claimed = dict(self.previous)
-        for artefact, _ in pending:
+        for artefact, _ in stale:
             claimed.setdefault(artefact.path, {"key": "", "sha256": ""})
         if claimed != self.previous:
             self._save(claimed)
-        for artefact, data in pending:
-            write_atomic(self.docs_dir / artefact.path, data)
-            result.written.append(artefact.path)
+        # Each file is written as soon as it is rendered: holding 200 models' plots and
+        # CSVs until the end cost ~100 MB.
+        on_disk_of = {artefact.path: on_disk for artefact, on_disk in stale}
+        for artefact, data in _render_each([artefact for artefact, _ in stale], pool or WorkerPool(1), progress):
+            digest = hashlib.sha256(data).hexdigest()
+            manifest[artefact.path] = {"key": artefact.key, "sha256": digest}
+            if digest == on_disk_of[artefact.path]:
+                result.unchanged.append(artefact.path)
+            else:
+                write_atomic(self.docs_dir / artefact.path, data)
+                result.written.append(artefact.path)
+        result.written.sort()  # completion order varies with the workers; reports do not
+        result.unchanged.sort()
         for path in sorted(set(self.previous) - set(manifest)):
             target = self.docs_dir / path
             if target.is_file():
@@ -568,48 +560,27 @@ def _stat_stamp(stat: os.stat_result) -> dict[str, str]:
     return {"size": str(stat.st_size), "mtime_ns": str(stat.st_mtime_ns)}
 
 
-def _render_all(artefacts: list[Artefact], pool: WorkerPool, progress: Progress | None) -> list[bytes]:
-    """Render artefacts, the expensive ones in worker processes when there are enough."""
-    results: dict[int, bytes] = {}
-    expensive = [i for i, artefact in enumerate(artefacts) if artefact.expensive]
+def _render_each(artefacts: list[Artefact], pool: WorkerPool,
+                 progress: Progress | None) -> Iterator[tuple[Artefact, bytes]]:
+    """Render artefacts, yielding each as it is done: the expensive ones in worker processes
+    when there are enough, the others here meanwhile."""
+    expensive = [artefact for artefact in artefacts if artefact.expensive]
     workers = pool.for_work(len(expensive), RENDER_POOL_THRESHOLD)
-    if workers is not None:
-        futures = {workers.submit(artefacts[i].render): i for i in expensive}
-        for done, future in enumerate(as_completed(futures), start=1):
-            results[futures[future]] = future.result()
-            if progress:
-                progress("render", done, len(expensive), artefacts[futures[future]].path)
-    for i, artefact in enumerate(artefacts):
-        if i not in results:
-            results[i] = artefact.render()
-            if progress and artefact.expensive:
-                progress("render", len(results), len(expensive), artefact.path)
-    return [results[i] for i in range(len(artefacts))]
-
-
-def write_atomic(path: Path, data: bytes) -> bool:
-    """Write through a temporary file and rename; skip when the bytes are equal.
-
-    Returns whether the file changed.
-    """
-    mode = FILE_MODE
-    try:
-        if path.read_bytes() == data:
-            return False
-        mode = path.stat().st_mode & 0o7777  # a rewrite keeps the file's permissions
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.traindocs-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return True
+    futures = {workers.submit(artefact.render): artefact for artefact in expensive} if workers else {}
+    done = 0
+    for artefact in artefacts:
+        if artefact.expensive and workers is not None:
+            continue
+        yield artefact, artefact.render()
+        if progress and artefact.expensive:
+            done += 1
+            progress("render", done, len(expensive), artefact.path)
+    for future in as_completed(futures):
+        artefact = futures.pop(future)  # let the result go once written: 200 models' CSVs add up
+        yield artefact, future.result()
+        done += 1
+        if progress:
+            progress("render", done, len(expensive), artefact.path)
 
 
 def _remove_empty_parents(folder: Path, stop: Path) -> None:
