@@ -337,15 +337,29 @@ def _resumed(run: TrainingRun) -> str:
     )
 
 
+def _positive_state(run: TrainingRun, key: str) -> float | None:
+    """A top-level number of trainer_state.json when it is finite and above 0."""
+    value = run.state.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
 def _log_gap(f: Figures, run: TrainingRun) -> str:
     """Say when the log stops more than one logging interval before the checkpoint's step."""
     last = f.last_logged_step
     if run.global_step is None or last is None or last >= run.global_step:
         return ""
     gap = run.global_step - last
-    interval = run.state.get("logging_steps")
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not math.isfinite(interval):
-        interval = None
+    interval = _positive_state(run, "logging_steps")
+    if interval is not None and interval < 1:
+        # transformers reads logging_steps below 1 as a share of max_steps.
+        max_steps = _positive_state(run, "max_steps")
+        interval = math.ceil(interval * max_steps) if max_steps is not None else None
     if interval is not None and gap < interval:
         return ""  # how every log ends: the next logging step was never reached
     text = (
@@ -354,8 +368,8 @@ def _log_gap(f: Figures, run: TrainingRun) -> str:
     )
     if interval is not None:
         text += (
-            f", at least logging_steps ({fmt_number(float(interval))}): logging stopped before the checkpoint "
-            "was saved, as when a run is interrupted"
+            f", at least the logging interval ({fmt_number(float(interval))} steps): logging stopped before the "
+            "checkpoint was saved, as when a run is interrupted"
         )
     return text + "."
 

@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - Windows
 from generator import __version__, narrative, pages
 from generator.analysis import analyse, finite_series
 from generator.badges import badge_svg
-from generator.cache import Cached, RunCache, inputs_key
+from generator.cache import CODE_VERSION, Cached, RunCache, inputs_key
 from generator.colors import color_for
 from generator.errors import CheckpointError, ConfigError, GenerationBusyError
 from generator.files import write_atomic
@@ -69,6 +69,7 @@ TEMPORARY_NAME = re.compile(r"^\..+\.traindocs-[a-z0-9_]+\.tmp$")
 # From the package metadata: importing matplotlib only to read its version would cost 0.3 s.
 MATPLOTLIB_VERSION = importlib.metadata.version("matplotlib")
 PLOT_CODE = hashlib.sha256((Path(__file__).parent / "plots.py").read_bytes()).hexdigest()
+PAGES_CODE = hashlib.sha256((Path(__file__).parent / "pages.py").read_bytes()).hexdigest()
 # Makes the comparison table sortable (a few lines of our own, no CDN).
 TABLESORT_JS = (Path(__file__).parent / "static" / "tablesort.js").read_bytes()
 
@@ -276,7 +277,11 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             Artefact(files.log_csv, _key("csv", __version__, report.run.state_sha256),
                      partial(pages.log_history_csv, report), expensive=True)
         )
-        artefacts.append(_bytes_artefact(files.figures_json, pages.figures_document(report)))
+        # Keyed by its inputs, so an unchanged model's figures.json is not even serialised.
+        figures_inputs = (CODE_VERSION, PAGES_CODE, name, slug, report.base_model, report.run.state_sha256,
+                          settings_json)
+        artefacts.append(Artefact(files.figures_json, _key("figures", *figures_inputs),
+                                  partial(pages.figures_document, report)))
         reward = report.figures.series_for("reward")
         if report.figures.kind == "rl" and reward is not None:
             badge = badge_svg("reward", fmt_number(reward.end))  # an RL loss says nothing of progress

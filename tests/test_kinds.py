@@ -197,12 +197,16 @@ def test_interrupted_log_and_missing_summary_are_stated(tmp_path: Path) -> None:
     run = read(write_state(tmp_path / "run", sft_rows([2.0, 1.5, 1.2]), global_step=80, logging_steps=10))
     text = sentences_of(run)
     assert ("The last logged step is 30, but the checkpoint is at step 80 (global_step): the last 50 steps are not "
-            "in the log, at least logging_steps (10): logging stopped before the checkpoint was saved, as when a "
+            "in the log, at least the logging interval (10 steps): logging stopped before the checkpoint was saved, as when a "
             "run is interrupted.") in text
     assert any(sentence.startswith("There is no end-of-training summary row") for sentence in text)
     # Ending between two logging steps is how every log ends: nothing said.
     quiet = read(write_state(tmp_path / "quiet", sft_rows([2.0, 1.5, 1.2]), global_step=33, logging_steps=10))
     assert not any("last logged step" in sentence for sentence in sentences_of(quiet))
+    # logging_steps below 1 is a share of max_steps: 0.1 x 100 = every 10 steps.
+    share = read(write_state(tmp_path / "share", sft_rows([2.0, 1.5, 1.2]), global_step=33, max_steps=100,
+                             logging_steps=0.1))
+    assert not any("last logged step" in sentence for sentence in sentences_of(share))
 
 
 def test_single_row_and_summary_only_runs(tmp_path: Path) -> None:
