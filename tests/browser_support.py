@@ -99,3 +99,11 @@ def new_page(browser: Any) -> Iterator[Any]:
         yield tab
     finally:
         context.close()
+
+
+def broken_images(page: Any) -> list[str]:
+    """The src of every content image that failed to load (natural width 0)."""
+    images: list[str] = page.eval_on_selector_all(
+        "article img", "images => images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+    )
+    return images

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
-from browser_support import build_site, chromium, new_page, require_browser, serve
+from browser_support import broken_images, build_site, chromium, new_page, require_browser, serve
 
 from conftest import REPO
 
@@ -43,13 +43,6 @@ def page(browser: Any) -> Iterator[Any]:
         yield tab
 
 
-def _all_images_loaded(page: object) -> list[str]:
-    """The src of every content image that failed to load (natural width 0)."""
-    return page.eval_on_selector_all(  # type: ignore[attr-defined]
-        "article img", "images => images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
-    )
-
-
 def test_index_table_images_and_console(page: object, site_url: str) -> None:
     page.goto(site_url, wait_until="networkidle")  # type: ignore[attr-defined]
     rows = page.locator("article table tbody tr")  # type: ignore[attr-defined]
@@ -57,7 +50,7 @@ def test_index_table_images_and_console(page: object, site_url: str) -> None:
     assert rows.nth(2).locator("td").nth(6).inner_text() == "Very Fast (High Initial Gap)"
     # One overview plot: all three are SFT runs.
     assert page.locator("article img").count() == 1  # type: ignore[attr-defined]
-    assert _all_images_loaded(page) == []
+    assert broken_images(page) == []
     assert page.console_errors == []  # type: ignore[attr-defined]
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "index.png"), full_page=True)  # type: ignore[attr-defined]
@@ -70,7 +63,7 @@ def test_table_link_opens_the_model_page(page: object, site_url: str) -> None:
     assert page.locator("article h1").inner_text().startswith("Gemma 2 2B")  # type: ignore[attr-defined]
     page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
     assert page.locator("article img").count() == 3  # loss, metrics, badge  # type: ignore[attr-defined]
-    assert _all_images_loaded(page) == []
+    assert broken_images(page) == []
     assert page.console_errors == []  # type: ignore[attr-defined]
     page.screenshot(path=str(ARTIFACTS / "model.png"), full_page=True)  # type: ignore[attr-defined]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import build_site, chromium, new_page, require_browser, serve
+from browser_support import broken_images, build_site, chromium, new_page, require_browser, serve
 from test_kinds import _mixed_registry
 
 from conftest import REPO
@@ -35,12 +35,6 @@ def browser(site_url: str) -> Iterator[Any]:
         yield running
 
 
-def _broken_images(page: Any) -> list[str]:
-    return page.eval_on_selector_all(
-        "article img", "images => images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
-    )
-
-
 def test_index_shows_one_table_and_one_plot_per_kind(browser: Any, site_url: str) -> None:
     with new_page(browser) as page:
         page.goto(site_url, wait_until="networkidle")
@@ -52,7 +46,7 @@ def test_index_shows_one_table_and_one_plot_per_kind(browser: Any, site_url: str
         assert [tables.nth(i).locator("tbody tr").count() for i in range(4)] == [1, 1, 1, 1]
         assert "Reward (last tenth)" in tables.nth(3).locator("thead").inner_text()
         assert page.locator("article img").count() == 4
-        assert _broken_images(page) == []
+        assert broken_images(page) == []
         assert page.console_errors == []
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "index-kinds.png"), full_page=True)
@@ -65,6 +59,6 @@ def test_kind_pages_show_their_sections_and_plots(browser: Any, site_url: str, s
         page.goto(f"{site_url}models/{slug}/", wait_until="networkidle")
         assert section in [text.rstrip("¶") for text in page.locator("article h2").all_inner_texts()]
         assert page.locator("article img").count() >= 3
-        assert _broken_images(page) == []
+        assert broken_images(page) == []
         assert page.console_errors == []
         page.screenshot(path=str(ARTIFACTS / f"{slug}.png"), full_page=True)
