@@ -27,7 +27,7 @@ MIN_ROWS_FOR_TRENDS = 5
 """Fewer logged losses than this: no stabilisation or speed class (too little to tell)."""
 
 
-def _step(label: object) -> int:
+def as_step(label: object) -> int:
     """A step label of an index as an int (pandas types index labels as Hashable)."""
     return int(label)  # type: ignore[call-overload]
 
@@ -71,7 +71,7 @@ def stabilised_step(smoothed: pd.Series, band: float) -> int | None:
     first = int(within[0])
     if first > n - max(3, n // 10):
         return None
-    return _step(smoothed.index[first])
+    return as_step(smoothed.index[first])
 
 
 def convergence_step(smoothed: pd.Series, share: float) -> int | None:
@@ -83,7 +83,7 @@ def convergence_step(smoothed: pd.Series, share: float) -> int | None:
     if drop <= 0:
         return None
     target = values[-1] + (1.0 - share) * drop
-    return _step(smoothed.index[int(np.argmax(values <= target))])
+    return as_step(smoothed.index[int(np.argmax(values <= target))])
 
 
 def speed_class(fraction: float | None, settings: AnalysisSettings) -> str:
@@ -102,7 +102,7 @@ def speed_class(fraction: float | None, settings: AnalysisSettings) -> str:
 def first_step_below(smoothed: pd.Series, level: float) -> int | None:
     """First step where the smoothed loss is below `level` (None if never)."""
     below = smoothed[smoothed < level]
-    return _step(below.index[0]) if len(below) else None
+    return as_step(below.index[0]) if len(below) else None
 
 
 def spearman(series: pd.Series) -> float | None:
@@ -135,6 +135,28 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def _convergence(loss: pd.Series, smoothed: pd.Series, settings: AnalysisSettings) -> dict[str, object]:
+    """Stabilisation, level crossings, convergence step and speed class of a loss curve."""
+    start = float(loss.iloc[0])
+    figures: dict[str, object] = {
+        "stabilised_step": stabilised_step(smoothed, settings.stable_band),
+        "high_initial_gap": start >= settings.high_start_loss,
+        "level_crossings": tuple((level, first_step_below(smoothed, level)) for level in settings.loss_levels),
+    }
+    converged_at = convergence_step(smoothed, settings.convergence_share)
+    span = as_step(loss.index[-1]) - as_step(loss.index[0])
+    if converged_at is not None and span > 0:
+        fraction = (converged_at - as_step(loss.index[0])) / span
+        figures.update(
+            convergence_step=converged_at,
+            convergence_fraction=fraction,
+            convergence=speed_class(fraction, settings),
+        )
+    elif len(loss) >= MIN_ROWS_FOR_TRENDS:
+        figures["convergence"] = "No improvement"
+    return figures
+
+
 def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     loss = finite_series(run.train, "loss")
     last_logged = int(max(run.train["step"].max() if len(run.train) else 0, run.eval["step"].max() if len(run.eval) else 0))
@@ -145,9 +167,9 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     if len(eval_loss):
         figures.update(
             eval_loss_last=float(eval_loss.iloc[-1]),
-            eval_loss_last_step=_step(eval_loss.index[-1]),
+            eval_loss_last_step=as_step(eval_loss.index[-1]),
             eval_loss_min=float(eval_loss.min()),
-            eval_loss_min_step=_step(eval_loss.idxmin()),
+            eval_loss_min_step=as_step(eval_loss.idxmin()),
         )
 
     kind, kind_keys = kinds.run_kind(run.train.columns, run.eval.columns)
@@ -155,36 +177,22 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         smoothed = smooth(loss, settings.smoothing)
         start, end = float(loss.iloc[0]), float(loss.iloc[-1])
         figures.update(
-            start_step=_step(loss.index[0]),
+            start_step=as_step(loss.index[0]),
             start_loss=start,
-            end_step=_step(loss.index[-1]),
+            end_step=as_step(loss.index[-1]),
             end_loss=end,
             min_loss=float(loss.min()),
-            min_loss_step=_step(loss.idxmin()),
+            min_loss_step=as_step(loss.idxmin()),
             max_loss=float(loss.max()),
             relative_drop=_finite_or_none((start - end) / start) if start > 0 else None,
             smoothed_end=_finite_or_none(float(smoothed.iloc[-1])),
-            stabilised_step=stabilised_step(smoothed, settings.stable_band),
-            high_initial_gap=start >= settings.high_start_loss,
-            level_crossings=tuple((level, first_step_below(smoothed, level)) for level in settings.loss_levels),
         )
-        if kind == "rl":
-            # An RL loss hovers around zero and may be negative: no convergence reading (the reward tells).
-            figures.update(stabilised_step=None, level_crossings=(), high_initial_gap=False)
-        converged_at = None if kind == "rl" else convergence_step(smoothed, settings.convergence_share)
-        span = _step(loss.index[-1]) - _step(loss.index[0])
-        if converged_at is not None and span > 0:
-            fraction = (converged_at - _step(loss.index[0])) / span
-            figures.update(
-                convergence_step=converged_at,
-                convergence_fraction=fraction,
-                convergence=speed_class(fraction, settings),
-            )
-        elif len(loss) >= MIN_ROWS_FOR_TRENDS and kind != "rl":
-            figures["convergence"] = "No improvement"
+        # An RL loss hovers around zero and may be negative: no convergence reading (the reward tells).
+        if kind != "rl":
+            figures.update(_convergence(loss, smoothed, settings))
         if len(eval_loss):
             # Compare with the trend, not one noisy batch, at the last eval step.
-            train_then = smoothed[smoothed.index <= _step(eval_loss.index[-1])]
+            train_then = smoothed[smoothed.index <= as_step(eval_loss.index[-1])]
             if len(train_then):
                 figures["eval_gap"] = float(eval_loss.iloc[-1] - train_then.iloc[-1])
 
@@ -200,7 +208,7 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         figures["peak_learning_rate"] = float(learning_rate.max())
     grad_norm = finite_series(run.train, "grad_norm")
     if len(grad_norm):
-        figures.update(max_grad_norm=float(grad_norm.max()), max_grad_norm_step=_step(grad_norm.idxmax()))
+        figures.update(max_grad_norm=float(grad_norm.max()), max_grad_norm_step=as_step(grad_norm.idxmax()))
     tokens = finite_series(run.train, "num_tokens")
     if len(tokens):
         figures["tokens_seen"] = float(tokens.iloc[-1])
@@ -247,8 +255,10 @@ SERIES_COLUMNS = (
 
 
 def _series_columns(run: TrainingRun) -> list[str]:
-    functions = sorted(c for c in run.train.columns if kinds.REWARD_FUNCTION.match(c) and not c.endswith("/std"))
-    return [*SERIES_COLUMNS, *(c for c in functions if c not in SERIES_COLUMNS)]
+    columns = [*SERIES_COLUMNS, *(c for c in kinds.reward_functions(run.train.columns) if c not in SERIES_COLUMNS)]
+    if "completions/mean_length" in run.train.columns:
+        columns.remove("completion_length")  # older TRL's name for the same number
+    return columns
 
 
 def summarise(series: pd.Series, column: str) -> SeriesSummary:
@@ -259,13 +269,13 @@ def summarise(series: pd.Series, column: str) -> SeriesSummary:
         column=column,
         rows=len(values),
         start=float(values[0]),
-        start_step=_step(series.index[0]),
+        start_step=as_step(series.index[0]),
         end=float(values[-1]),
-        end_step=_step(series.index[-1]),
+        end_step=as_step(series.index[-1]),
         min=float(values.min()),
-        min_step=_step(series.idxmin()),
+        min_step=as_step(series.idxmin()),
         max=float(values.max()),
-        max_step=_step(series.idxmax()),
+        max_step=as_step(series.idxmax()),
         head_mean=float(values[:tenth].mean()),
         tail_mean=float(values[-tenth:].mean()),
     )
@@ -278,12 +288,12 @@ def eval_metric(evals: pd.DataFrame, column: str) -> EvalMetric:
     best, best_step = None, None
     if better is not None:
         label = series.idxmin() if better == "min" else series.idxmax()
-        best, best_step = float(series.to_numpy()[series.index.get_loc(label)]), _step(label)
+        best, best_step = float(series.to_numpy()[series.index.get_loc(label)]), as_step(label)
     return EvalMetric(
         column=column,
         rows=len(series),
         last=float(series.iloc[-1]),
-        last_step=_step(series.index[-1]),
+        last_step=as_step(series.index[-1]),
         direction=better,
         best=best,
         best_step=best_step,
@@ -323,4 +333,4 @@ def spikes(loss: pd.Series, settings: AnalysisSettings) -> tuple[int, ...]:
         return ()
     before = loss.shift(1).rolling(settings.spike_window, min_periods=max(2, settings.spike_window // 2)).median()
     flagged = (before > 0) & (loss > settings.spike_factor * before)
-    return tuple(_step(label) for label in loss.index[flagged.to_numpy()])
+    return tuple(as_step(label) for label in loss.index[flagged.to_numpy()])

@@ -113,10 +113,15 @@ def kind_panels(kind: str, columns: Iterable[str]) -> list[Panel]:
         present.discard("completion_length")  # older TRL's name for the same number
     result = [_narrowed(panel, present) for panel in panels]
     if kind == "rl":
-        functions = tuple(sorted(c for c in present if REWARD_FUNCTION.match(c) and not c.endswith("/std")))
+        functions = tuple(reward_functions(present))
         if functions:
             result.insert(1, Panel("Reward per function", functions))
     return [panel for panel in result if panel.columns]
+
+
+def reward_functions(columns: Iterable[str]) -> list[str]:
+    """GRPO's per-function reward means (not their standard deviations), sorted."""
+    return sorted(c for c in columns if REWARD_FUNCTION.match(c) and not c.endswith("/std"))
 
 
 def standard_panels(columns: Iterable[str]) -> list[Panel]:

@@ -385,20 +385,13 @@ def _no_summary(run: TrainingRun) -> str:
 
 def _unfinished(run: TrainingRun) -> str:
     global_step = run.global_step
-    max_steps = run.state.get("max_steps")
-    if global_step is None or isinstance(max_steps, bool) or not isinstance(max_steps, (int, float)):
+    max_steps = _positive_state(run, "max_steps")
+    if global_step is None or max_steps is None or global_step >= max_steps:
         return ""
-    try:
-        if not math.isfinite(max_steps) or max_steps <= 0:
-            return ""
-    except OverflowError:  # an integer beyond any float: not a real plan
-        return ""
-    if global_step < max_steps:
-        return (
-            f"This checkpoint is at step {global_step} of the planned {int(max_steps)} (max_steps): "
-            "training had not finished when it was saved."
-        )
-    return ""
+    return (
+        f"This checkpoint is at step {global_step} of the planned {int(max_steps)} (max_steps): "
+        "training had not finished when it was saved."
+    )
 
 
 # --- Across models (index page) ---------------------------------------------

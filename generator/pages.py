@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from generator import kinds
-from generator.analysis import finite_series
+from generator.analysis import as_step, finite_series
 from generator.colors import LEGEND_LIMIT
 from generator.formatting import (
     fmt_count,
@@ -157,8 +157,6 @@ def _figure_rows(report: ModelReport, settings: AnalysisSettings) -> list[tuple[
                      + (f" and {len(f.spikes) - 5} more" if len(f.spikes) > 5 else "")))
     for series in f.series:
         label = SERIES_LABELS.get(series.column)
-        if series.column == "completion_length" and f.series_for("completions/mean_length"):
-            continue  # older TRL's name for the same number
         if label:
             shown = fmt_percent if series.column in PERCENT_SERIES else fmt_number
             rows.append((label, f"{shown(series.start)} (step {series.start_step}) to "
@@ -337,7 +335,7 @@ def _progression_section(report: ModelReport) -> str:
     rows = []
     for step in saved:
         before = loss[loss.index <= step]
-        loss_cell = _loss_cell(float(before.iloc[-1]), _int(before.index[-1])) if len(before) else "n/a"
+        loss_cell = _loss_cell(float(before.iloc[-1]), as_step(before.index[-1])) if len(before) else "n/a"
         eval_cell = fmt_number(float(eval_loss[step])) if step in eval_loss.index else "n/a"
         marks = []
         if step == best_step:
@@ -351,10 +349,6 @@ def _progression_section(report: ModelReport) -> str:
         "before it, and the eval loss logged at it).\n",
         _table(["Checkpoint", "Loss (step)", "Eval loss", "Note"], rows, [":---", "---:", "---:", ":---"]),
     ])
-
-
-def _int(label: object) -> int:
-    return int(label)  # type: ignore[call-overload]
 
 
 def _links_section(report: ModelReport, files: ModelFiles, layout: SiteLayout) -> str:

@@ -110,7 +110,7 @@ def _figure_title(figure: Figure, text: str) -> None:
     figure.suptitle(text, x=0.01, y=1 - 0.06 / figure.get_figheight(), ha="left", va="top", fontsize=11)
 
 
-def _legend_below(axes: Any, columns: int, below: float) -> None:
+def _legend_below(axes: Any, columns: int) -> None:
     """A small legend under a panel, clear of the curves (inside it would hide curves that fill the plot)."""
     height = axes.get_window_extent().height / DPI
     offset = (XLABEL_SPACE - 0.05) / height
@@ -244,8 +244,8 @@ def panels_plot(title: str, color: str, train: pd.DataFrame, evals: pd.DataFrame
     rows = (len(panels) + 1) // 2
     legend_columns = 2
     # A panel with several curves has a legend below it: the tallest sets the room for every row.
-    below = max(_legend_rows(_legend_entries(panel, evals), legend_columns) for panel in panels
-                if len(panel.columns) > 1) if any(len(panel.columns) > 1 for panel in panels) else 0.0
+    below = max((_legend_rows(_legend_entries(panel, evals), legend_columns) for panel in panels
+                 if len(panel.columns) > 1), default=0.0)
     with matplotlib.rc_context(STYLE):
         figure = _grid_figure(rows, columns, 8.0, 2.0, below=below)
         for position, panel in enumerate(panels, start=1):
@@ -283,7 +283,7 @@ def panels_plot(title: str, color: str, train: pd.DataFrame, evals: pd.DataFrame
             axes.set_title(panel.title, loc="left")
             axes.set_xlabel("Step")
             if several:
-                _legend_below(axes, legend_columns, below)
+                _legend_below(axes, legend_columns)
             elif axes.get_legend_handles_labels()[0]:
                 axes.legend(loc="best", fontsize=7.5)
         _figure_title(figure, title)
@@ -329,7 +329,7 @@ def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]],
             axes.set_title(metric, loc="left")
             axes.set_xlabel("Step")
             if len(sets) > 1:
-                _legend_below(axes, legend_columns, below)
+                _legend_below(axes, legend_columns)
             elif figures.best_checkpoint and figures.best_checkpoint.step is not None:
                 axes.legend(loc="best", fontsize=7.5)
         _figure_title(figure, f"{name}: evaluation")

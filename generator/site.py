@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - Windows
 from generator import __version__, narrative, pages
 from generator.analysis import analyse, finite_series
 from generator.badges import badge_svg
-from generator.cache import CODE_VERSION, Cached, RunCache, inputs_key
+from generator.cache import Cached, RunCache, inputs_key
 from generator.colors import color_for
 from generator.errors import CheckpointError, ConfigError, GenerationBusyError
 from generator.files import write_atomic
@@ -65,11 +65,13 @@ TEMPORARY_NAME = re.compile(r"^\..+\.traindocs-[a-z0-9_]+\.tmp$")
 """Names that `write_atomic` gives its temporary files."""
 
 
-# Plots are cached by their inputs; the drawing code is one of them.
-# From the package metadata: importing matplotlib only to read its version would cost 0.3 s.
+# Rendered files are keyed by their inputs, and the code is one of them: what a plot shows is
+# decided in kinds, analysis and here as much as in plots, so the whole package counts.
+# (From the package metadata: importing matplotlib only to read its version would cost 0.3 s.)
 MATPLOTLIB_VERSION = importlib.metadata.version("matplotlib")
-PLOT_CODE = hashlib.sha256((Path(__file__).parent / "plots.py").read_bytes()).hexdigest()
-PAGES_CODE = hashlib.sha256((Path(__file__).parent / "pages.py").read_bytes()).hexdigest()
+GENERATOR_CODE = hashlib.sha256(
+    b"".join(path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py")))
+).hexdigest()
 # Makes the comparison table sortable (a few lines of our own, no CDN).
 TABLESORT_JS = (Path(__file__).parent / "static" / "tablesort.js").read_bytes()
 
@@ -250,7 +252,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     """Every file the site needs, each with its input hash and a renderer."""
     settings = registry.analysis
     settings_json = dataclasses.asdict(settings)
-    versions = (__version__, MATPLOTLIB_VERSION, PLOT_CODE)
+    versions = (__version__, MATPLOTLIB_VERSION, GENERATOR_CODE)
     artefacts: list[Artefact] = []
     for report in reports:
         slug, name = report.entry.slug, report.entry.name
@@ -274,12 +276,11 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             if plot_path:
                 artefacts.append(Artefact(plot_path, _key(what, plot_path, *plot_inputs), render, expensive=True))
         artefacts.append(
-            Artefact(files.log_csv, _key("csv", __version__, report.run.state_sha256),
+            Artefact(files.log_csv, _key("csv", versions, report.run.state_sha256),
                      partial(pages.log_history_csv, report), expensive=True)
         )
         # Keyed by its inputs, so an unchanged model's figures.json is not even serialised.
-        figures_inputs = (CODE_VERSION, PAGES_CODE, name, slug, report.base_model, report.run.state_sha256,
-                          settings_json)
+        figures_inputs = (versions, name, slug, report.base_model, report.run.state_sha256, settings_json)
         artefacts.append(Artefact(files.figures_json, _key("figures", *figures_inputs),
                                   partial(pages.figures_document, report)))
         reward = report.figures.series_for("reward")

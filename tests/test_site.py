@@ -147,3 +147,23 @@ def test_parallel_generation_gives_the_same_bytes(example_project: Path, tmp_pat
     one, two = snapshot(tmp_path / "serial"), snapshot(tmp_path / "parallel")
     one.pop(MANIFEST), two.pop(MANIFEST)
     assert one == two
+
+
+def test_a_change_of_the_code_re_renders_plots_downloads_and_figures(
+        example_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a plot shows is decided in kinds and analysis as much as in plots: any code change counts.
+    config = example_project / "checkpoints.yaml"
+    generate(config, example_project / "docs")
+    monkeypatch.setattr(site, "GENERATOR_CODE", "another version of the code")
+    rendered: list[str] = []
+    real = site._render_each
+
+    def recording(artefacts: list[site.Artefact], *args: object) -> object:
+        rendered.extend(artefact.path for artefact in artefacts)
+        return real(artefacts, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(site, "_render_each", recording)
+    result = generate(config, example_project / "docs")
+    assert result.written == []  # same bytes: nothing rewritten
+    assert {"models/qwen-7b/loss.png", "models/qwen-7b/metrics.png", "models/qwen-7b/log_history.csv",
+            "models/qwen-7b/figures.json", "assets/traindocs/sft-curves.png"} <= set(rendered)
