@@ -1,0 +1,64 @@
+"""generator.sanitize: CSV cells a spreadsheet would run, and local paths a page would publish."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from generator.sanitize import csv_safe_cell, csv_safe_table, looks_local, shown_base_model, shown_local_path
+
+
+@pytest.mark.parametrize("text", ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd", "=1"])
+def test_formula_cells_are_neutralised(text: str) -> None:
+    assert csv_safe_cell(text) == "'" + text
+
+
+@pytest.mark.parametrize("text", ["loss", "eval_loss", "rewards/margins", "", "a=b", "x-1", "'quoted"])
+def test_ordinary_cells_are_unchanged(text: str) -> None:
+    assert csv_safe_cell(text) == text
+
+
+def test_a_table_keeps_its_numbers_and_neutralises_header_and_text() -> None:
+    table = pd.DataFrame({
+        "step": [1, 2],
+        "kind": ["train", "=cmd|' /C calc'!A0"],
+        '=HYPERLINK("http://evil","x")': [-0.5, -1e-3],
+        "loss": [-0.25, 1.5],
+    })
+    text = csv_safe_table(table).to_csv(index=False, lineterminator="\n")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["step", "kind", '\'=HYPERLINK("http://evil","x")', "loss"]
+    assert rows[1] == ["1", "train", "-0.5", "-0.25"]
+    assert rows[2] == ["2", "'=cmd|' /C calc'!A0", "-0.001", "1.5"]
+    assert list(table.columns)[2].startswith("=")  # the input is not changed
+
+
+def test_paths_inside_the_registry_folder_are_relative(tmp_path: Path) -> None:
+    assert shown_local_path(str(tmp_path / "runs" / "a"), tmp_path) == "runs/a"
+    assert shown_local_path("runs/a/../b", tmp_path) == "runs/b"
+    assert shown_local_path(str(tmp_path), tmp_path) == "."
+
+
+def test_a_home_folder_is_never_published(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    home = tmp_path / "home" / "alice"
+    monkeypatch.setenv("HOME", str(home))
+    registry = tmp_path / "elsewhere"
+    for path in (str(home / "models" / "llama"), "~/models/llama", "/home/bob/models/llama",
+                 "/Users/bob/models/llama", "/root/models/llama", "C:\\Users\\bob\\models\\llama"):
+        shown = shown_local_path(path, registry)
+        assert shown == "~/models/llama", (path, shown)
+        assert "alice" not in shown and "bob" not in shown
+    assert shown_local_path("/data/runs/x", registry) == "/data/runs/x"
+    assert os.path.expanduser("~") not in shown_local_path(os.path.expanduser("~/x"), registry)
+
+
+def test_base_models_that_are_hub_ids_or_urls_are_kept(tmp_path: Path) -> None:
+    assert shown_base_model("Qwen/Qwen2.5-7B-Instruct", tmp_path) == "Qwen/Qwen2.5-7B-Instruct"
+    assert shown_base_model("s3://bucket/model", tmp_path) == "s3://bucket/model"
+    assert shown_base_model("/home/carol/llama", tmp_path) == "~/llama"
+    assert looks_local("./model") and looks_local("../model") and not looks_local("org/model")
