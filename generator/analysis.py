@@ -7,13 +7,14 @@ two in step.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
 import numpy as np
 import pandas as pd
 
-from generator import kinds
+from generator import findings, kinds
 from generator.records import (
     AnalysisSettings,
     BestCheckpoint,
@@ -22,79 +23,81 @@ from generator.records import (
     SeriesSummary,
     TrainingRun,
 )
+from generator.series import (  # re-exported: the figures' building blocks
+    MIN_ROWS_FOR_TRENDS,
+    as_step,
+    finite_series,
+    loss_level,
+    smooth,
+    spearman,
+    trend_of,
+)
 
-MIN_ROWS_FOR_TRENDS = 5
-"""Fewer logged losses than this: no stabilisation or speed class (too little to tell)."""
+__all__ = ["MIN_ROWS_FOR_TRENDS", "analyse", "as_step", "finite_series", "loss_level", "smooth", "spearman",
+           "trend_of"]
 
 
-def as_step(label: object) -> int:
-    """A step label of an index as an int (pandas types index labels as Hashable)."""
-    return int(label)  # type: ignore[call-overload]
+KNEE_MIN_GAP = 0.15
+"""On the [0, 1] x [0, 1] scale, the knee must lie at least this far below the chord."""
 
 
-def smooth(values: pd.Series, weight: float) -> pd.Series:
-    """TensorBoard's smoothing: a debiased exponential moving average.
+def knee_index(level: pd.Series) -> int | None:
+    """Position of the end of the fast first fall (Kneedle).
 
-    pandas' `ewm(adjust=True)` with alpha = 1 - weight is exactly the debiased
-    EMA; missing values are skipped rather than poisoning what follows.
+    With steps and values each scaled to [0, 1], the knee is the row farthest
+    below the straight line from the first to the last row. None when the curve
+    does not fall, is too short, or never dips below that line.
     """
-    values = values.astype("float64")
-    if weight <= 0:
-        return values
-    return values.ewm(alpha=1.0 - weight, adjust=True, ignore_na=True).mean()
+    if len(level) < MIN_ROWS_FOR_TRENDS:
+        return None
+    values = level.to_numpy(dtype="float64")
+    steps = level.index.to_numpy(dtype="float64")
+    span_x, span_y = steps[-1] - steps[0], float(values.max() - values.min())
+    if span_x <= 0 or span_y <= 0 or values[-1] >= values[0]:
+        return None
+    x = (steps - steps[0]) / span_x
+    y = (values - values.min()) / span_y
+    gap = (y[0] + (y[-1] - y[0]) * x) - y
+    position = int(np.argmax(gap))
+    # A straight or concave fall has no knee: the curve must bow well below its chord.
+    return position if gap[position] >= KNEE_MIN_GAP else None
 
 
-def finite_series(table: pd.DataFrame, column: str) -> pd.Series:
-    """`column` indexed by step, without NaN/inf rows; empty when absent."""
-    if column not in table.columns:
-        return pd.Series([], dtype="float64", index=pd.Index([], dtype="int64", name="step"))
-    series = pd.Series(table[column].to_numpy(dtype="float64"), index=pd.Index(table["step"], name="step"))
-    return series[np.isfinite(series.to_numpy())]
+def stabilised_step(level: pd.Series, band: float) -> int | None:
+    """First step from which the loss level stays within `band` x its value there.
 
-
-def stabilised_step(smoothed: pd.Series, band: float) -> int | None:
-    """First step after which the smoothed curve stays within `band` x its range.
-
-    None when the curve is flat, too short, or only settles in its last tenth
-    (too little evidence that it stays there).
+    Relative to the level, not to the whole range: a loss that falls from 0.16
+    to 0.0002 has not stabilised at 0.16. None when the curve is too short, not
+    positive, or settles only in its last tenth (too little evidence that it stays).
     """
-    n = len(smoothed)
+    n = len(level)
     if n < MIN_ROWS_FOR_TRENDS:
         return None
-    values = smoothed.to_numpy()
-    whole_range = float(values.max() - values.min())
-    if whole_range <= 0:
+    values = level.to_numpy(dtype="float64")
+    if (values <= 0).any():
         return None
     tail_max = np.maximum.accumulate(values[::-1])[::-1]
     tail_min = np.minimum.accumulate(values[::-1])[::-1]
-    within = np.nonzero(tail_max - tail_min <= band * whole_range)[0]
+    within = np.nonzero(tail_max - tail_min <= band * values)[0]
+    if not len(within):
+        return None
     first = int(within[0])
-    if first > n - max(3, n // 10):
-        return None
-    return as_step(smoothed.index[first])
+    if first > n - max(3, n // 5):
+        return None  # settling in the last fifth is too little evidence that it stays there
+    return as_step(level.index[first])
 
 
-def convergence_step(smoothed: pd.Series, share: float) -> int | None:
-    """First step where the smoothed loss has covered `share` of its total drop."""
-    if len(smoothed) < MIN_ROWS_FOR_TRENDS:
-        return None
-    values = smoothed.to_numpy()
-    drop = values[0] - values[-1]
-    if drop <= 0:
-        return None
-    target = values[-1] + (1.0 - share) * drop
-    return as_step(smoothed.index[int(np.argmax(values <= target))])
-
-
-def speed_class(fraction: float | None, settings: AnalysisSettings) -> str:
-    """'Very Fast' / 'Fast' / 'Steady' / 'Slow' from the convergence fraction."""
-    if fraction is None:
+def speed_class(rate: float | None, settings: AnalysisSettings) -> str:
+    """'Very Fast' / 'Fast' / 'Steady' / 'Slow' from the loss fall per 100 steps."""
+    if rate is None:
         return "n/a"
-    if fraction <= settings.very_fast:
+    if rate <= 0:
+        return "No improvement"
+    if rate >= settings.very_fast:
         return "Very Fast"
-    if fraction <= settings.fast:
+    if rate >= settings.fast:
         return "Fast"
-    if fraction <= settings.steady:
+    if rate >= settings.steady:
         return "Steady"
     return "Slow"
 
@@ -103,16 +106,6 @@ def first_step_below(smoothed: pd.Series, level: float) -> int | None:
     """First step where the smoothed loss is below `level` (None if never)."""
     below = smoothed[smoothed < level]
     return as_step(below.index[0]) if len(below) else None
-
-
-def spearman(series: pd.Series) -> float | None:
-    """Spearman rank correlation of values with their steps (None if undefined)."""
-    if len(series) < 3 or series.nunique() < 2:
-        return None
-    ranks_values = series.rank()
-    ranks_steps = pd.Series(series.index, index=series.index, dtype="float64").rank()
-    rho = float(np.corrcoef(ranks_steps.to_numpy(), ranks_values.to_numpy())[0, 1])
-    return rho if math.isfinite(rho) else None
 
 
 def _first_last(series: pd.Series) -> tuple[float | None, float | None]:
@@ -128,32 +121,42 @@ def analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     None (unknown) rather than as a warning or a number that is not true.
     """
     with np.errstate(all="ignore"):
-        return _analyse(run, settings)
+        figures = _analyse(run, settings)
+    return dataclasses.replace(figures, findings=findings.find(run, figures, settings))
 
 
 def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _convergence(loss: pd.Series, smoothed: pd.Series, settings: AnalysisSettings) -> dict[str, object]:
-    """Stabilisation, level crossings, convergence step and speed class of a loss curve."""
+def _loss_shape(loss: pd.Series, smoothed: pd.Series, settings: AnalysisSettings) -> dict[str, object]:
+    """Where the fast fall ends, whether and where the loss stabilised, the speed class, level crossings."""
     start = float(loss.iloc[0])
     figures: dict[str, object] = {
-        "stabilised_step": stabilised_step(smoothed, settings.stable_band),
         "high_initial_gap": start >= settings.high_start_loss,
-        "level_crossings": tuple((level, first_step_below(smoothed, level)) for level in settings.loss_levels),
+        # A level the loss started below was never 'dropped below': no crossing to report.
+        "level_crossings": tuple((level, first_step_below(smoothed, level)) for level in settings.loss_levels
+                                 if start > level),
     }
-    converged_at = convergence_step(smoothed, settings.convergence_share)
-    span = as_step(loss.index[-1]) - as_step(loss.index[0])
-    if converged_at is not None and span > 0:
-        fraction = (converged_at - as_step(loss.index[0])) / span
+    if len(loss) < MIN_ROWS_FOR_TRENDS:
+        return figures
+    level = loss_level(loss)
+    first_level, last_level = float(level.iloc[0]), float(level.iloc[-1])
+    figures["end_level"] = last_level
+    figures["stabilised_step"] = stabilised_step(level, settings.stable_band)
+    knee = knee_index(level)
+    if knee is not None and first_level > last_level:
         figures.update(
-            convergence_step=converged_at,
-            convergence_fraction=fraction,
-            convergence=speed_class(fraction, settings),
+            fall_end_step=as_step(level.index[knee]),
+            fall_end_level=float(level.iloc[knee]),
+            drop_share_at_fall_end=(first_level - float(level.iloc[knee])) / (first_level - last_level),
         )
-    elif len(loss) >= MIN_ROWS_FOR_TRENDS:
-        figures["convergence"] = "No improvement"
+    span = as_step(loss.index[-1]) - as_step(loss.index[0])
+    if span > 0:
+        # Smoothed end points: the first equals the first logged loss, the last is steadier than one batch.
+        rate = (float(smoothed.iloc[0]) - float(smoothed.iloc[-1])) / span * 100
+        figures["fall_rate"] = _finite_or_none(rate)
+        figures["convergence"] = speed_class(figures["fall_rate"], settings)  # type: ignore[arg-type]
     return figures
 
 
@@ -185,11 +188,12 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
             min_loss_step=as_step(loss.idxmin()),
             max_loss=float(loss.max()),
             relative_drop=_finite_or_none((start - end) / start) if start > 0 else None,
+            smoothed_start=_finite_or_none(float(smoothed.iloc[0])),
             smoothed_end=_finite_or_none(float(smoothed.iloc[-1])),
         )
         # An RL loss hovers around zero and may be negative: no convergence reading (the reward tells).
         if kind != "rl":
-            figures.update(_convergence(loss, smoothed, settings))
+            figures.update(_loss_shape(loss, smoothed, settings))
         if len(eval_loss):
             # Compare with the trend, not one noisy batch, at the last eval step.
             train_then = smoothed[smoothed.index <= as_step(eval_loss.index[-1])]
@@ -240,6 +244,8 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
 
 
 SERIES_COLUMNS = (
+    "entropy",
+    "mean_token_accuracy",
     "reward",
     "reward_std",
     "kl",
@@ -265,6 +271,7 @@ def summarise(series: pd.Series, column: str) -> SeriesSummary:
     """Start, end, extremes and the means of the first and last tenth of a finite series."""
     values = series.to_numpy()
     tenth = max(1, len(values) // 10)
+    trend, rho = trend_of(series)
     return SeriesSummary(
         column=column,
         rows=len(values),
@@ -278,6 +285,8 @@ def summarise(series: pd.Series, column: str) -> SeriesSummary:
         max_step=as_step(series.idxmax()),
         head_mean=float(values[:tenth].mean()),
         tail_mean=float(values[-tenth:].mean()),
+        rho=rho,
+        trend=trend,
     )
 
 
@@ -327,10 +336,31 @@ def best_checkpoint(run: TrainingRun) -> BestCheckpoint | None:
     return BestCheckpoint(step=step, metric=metric, path=path, metric_column=column)
 
 
+SPIKE_NOISE = 6.0
+"""A spike's excess over the median must be this many robust standard deviations (1.4826 x MAD) of the
+losses before it: a ratio alone flags batch noise on a loss near zero."""
+SPIKE_RANGE = 0.05
+"""... and at least this share of the run's loss range (largest minus smallest logged loss)."""
+
+
 def spikes(loss: pd.Series, settings: AnalysisSettings) -> tuple[int, ...]:
-    """Steps whose loss exceeds `spike_factor` x the median of the `spike_window` losses before it."""
-    if len(loss) <= settings.spike_window // 2:
+    """Steps whose loss jumps out of the `spike_window` losses before it.
+
+    A spike is above `spike_factor` x their median, above their maximum, more
+    than SPIKE_NOISE robust standard deviations above their median, and its
+    excess is at least SPIKE_RANGE of the run's loss range.
+    """
+    window = settings.spike_window
+    values = loss.to_numpy(dtype="float64")
+    if len(values) <= window:
         return ()
-    before = loss.shift(1).rolling(settings.spike_window, min_periods=max(2, settings.spike_window // 2)).median()
-    flagged = (before > 0) & (loss > settings.spike_factor * before)
-    return tuple(as_step(label) for label in loss.index[flagged.to_numpy()])
+    # Row i is judged against the full window of the `window` rows before it.
+    before = np.lib.stride_tricks.sliding_window_view(values[:-1], window)
+    current = values[window:]
+    median = np.median(before, axis=1)
+    spread = 1.4826 * np.median(np.abs(before - median[:, None]), axis=1)
+    excess = current - median
+    whole_range = float(values.max() - values.min())
+    flagged = ((median > 0) & (current > settings.spike_factor * median) & (current > before.max(axis=1))
+               & (excess > SPIKE_NOISE * spread) & (excess >= SPIKE_RANGE * whole_range))
+    return tuple(as_step(label) for label in loss.index[window:][flagged])

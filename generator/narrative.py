@@ -7,9 +7,13 @@ pages escape them for Markdown.
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from generator.findings import EXPLOSION_FACTOR
 from generator.formatting import (
     count_words,
     fmt_level,
@@ -19,7 +23,7 @@ from generator.formatting import (
     join_words,
 )
 from generator.kinds import REWARD_FUNCTION
-from generator.records import AnalysisSettings, Figures, SeriesSummary, TrainingRun
+from generator.records import AnalysisSettings, CheckpointEntry, Figures, Finding, SeriesSummary, TrainingRun
 
 
 def model_analysis(figures: Figures, run: TrainingRun, settings: AnalysisSettings) -> list[str]:
@@ -28,13 +32,13 @@ def model_analysis(figures: Figures, run: TrainingRun, settings: AnalysisSetting
     if figures.kind == "rl":
         rules = (_rl_loss, _reward, _reward_functions, _kl, _completion_length, _evaluation)
     else:
-        rules = (_start, _stabilisation, _levels, _speed, _end, _spikes, _token_accuracy, _entropy,
+        rules = (_start, _fall, _levels, _speed, _end, _token_accuracy, _entropy,
                  _margin, _preference_accuracy, _evaluation)
     sentences = [_kind(figures)] if figures.kind_keys else []
     sentences += [sentence for rule in rules if (sentence := rule(figures, settings))]
-    sentences += [sentence for rule in (_eval_metrics, _best_checkpoint, _non_finite, _few_rows)
+    sentences += [sentence for rule in (_eval_metrics, _best_checkpoint, _few_rows)
                   if (sentence := rule(figures, settings))]
-    sentences += [sentence for sentence in (_resumed(run), _log_gap(figures, run), _no_summary(run), _unfinished(run)) if sentence]
+    sentences += [sentence for sentence in (_resumed(run), _log_gap(figures, run)) if sentence]
     return sentences
 
 
@@ -66,14 +70,30 @@ def _start(f: Figures, s: AnalysisSettings) -> str:
     return ""
 
 
-def _stabilisation(f: Figures, s: AnalysisSettings) -> str:
-    if f.stabilised_step is None:
-        return ""
-    quickly = "quickly " if f.steps and f.stabilised_step / f.steps <= s.very_fast else ""
-    return (
-        f"Loss stabilised {quickly}around step {f.stabilised_step}{_share_of_run(f.stabilised_step, f)}: "
-        f"after it the smoothed loss stayed within {fmt_percent(s.stable_band, 0)} of its overall range."
-    )
+def _fall(f: Figures, s: AnalysisSettings) -> str:
+    """Where the fast fall ended, what the loss did after it, and whether (where) it stabilised."""
+    if f.fall_end_step is None or f.fall_end_level is None or f.end_level is None:
+        if f.stabilised_step is None:
+            return ""
+        return (f"The loss level stayed within {fmt_percent(s.stable_band, 0)} of its value from step "
+                f"{f.stabilised_step}{_share_of_run(f.stabilised_step, f)} on.")
+    text = (f"The fast fall of the loss ended around step {f.fall_end_step}{_share_of_run(f.fall_end_step, f)}, "
+            f"at a level of {fmt_number(f.fall_end_level)}")
+    if f.drop_share_at_fall_end is not None and 0 < f.drop_share_at_fall_end < 1:
+        text += f" ({fmt_percent(f.drop_share_at_fall_end, 0)} of the whole fall)"
+    after = (f.fall_end_level - f.end_level) / f.fall_end_level if f.fall_end_level > 0 else None
+    if f.stabilised_step is not None and f.stabilised_step <= f.fall_end_step:
+        text += (f"; from there on the loss stayed within {fmt_percent(s.stable_band, 0)} of that level: "
+                 "it stabilised")
+    elif after is not None and after > 0:
+        text += (f"; after it the loss kept falling slowly, by another {fmt_percent(after, 0)} to "
+                 f"{fmt_number(f.end_level)}")
+        if f.stabilised_step is not None:
+            text += (f", and stayed within {fmt_percent(s.stable_band, 0)} of its level from step "
+                     f"{f.stabilised_step} on")
+    elif after is not None and after < 0:
+        text += f"; after it the loss rose again, to {fmt_number(f.end_level)} at the end"
+    return text + " (levels are rolling medians of the logged loss)."
 
 
 def _levels(f: Figures, s: AnalysisSettings) -> str:
@@ -88,23 +108,11 @@ def _levels(f: Figures, s: AnalysisSettings) -> str:
 
 
 def _speed(f: Figures, s: AnalysisSettings) -> str:
-    if f.convergence == "No improvement":
-        if f.smoothed_end is None or f.start_loss is None:
-            return ""
-        return (
-            f"No improvement: the smoothed loss ended at {fmt_number(f.smoothed_end)}, "
-            f"no lower than the first logged loss ({fmt_number(f.start_loss)})."
-        )
-    if f.convergence_step is None or f.convergence_fraction is None:
+    if f.fall_rate is None or f.convergence in ("n/a", "No improvement") or f.start_step is None:
         return ""
-    share = fmt_percent(s.convergence_share, 0)
-    where = f"{share} of the loss drop was done by step {f.convergence_step}"
-    where += f" ({fmt_percent(f.convergence_fraction, 0)} of the logged run)"
-    if f.convergence in ("Very Fast", "Fast"):
-        return f"Rapid convergence: {where}."
-    if f.convergence == "Steady":
-        return f"Steady convergence: {where}; the loss kept improving after that."
-    return f"Slow convergence: {where}."
+    span = (f.end_step or 0) - f.start_step
+    return (f"Convergence speed {f.convergence}: the loss fell by {fmt_number(f.fall_rate)} per 100 steps on "
+            f"average ({fmt_number(f.start_loss)} to {fmt_number(f.end_loss)} over {span} steps).")
 
 
 def _end(f: Figures, s: AnalysisSettings) -> str:
@@ -130,18 +138,17 @@ def _token_accuracy(f: Figures, s: AnalysisSettings) -> str:
 
 
 def _entropy(f: Figures, s: AnalysisSettings) -> str:
-    if f.entropy_rho is None or f.entropy_start is None or f.entropy_end is None:
+    entropy = f.series_for("entropy")
+    if entropy is None or entropy.rows < 2:
         return ""
-    values = f"from {fmt_number(f.entropy_start)} to {fmt_number(f.entropy_end)}, Spearman rho {f.entropy_rho:+.2f}"
-    if f.entropy_rho <= -s.entropy_consistency:
-        return f"Entropy decreased consistently ({values}): the model grew more confident in its predictions."
-    if f.entropy_rho >= s.entropy_consistency:
-        return f"Entropy increased consistently ({values}): the model's predictions grew less certain."
-    if f.entropy_end < f.entropy_start:
-        return f"Entropy fell overall but not consistently ({values})."
-    if f.entropy_end > f.entropy_start:
-        return f"Entropy rose overall but not consistently ({values})."
-    return f"Entropy showed no consistent trend ({values})."
+    text = _trend(entropy, "Entropy")
+    if entropy.trend == "fell" and entropy.rho is not None and entropy.rho <= -s.entropy_consistency:
+        return text.replace("Entropy fell", "Entropy decreased consistently", 1) + (
+            ": the model grew more confident in its predictions.")
+    if entropy.trend == "rose" and entropy.rho is not None and entropy.rho >= s.entropy_consistency:
+        return text.replace("Entropy rose", "Entropy increased consistently", 1) + (
+            ": the model's predictions grew less certain.")
+    return text + "."
 
 
 def _evaluation(f: Figures, s: AnalysisSettings) -> str:
@@ -155,44 +162,20 @@ def _evaluation(f: Figures, s: AnalysisSettings) -> str:
         text += f", {fmt_number(abs(f.eval_gap))} {relation} the smoothed training loss"
     elif f.eval_gap == 0:
         text += ", equal to the smoothed training loss"
-    text += "."
-    if (
-        f.eval_loss_min is not None
-        and f.eval_loss_min_step is not None
-        and f.eval_loss_last_step is not None
-        and f.eval_loss_min_step < f.eval_loss_last_step
-        and f.eval_loss_min > 0  # a relative rise means nothing below zero
-        and f.eval_loss_last > f.eval_loss_min * (1 + s.comparable_tolerance)
-    ):
-        text += (
-            f" It was lowest at step {f.eval_loss_min_step} ({fmt_number(f.eval_loss_min)}) and rose by "
-            f"{fmt_percent(f.eval_loss_last / f.eval_loss_min - 1, 0)} after that: a sign of overfitting."
-        )
-    return text
-
-
-def _spikes(f: Figures, s: AnalysisSettings) -> str:
-    if not f.spikes:
-        return ""
-    shown = ", ".join(str(step) for step in f.spikes[:5])
-    more = f" and {len(f.spikes) - 5} more" if len(f.spikes) > 5 else ""
-    plural = "s" if len(f.spikes) > 1 else ""
-    return (
-        f"Loss spike{plural} at step{plural} {shown}{more}: the logged loss went above "
-        f"{s.spike_factor:g}x the median of the {s.spike_window} losses before it."
-    )
+    return text + "."
 
 
 def _trend(summary: SeriesSummary, what: str, fmt: Callable[[float | None], str] = fmt_number, unit: str = "") -> str:
-    """'<what> rose from A to B', comparing the means of the first and last tenth of the logged values."""
+    """'<what> rose from A to B (...)': the trend of `analysis.trend_of`, with the numbers behind it."""
     if summary.rows < 2:
         return f"{what} was {fmt(summary.end)}{unit} at step {summary.end_step} (one logged value)"
     head, tail = summary.head_mean, summary.tail_mean
-    span = "" if summary.rows < 10 else " (means of the first and last tenth of the logged steps)"
-    if tail == head:
-        return f"{what} stayed at {fmt(head)}{unit}{span}"
-    verb = "rose" if tail > head else "fell"
-    return f"{what} {verb} from {fmt(head)} to {fmt(tail)}{unit}{span}"
+    rho = f", Spearman rho {summary.rho:+.2f}" if summary.rho is not None else ""
+    means = "first and last logged values" if summary.rows < 20 else "means of the first and last tenth"
+    if summary.trend == "none":
+        return f"{what} showed no clear trend ({fmt(head)} to {fmt(tail)}{unit}, {means}{rho})"
+    verb = "rose" if summary.trend == "rose" else "fell"
+    return f"{what} {verb} from {fmt(head)} to {fmt(tail)}{unit} ({means}{rho})"
 
 
 def _rl_loss(f: Figures, s: AnalysisSettings) -> str:
@@ -297,19 +280,6 @@ def _best_checkpoint(f: Figures, s: AnalysisSettings) -> str:
     return text + "."
 
 
-def _non_finite(f: Figures, s: AnalysisSettings) -> str:
-    if not f.non_finite:
-        return ""
-    parts = []
-    for item in f.non_finite[:4]:
-        part = f"{item.column} became {item.value} at step {item.step}"
-        if item.count > 1:
-            part += f" ({item.count} rows in all)"
-        parts.append(part)
-    more = f", and {len(f.non_finite) - 4} more columns" if len(f.non_finite) > 4 else ""
-    return "Non-finite values: " + join_words(parts) + more + "; they are gaps in the plots and left out of the figures."
-
-
 def _few_rows(f: Figures, s: AnalysisSettings) -> str:
     if f.logged_rows == 1 and f.start_loss is not None:
         return f"Only one training loss was logged ({fmt_number(f.start_loss)} at step {f.start_step}): no trend can be read."
@@ -374,24 +344,108 @@ def _log_gap(f: Figures, run: TrainingRun) -> str:
     return text + "."
 
 
-def _no_summary(run: TrainingRun) -> str:
-    if run.source_format != "trainer_state.json" or run.summary:
-        return ""
-    return (
-        "There is no end-of-training summary row (train_runtime): this checkpoint was saved during "
-        "training, or the run stopped before it finished."
-    )
+def _step_list(steps: Sequence[int], total: int) -> str:
+    shown = ", ".join(str(step) for step in steps[:5])
+    more = f" and {total - min(len(steps), 5)} more" if total > min(len(steps), 5) else ""
+    return shown + more
 
 
-def _unfinished(run: TrainingRun) -> str:
-    global_step = run.global_step
-    max_steps = _positive_state(run, "max_steps")
-    if global_step is None or max_steps is None or global_step >= max_steps:
-        return ""
-    return (
-        f"This checkpoint is at step {global_step} of the planned {int(max_steps)} (max_steps): "
-        "training had not finished when it was saved."
-    )
+def _pp(value: float) -> str:
+    return fmt_percent(value, 0) if abs(value) >= 0.1 else fmt_percent(value, 1)
+
+
+FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
+    "non_finite": lambda x, s: (
+        f"{x.subject} became non-finite at step {int(x.values['step'])}"
+        + (f" ({int(x.values['count'])} rows in all)" if x.values["count"] > 1 else "")
+        + ": those values are gaps in the plots and left out of the figures."),
+    "skipped_steps": lambda x, s: (
+        f"Skipped optimizer steps: grad_norm was NaN or infinite and the learning rate did not advance at "
+        f"step{'s' if x.values['count'] > 1 else ''} {_step_list(x.steps, int(x.values['count']))}: "
+        "mixed-precision loss scaling skipped those updates."),
+    "grad_explosion": lambda x, s: (
+        f"Gradient explosion: grad_norm reached {fmt_number(x.values['max'])} at step {int(x.values['max_step'])}, "
+        f"{fmt_number(x.values['max'] / x.values['median'])} times its median of {fmt_number(x.values['median'])}"
+        + (f" ({int(x.values['count'])} steps at {EXPLOSION_FACTOR:g}x or more)" if x.values["count"] > 1 else "")
+        + "."),
+    "loss_spikes": lambda x, s: (
+        f"Loss spike{'s' if x.values['count'] > 1 else ''} at step{'s' if x.values['count'] > 1 else ''} "
+        f"{_step_list(x.steps, int(x.values['count']))}: the logged loss jumped above {s.spike_factor:g}x the "
+        f"median of the {s.spike_window} losses before it, clear of their batch-to-batch noise."),
+    "loss_not_falling": lambda x, s: (
+        f"No improvement: the loss did not fall (first {fmt_number(x.values['start'])}, level at the end "
+        f"{fmt_number(x.values['end_level'])})."),
+    "loss_rising_at_end": lambda x, s: (
+        f"The loss rose at the end: from step {int(x.values['from_step'])} to {int(x.values['to_step'])} its trend "
+        f"went from {fmt_number(x.values['start'])} to {fmt_number(x.values['end'])} "
+        f"(+{_pp(x.values['change'])})."),
+    "still_improving": lambda x, s: (
+        f"Still improving at the end: from step {int(x.values['from_step'])} to {int(x.values['to_step'])} the loss "
+        f"trend fell from {fmt_number(x.values['start'])} to {fmt_number(x.values['end'])} "
+        f"({_pp(x.values['change'])}); more steps would likely lower it further."),
+    "eval_loss_rising": lambda x, s: (
+        f"Overfitting: eval loss was lowest at step {int(x.values['best_step'])} ({fmt_number(x.values['best'])}) "
+        f"and rose by {_pp(x.values['rise'])} to {fmt_number(x.values['last'])} at step "
+        f"{int(x.values['last_step'])}."),
+    "eval_loss_flat": lambda x, s: (
+        f"Train and eval diverge: between steps {int(x.values['from_step'])} and {int(x.values['to_step'])} the "
+        f"training loss level fell {fmt_number(x.values['train_factor'])}x ({fmt_number(x.values['train_from'])} to "
+        f"{fmt_number(x.values['train_to'])}) while the eval loss improved by only {_pp(x.values['gain'])} "
+        f"({fmt_number(x.values['eval_first'])} to a best of {fmt_number(x.values['eval_best'])}): the gains on the "
+        "training data do not carry over to held-out data."),
+    "epoch_step_down": lambda x, s: (
+        f"The loss steps down at each epoch boundary (by {_pp(x.values['min_drop'])} to {_pp(x.values['max_drop'])} "
+        f"at steps {_step_list(x.steps, int(x.values['boundaries']))}, against a typical "
+        f"{_pp(x.values['typical_change'])} inside epochs): the model recognises examples it has already seen, "
+        "a sign of memorisation."),
+    "preference_accuracy_gap": lambda x, s: (
+        f"Preference accuracy is {fmt_percent(x.values['train'])} on the training pairs (steps "
+        f"{int(x.values['from_step'])} to {int(x.values['step'])}) but {fmt_percent(x.values['eval'])} on the eval "
+        f"pairs at step {int(x.values['step'])}: the model fits its training pairs better than held-out ones."),
+    "eval_stopped_early": lambda x, s: (
+        f"Evaluation stopped early: the last evaluation is at step {int(x.values['last_eval_step'])}, "
+        f"{int(x.values['gap'])} steps before the checkpoint's step {int(x.values['steps'])} (evaluations were "
+        f"{fmt_number(x.values['interval'])} steps apart): the end of training was never evaluated."),
+    "eval_metrics_disagree": lambda x, s: (
+        f"Eval metrics disagree ({x.subject}): the first went from {fmt_number(x.values['better_first'])} to "
+        f"{fmt_number(x.values['better_last'])} (better), the second from {fmt_number(x.values['worse_first'])} to "
+        f"{fmt_number(x.values['worse_last'])} (worse), first to last evaluation."),
+    "rl_no_signal": lambda x, s: _rl_no_signal(x),
+    "chosen_reward_falling": lambda x, s: (
+        f"The margin grew ({fmt_number(x.values['margin_from'])} to {fmt_number(x.values['margin_to'])}) while the "
+        f"chosen reward fell ({fmt_number(x.values['chosen_from'])} to {fmt_number(x.values['chosen_to'])}); the "
+        f"rejected reward went from {fmt_number(x.values['rejected_from'])} to {fmt_number(x.values['rejected_to'])}: "
+        "the model is growing less likely to give the preferred answers too (means of the first and last tenth)."),
+    "before_max_steps": lambda x, s: (
+        f"This checkpoint is at step {int(x.values['step'])} of the planned {int(x.values['max_steps'])} (max_steps, "
+        f"{_pp(x.values['share'])}): training had not finished when it was saved."),
+    "best_checkpoints_disagree": lambda x, s: (
+        f"The best checkpoint by eval loss (step {int(x.values['loss_best_step'])}) is not the best by {x.subject} "
+        f"(step {int(x.values['metric_best_step'])}, {fmt_number(x.values['metric_best'])}; "
+        f"{fmt_number(x.values['metric_at_loss_best'])} at the eval-loss best)."),
+    "from_scratch": lambda x, s: (
+        f"Trained from scratch: the first loss ({fmt_number(x.values['start'])}) is close to ln(vocab_size) = "
+        f"{fmt_number(x.values['uniform_loss'])} for a vocabulary of {int(x.values['vocab_size'])}, the loss of "
+        "guessing uniformly; there was no pretrained model to start from."),
+}
+
+
+def _rl_no_signal(x: Finding) -> str:
+    parts = []
+    if "zero_spread_share" in x.values:
+        parts.append(f"on {_pp(x.values['zero_spread_share'])} of the logged steps all completions of a group got the "
+                     "same reward")
+    if "zero_reward_share" in x.values:
+        parts.append(f"the mean reward was 0 on {_pp(x.values['zero_reward_share'])} of them")
+    text = "No learning signal: " + join_words(parts)
+    if "max_kl" in x.values:
+        text += f"; the KL from the reference model never exceeded {fmt_number(x.values['max_kl'])}"
+    return text + ". With no spread in a group's rewards GRPO has no advantage to learn from: the policy barely moved."
+
+
+def finding_sentence(finding: Finding, settings: AnalysisSettings) -> str:
+    """The sentence of one finding."""
+    return FINDING_TEXT[finding.code](finding, settings)
 
 
 # --- Across models (index page) ---------------------------------------------
@@ -403,95 +457,185 @@ def _others_text(values: Sequence[float]) -> str:
     return f"a mean of {fmt_short(sum(values) / len(values))}"
 
 
-def comparison(models: Sequence[tuple[str, Figures]], settings: AnalysisSettings) -> list[str]:
-    """Statements comparing models with each other (needs two or more with a loss)."""
-    rated = [(name, f) for name, f in models if f.start_loss is not None and f.end_loss is not None]
-    if len(rated) < 2:
-        return []
+@dataclass(frozen=True)
+class Compared:
+    """One run as the index compares it: its name, figures, and the group it is comparable within."""
+
+    name: str
+    figures: Figures
+    group: str
+    """Runs are compared only within one group: the registry's `compare_group`, else the base model
+    family; '' when neither is known (the run is compared with no other)."""
+
+
+MODEL_SIZE = re.compile(r"[-_.]?(?:\d+(?:\.\d+)?[bmk]\b|tiny|mini|small|base|medium|large|xl)", re.IGNORECASE)
+
+
+def base_family(base_model: str) -> str:
+    """The family of a base model id, which fixes its tokenizer: 'Qwen/Qwen2.5-7B-Instruct' -> 'qwen2.5'.
+
+    The model name (after the last '/') up to its size or variant word; '' when unknown.
+    """
+    name = base_model.strip().rstrip("/").rsplit("/", 1)[-1].lower()
+    if not name:
+        return ""
+    match = MODEL_SIZE.search(name)
+    family = name[: match.start()] if match and match.start() > 0 else name
+    return family.strip("-_.")
+
+
+def comparison_group(entry: CheckpointEntry, base_model: str) -> str:
+    """The group an entry is compared within: its `compare_group`, else its base model family."""
+    return entry.compare_group or base_family(base_model)
+
+
+def comparable_groups(models: Sequence[Compared]) -> tuple[list[list[Compared]], list[Compared]]:
+    """(groups of two or more comparable runs that logged a loss, runs compared with none)."""
+    rated = [m for m in models if m.figures.start_loss is not None and m.figures.end_loss is not None]
+    by_group: dict[str, list[Compared]] = {}
+    for model in rated:
+        by_group.setdefault(model.group or f"\0{model.name}", []).append(model)
+    groups = [members for members in by_group.values() if len(members) >= 2]
+    alone = [members[0] for members in by_group.values() if len(members) == 1]
+    return groups, alone
+
+
+def comparison(models: Sequence[Compared], settings: AnalysisSettings) -> list[str]:
+    """Statements comparing runs with each other, only within groups of comparable runs.
+
+    Raw losses of different tokenizers or tasks are not on one scale: a run is
+    compared only with runs of its group (see `Compared.group`), and the page
+    says which runs were left out and why.
+    """
+    groups, alone = comparable_groups(models)
     sentences: list[str] = []
-    for name, f in rated:
-        assert f.start_loss is not None
-        others = [(n, o.start_loss) for n, o in rated if n != name and o.start_loss is not None]
-        mean_others = sum(v for _, v in others) / len(others)
-        if mean_others > 0 and f.start_loss >= settings.much_higher_factor * mean_others:
-            names = join_words([n for n, _ in others]) if len(others) <= 3 else "the other models"
-            sentences.append(
-                f"{name} started much higher than {names} "
-                f"({fmt_short(f.start_loss)} vs {_others_text([v for _, v in others])})."
-            )
-
-    by_end = sorted(rated, key=lambda item: (item[1].end_loss, item[0]))
-    best_name, best = by_end[0]
-    assert best.end_loss is not None
-    close = [(n, o) for n, o in by_end[1:] if o.end_loss is not None and best.end_loss > 0
-             and o.end_loss <= best.end_loss * (1 + settings.comparable_tolerance)]
-    far = [(n, o) for n, o in by_end[1:] if (n, o) not in close]
-    text = f"{best_name} ended with the lowest loss ({fmt_number(best.end_loss)})"
-    if close:
-        text += (
-            f"; {join_words([f'{n} ({fmt_number(o.end_loss)})' for n, o in close])} ended comparably "
-            f"(within {fmt_percent(settings.comparable_tolerance, 0)})"
-        )
-    if far:
-        text += f"; {join_words([f'{n} ({fmt_number(o.end_loss)})' for n, o in far])} ended higher"
-    sentences.append(text + ".")
-
-    speeds = [(n, o) for n, o in rated if o.convergence_fraction is not None]
-    if len(speeds) >= 2:
-        fastest_name, fastest = min(speeds, key=lambda item: (item[1].convergence_fraction, item[0]))
-        assert fastest.convergence_fraction is not None
+    for members in groups:
+        sentences += _group_comparison(members, settings)
+    if alone and (groups or len(alone) > 1):
+        names = join_words([f"{m.name} ({m.group or 'base model unknown'})" for m in alone])
         sentences.append(
-            f"Fastest convergence relative to run length: {fastest_name} "
-            f"({fmt_percent(settings.convergence_share, 0)} of its loss drop within the first "
-            f"{fmt_percent(fastest.convergence_fraction, 0)} of its logged steps)."
+            f"Not compared: {names}. Raw losses are compared only between runs of one base model family "
+            "(one tokenizer) or one `compare_group` of checkpoints.yaml."
         )
     return sentences
 
 
-def conclusion(models: Sequence[tuple[str, Figures]], settings: AnalysisSettings) -> str:
-    """A closing paragraph over all models; empty when there is nothing to conclude."""
-    rated = [(name, f) for name, f in models if f.start_loss is not None and f.end_loss is not None]
-    if not rated:
-        return ""
-    converged = [n for n, f in rated if _converged(f)]
-    not_converged = [n for n, f in rated if not _converged(f)]
-    count = len(rated)
-    if not not_converged:
-        if count == 1:
-            text = f"{converged[0]} converged: its loss fell and then stabilised."
-        else:
-            every = "Both" if count == 2 else f"All {count_words(count)}"
-            text = f"{every} models converged: each ended below its start loss and its loss stabilised."
-    elif not converged and count == 1:
-        text = f"{not_converged[0]} does not show a loss that fell and then stabilised."
-    elif not converged:
-        text = f"None of the {count} models shows a loss that fell and then stabilised."
-    else:
-        text = (
-            f"{join_words(converged)} converged (loss fell, then stabilised); "
-            f"{join_words(not_converged)} did not show both within the logged steps."
-        )
-    drops = [(n, f) for n, f in rated if f.relative_drop is not None]
-    if count >= 2 and drops:
-        top_name, top = max(drops, key=lambda item: (item[1].relative_drop, item[0]))
-        assert top.relative_drop is not None and top.start_loss is not None
-        if top.high_initial_gap:
-            rest = [n for n, f in rated if n != top_name and not f.high_initial_gap]
-            text += (
-                f" The higher initial loss of {top_name} ({fmt_short(top.start_loss)}) went with the largest "
-                f"relative drop ({fmt_percent(top.relative_drop, 0)}): it had the most to learn from fine-tuning"
+def _group_comparison(members: Sequence[Compared], settings: AnalysisSettings) -> list[str]:
+    label = f" ({members[0].group})" if len({m.group for m in members}) == 1 and members[0].group else ""
+    sentences: list[str] = []
+    for model in members:
+        start = model.figures.start_loss
+        assert start is not None
+        others = [(m.name, m.figures.start_loss) for m in members if m is not model and m.figures.start_loss is not None]
+        mean_others = sum(v for _, v in others) / len(others)
+        if mean_others > 0 and start >= settings.much_higher_factor * mean_others:
+            names = join_words([n for n, _ in others]) if len(others) <= 3 else "the other models"
+            sentences.append(
+                f"{model.name} started much higher than {names} "
+                f"({fmt_short(start)} vs {_others_text([v for _, v in others])}, "
+                f"at least {settings.much_higher_factor:g}x their mean)."
             )
-            if rest:
-                text += f", whereas {join_words(rest)} started closer to their training data"
-            text += "."
-        else:
-            text += f" The largest relative drop was {top_name}'s ({fmt_percent(top.relative_drop, 0)})."
-    return text
+    by_end = sorted(members, key=lambda m: (m.figures.end_loss, m.name))
+    best = by_end[0]
+    best_end = best.figures.end_loss
+    assert best_end is not None
+    close = [m for m in by_end[1:] if m.figures.end_loss is not None and best_end > 0
+             and m.figures.end_loss <= best_end * (1 + settings.comparable_tolerance)]
+    far = [m for m in by_end[1:] if m not in close]
+    text = f"Among{label} {join_words([m.name for m in members])}, {best.name} ended with the lowest loss ({fmt_number(best_end)})"
+    if close:
+        text += (
+            f"; {join_words([f'{m.name} ({fmt_number(m.figures.end_loss)})' for m in close])} ended comparably "
+            f"(within {fmt_percent(settings.comparable_tolerance, 0)})"
+        )
+    if far:
+        text += f"; {join_words([f'{m.name} ({fmt_number(m.figures.end_loss)})' for m in far])} ended higher"
+    sentences.append(text + ".")
+    rates = [m for m in members if m.figures.fall_rate is not None and m.figures.fall_rate > 0]
+    if len(rates) >= 2:
+        fastest = max(rates, key=lambda m: (m.figures.fall_rate, m.name))
+        assert fastest.figures.fall_rate is not None
+        sentences.append(
+            f"Fastest fall: {fastest.name}, {fmt_number(fastest.figures.fall_rate)} per 100 steps on average "
+            f"({fastest.figures.convergence})."
+        )
+    return sentences
+
+
+WARNINGS_AGAINST_CONVERGENCE = frozenset({
+    "loss_not_falling", "loss_rising_at_end", "eval_loss_rising", "eval_loss_flat", "non_finite",
+})
+"""A run with one of these findings is not called converged, whatever its loss did."""
 
 
 def _converged(f: Figures) -> bool:
-    """Loss ended lower than it started and a stabilisation step was found."""
-    return f.relative_drop is not None and f.relative_drop > 0 and f.stabilised_step is not None
+    """The loss fell, its fast fall ended (or it stabilised), and nothing says the run went wrong."""
+    if f.fall_rate is None or f.fall_rate <= 0 or (f.fall_end_step is None and f.stabilised_step is None):
+        return False
+    return not any(finding.code in WARNINGS_AGAINST_CONVERGENCE for finding in f.findings)
+
+
+def _why_not_converged(f: Figures) -> str:
+    codes = [finding.code for finding in f.findings if finding.code in WARNINGS_AGAINST_CONVERGENCE]
+    reasons = {
+        "loss_not_falling": "its loss did not fall", "loss_rising_at_end": "its loss rose at the end",
+        "eval_loss_rising": "its eval loss rose after its minimum", "eval_loss_flat": "its eval loss stayed flat",
+        "non_finite": "it logged non-finite values",
+    }
+    if codes:
+        return join_words([reasons[code] for code in codes])
+    if f.fall_rate is None:
+        return "too few losses were logged to tell"
+    return "no end of its fall was found within the logged steps"
+
+
+def conclusion(models: Sequence[Compared], settings: AnalysisSettings) -> str:
+    """A closing paragraph over the runs of one kind; empty when there is nothing to conclude."""
+    rated = [m for m in models if m.figures.start_loss is not None and m.figures.end_loss is not None]
+    if not rated:
+        return ""
+    converged = [m for m in rated if _converged(m.figures)]
+    others = [m for m in rated if not _converged(m.figures)]
+    count = len(rated)
+    if not others:
+        if count == 1:
+            text = f"{converged[0].name} converged: its loss fell and its fast fall ended"
+        else:
+            every = "Both" if count == 2 else f"All {count_words(count)}"
+            text = f"{every} runs converged: each loss fell and its fast fall ended"
+        text += ", with no warning against it"
+    else:
+        parts = [f"{m.name} did not converge ({_why_not_converged(m.figures)})" for m in others]
+        text = (f"{join_words([m.name for m in converged])} converged (loss fell and its fast fall ended); " if converged
+                else "") + "; ".join(parts)
+    still = [m.name for m in converged if any(x.code == "still_improving" for x in m.figures.findings)]
+    text += "." if not still else f"; {join_words(still)} {'was' if len(still) == 1 else 'were'} still improving at the end."
+    groups, _ = comparable_groups(rated)
+    for members in groups:
+        text += _start_drop_relation(members)
+    return text
+
+
+def _start_drop_relation(members: Sequence[Compared]) -> str:
+    """'The higher a run started, the larger its relative drop' when that holds for every pair of the group."""
+    rated = [m for m in members if m.figures.relative_drop is not None and m.figures.start_loss is not None]
+    if len(rated) < 2:
+        return ""
+    by_start = sorted(rated, key=lambda m: m.figures.start_loss)  # type: ignore[arg-type,return-value]
+    starts = [m.figures.start_loss for m in by_start]
+    drops = [m.figures.relative_drop for m in by_start]
+    if len(set(starts)) < len(starts) or len(set(drops)) < len(drops):
+        return ""
+    if all(a < b for a, b in itertools.pairwise(drops)):  # type: ignore[operator]
+        relation = "the larger its relative drop"
+    elif all(a > b for a, b in itertools.pairwise(drops)):  # type: ignore[operator]
+        relation = "the smaller its relative drop"
+    else:
+        return ""
+    listed = join_words([f"{m.name} {fmt_short(m.figures.start_loss)} to "
+                         f"{fmt_percent(m.figures.relative_drop, 0)}" for m in reversed(by_start)])
+    return (f" Among {join_words([m.name for m in by_start])}, the higher a run started, {relation} "
+            f"(start loss to relative drop: {listed}).")
 
 
 # --- RL runs across models: the reward, not the loss ------------------------------------------

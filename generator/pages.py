@@ -10,12 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from generator import kinds
+from generator import kinds, narrative
 from generator.analysis import as_step, finite_series
 from generator.colors import LEGEND_LIMIT
 from generator.formatting import (
@@ -27,13 +27,17 @@ from generator.formatting import (
     md_code,
     md_text,
 )
+from generator.findings import RULES, SENTINEL_EPOCHS
 from generator.kinds import Panel
 from generator.records import (
     RUN_KINDS,
     AnalysisSettings,
     EntryProblem,
     Figures,
+    Finding,
     ModelReport,
+    SeriesSummary,
+    Severity,
     SiteLayout,
     SiteSettings,
 )
@@ -131,7 +135,8 @@ def _figure_rows(report: ModelReport, settings: AnalysisSettings) -> list[tuple[
         ("Base model", base),
         ("Phase", md_text(report.entry.phase) or "n/a"),
         ("Kind of run", md_text(f.kind_label)),
-        ("Steps", str(f.steps)),
+        ("Steps", str(f.steps) if f.last_logged_step is None or f.last_logged_step <= f.steps
+         else f"{f.steps} (global_step; the log reaches step {f.last_logged_step})"),
         ("Start loss", _loss_cell(f.start_loss, f.start_step)),
         ("End loss", _loss_cell(f.end_loss, f.end_step)),
         ("Minimum loss", _loss_cell(f.min_loss, f.min_loss_step)),
@@ -139,14 +144,11 @@ def _figure_rows(report: ModelReport, settings: AnalysisSettings) -> list[tuple[
     if f.kind != "rl":  # an RL loss is no measure of progress: no convergence reading
         rows += [
             ("Relative drop", fmt_percent(f.relative_drop)),
-            ("Loss stabilised at", f"step {f.stabilised_step}" if f.stabilised_step is not None else "n/a"),
-            (
-                f"{fmt_percent(settings.convergence_share, 0)} of the drop by",
-                f"step {f.convergence_step} ({fmt_percent(f.convergence_fraction)} of the logged run)"
-                if f.convergence_step is not None
-                else "n/a",
-            ),
-            ("Convergence speed", md_text(f.convergence_label)),
+            ("Fast fall ended", _fall_end_cell(f)),
+            ("Loss stabilised from", f"step {f.stabilised_step}" if f.stabilised_step is not None else
+             ("not within the log" if f.fall_rate is not None else "n/a")),
+            ("Convergence speed", md_text(f.convergence_label) + (
+                f" ({fmt_number(f.fall_rate)} per 100 steps)" if f.fall_rate is not None else "")),
         ]
     if f.last_logged_step is not None and f.last_logged_step != f.steps:
         rows.insert(4, ("Last logged step", str(f.last_logged_step)))
@@ -159,20 +161,18 @@ def _figure_rows(report: ModelReport, settings: AnalysisSettings) -> list[tuple[
         label = SERIES_LABELS.get(series.column)
         if label:
             shown = fmt_percent if series.column in PERCENT_SERIES else fmt_number
-            rows.append((label, f"{shown(series.start)} (step {series.start_step}) to "
-                                f"{shown(series.end)} (step {series.end_step})"))
+            rows.append((label, _trend_cell(series, shown)))
     if f.final_token_accuracy is not None:
         rows.append(("Final mean token accuracy", fmt_percent(f.final_token_accuracy)))
-    if f.entropy_start is not None:
-        trend = f" (Spearman rho {f.entropy_rho:+.2f})" if f.entropy_rho is not None else ""
-        rows.append(("Entropy", f"{fmt_number(f.entropy_start)} to {fmt_number(f.entropy_end)}{trend}"))
     if f.eval_loss_last is not None:
         rows.append(("Last eval loss", _loss_cell(f.eval_loss_last, f.eval_loss_last_step)))
         rows.append(("Lowest eval loss", _loss_cell(f.eval_loss_min, f.eval_loss_min_step)))
         if f.eval_gap is not None:
             rows.append(("Eval minus smoothed train loss", fmt_number(f.eval_gap)))
     if f.mean_train_loss is not None:
-        rows.append(("Mean train loss (summary row)", fmt_number(f.mean_train_loss)))
+        # After a resume the Trainer's summary covers only the last session (see the methodology).
+        last_only = ", last session only" if _resumed(report) else ""
+        rows.append((f"Mean train loss (summary row{last_only})", fmt_number(f.mean_train_loss)))
     if f.peak_learning_rate is not None:
         rows.append(("Peak learning rate", f"{f.peak_learning_rate:.3g}"))
     if f.max_grad_norm is not None:
@@ -180,17 +180,38 @@ def _figure_rows(report: ModelReport, settings: AnalysisSettings) -> list[tuple[
     if f.tokens_seen is not None:
         rows.append(("Tokens seen", fmt_count(f.tokens_seen)))
     if f.train_runtime is not None:
-        rows.append(("Runtime", fmt_duration(f.train_runtime)))
+        rows.append(("Runtime" + (" (last session only)" if _resumed(report) else ""), fmt_duration(f.train_runtime)))
     return rows
 
 
+def _resumed(report: ModelReport) -> bool:
+    return bool(report.run.resumes) or any(x.code == "hidden_resume" for x in report.figures.findings)
+
+
+def _fall_end_cell(f: Figures) -> str:
+    if f.fall_end_step is None or f.fall_end_level is None:
+        return "n/a"
+    share = (f" ({fmt_percent(f.drop_share_at_fall_end, 0)} of the fall)"
+             if f.drop_share_at_fall_end is not None and 0 < f.drop_share_at_fall_end < 1 else "")
+    return f"step {f.fall_end_step}, level {fmt_number(f.fall_end_level)}{share}"
+
+
+def _trend_cell(series: SeriesSummary, shown: Callable[[float | None], str]) -> str:
+    """First to last tenth with the trend word: the same numbers and word as the analysis sentence."""
+    word = {"rose": "rose", "fell": "fell"}.get(series.trend, "no clear trend")
+    if series.rows < 2:
+        return f"{shown(series.end)} (step {series.end_step})"
+    return f"{shown(series.head_mean)} to {shown(series.tail_mean)} ({word})"
+
+
 SERIES_LABELS = {
-    "reward": "Reward, first to last",
-    "kl": "KL, first to last",
-    "completions/mean_length": "Mean completion length, first to last",
-    "completion_length": "Completion length, first to last",
-    "rewards/margins": "Reward margin, first to last",
-    "rewards/accuracies": "Preference accuracy, first to last",
+    "entropy": "Entropy, first to last tenth",
+    "reward": "Reward, first to last tenth",
+    "kl": "KL, first to last tenth",
+    "completions/mean_length": "Mean completion length, first to last tenth",
+    "completion_length": "Completion length, first to last tenth",
+    "rewards/margins": "Reward margin, first to last tenth",
+    "rewards/accuracies": "Preference accuracy, first to last tenth",
 }
 PERCENT_SERIES = frozenset({"rewards/accuracies"})
 
@@ -215,6 +236,9 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
         parts.append(f"> {md_text(entry.description)}\n")
     if entry.tags:
         parts.append("Tags: " + ", ".join(md_code(tag) for tag in entry.tags) + "\n")
+    if report.figures.findings:
+        parts.append("## Findings\n")
+        parts.append(findings_list(report.figures.findings, settings))
     parts.append("## Summary\n")
     parts.append(_table(["Figure", "Value"], _figure_rows(report, settings)))
     parts.append("See [how the figures are computed](../methodology.md).\n")
@@ -260,7 +284,7 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
     parts.append("## Source\n")
     source = [
         f"- Registered path: {md_code(shown_url(entry.path))}",
-        f"- trainer_state.json SHA-256: `{run.state_sha256[:16]}`",
+        f"- {md_text(run.state_file.name)} SHA-256: `{run.state_sha256[:16]}`",
         f"- Logged rows: {report.figures.logged_rows} with a training loss, {report.figures.eval_rows} evaluations",
     ]
     read = _shown_state_path(report)
@@ -269,11 +293,24 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
     for key in ("logging_steps", "train_batch_size", "num_train_epochs", "max_steps"):
         value = run.state.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            if key == "num_train_epochs" and value > SENTINEL_EPOCHS:
+                # The Trainer writes a huge sentinel when max_steps, not epochs, bounds the run.
+                source.append(f"- {key}: not set (a sentinel: max_steps bounds the run)")
+                continue
             source.append(f"- {key}: {fmt_number(float(value))}")
     for warning in run.warnings:
         source.append(f"- Note: {md_text(warning)}")
     parts.append("\n".join(source) + "\n")
     return "\n".join(parts)
+
+
+def findings_list(findings: Sequence[Finding], settings: AnalysisSettings) -> str:
+    """Warnings, then notes, one bullet each with its numbers."""
+    lines = []
+    for finding in findings:
+        label = "Warning" if finding.severity == Severity.WARNING else "Note"
+        lines.append(f"- **{label}:** {md_text(narrative.finding_sentence(finding, settings))}")
+    return "\n".join(lines) + "\n"
 
 
 KIND_SECTIONS = {"preference": "Preference metrics", "rl": "Reward and policy", "sft": "", "evaluation": ""}
@@ -466,6 +503,9 @@ def _index_row_cells(report: ModelReport) -> tuple[list[str], list[str], list[st
     header.append("Convergence Speed")
     align.append(":---")
     cells.append(md_text(f.convergence_label))
+    header.append("Warnings")
+    align.append("---:")
+    cells.append(str(sum(1 for x in f.findings if x.severity == Severity.WARNING)))
     return header, align, cells
 
 
@@ -520,7 +560,6 @@ def index_page(site: SiteSettings, groups: Sequence[IndexGroup], problems: Seque
 def methodology_page(settings: AnalysisSettings) -> str:
     """'How the figures are computed', with the thresholds in force."""
     s = settings
-    share = fmt_percent(s.convergence_share, 0)
     return f"""# How the figures are computed
 
 {GENERATED_NOTE}
@@ -540,18 +579,22 @@ come from the `analysis:` section of `checkpoints.yaml`.
 | Minimum loss | The lowest logged training loss and its step. |
 | Relative drop | (start loss - end loss) / start loss. |
 | Smoothed loss | TensorBoard's smoothing: a debiased exponential moving average with weight **{s.smoothing:g}** (`smoothing`); 0 turns it off. |
-| Loss stabilised at | The first logged step after which the smoothed loss stays within **{fmt_percent(s.stable_band, 0)}** (`stable_band`) of its whole range (max - min). Not given when fewer than 5 losses are logged or when the curve only settles in its last tenth. |
-| {share} of the drop by | The first step where the smoothed loss has covered **{share}** (`convergence_share`) of its drop from the first to the last smoothed value; also shown as a fraction of the logged step span. |
-| Convergence speed | From that fraction: at most **{fmt_percent(s.very_fast, 0)}** Very Fast (`very_fast`), at most **{fmt_percent(s.fast, 0)}** Fast (`fast`), at most **{fmt_percent(s.steady, 0)}** Steady (`steady`), otherwise Slow. *No improvement* when the smoothed loss does not end below its start; *n/a* with fewer than 5 logged losses. **(High Initial Gap)** is added when the start loss is at least **{fmt_level(s.high_start_loss)}** (`high_start_loss`). |
-| Smoothed loss below L | The first logged step where the smoothed loss is below each level L in `loss_levels` (now: {", ".join(fmt_level(level) for level in s.loss_levels)}). |
+| Loss level | A centred rolling median of the logged loss over about 4% of the logged rows (at least 5): the shape rules below read it, since it keeps a plateau flat where batch noise and the lag of the smoothed loss would blur it. |
+| Fast fall ended | The knee of the loss level (Kneedle): with steps and loss each scaled to [0, 1], the logged step farthest below the straight line from the first to the last row, at least 0.15 below it; none for a straight or rising curve. The page gives the level there, the share of the whole fall done by then, and how much further the loss fell afterwards. |
+| Loss stabilised from | The first logged step from which the loss level stays within **{fmt_percent(s.stable_band, 0)}** (`stable_band`) of its value there until the end: relative to the level, so a loss still falling from 0.16 to 0.0002 has not stabilised. Not given when it only settles in the last fifth of the log, or with fewer than 5 losses. |
+| Convergence speed | **The average fall of the smoothed loss per 100 optimizer steps, from the first to the last logged step: at least {fmt_level(s.very_fast)} is Very Fast (`very_fast`), at least {fmt_level(s.fast)} Fast (`fast`), at least {fmt_level(s.steady)} Steady (`steady`), otherwise Slow.** It says how fast the loss came down over the whole run, not when it stopped falling (that is *Fast fall ended*); it is in loss units per step, so compare it between runs with one loss scale and batch size. *No improvement* when the smoothed loss did not fall; *n/a* with fewer than 5 logged losses. **(High Initial Gap)** is added when the start loss is at least **{fmt_level(s.high_start_loss)}** (`high_start_loss`). |
+| Smoothed loss below L | The first logged step where the smoothed loss is below each level L in `loss_levels` (now: {", ".join(fmt_level(level) for level in s.loss_levels)}) that the first logged loss was above. |
 | Relatively low start | A start loss below **{fmt_level(s.low_start_loss)}** (`low_start_loss`). |
 | Final mean token accuracy | The last logged `mean_token_accuracy` (TRL's SFTTrainer logs it). |
-| Entropy trend | Spearman rank correlation between `entropy` and step. At or beyond **{s.entropy_consistency:g}** (`entropy_consistency`) in size, the trend is called consistent. |
-| Eval loss | The last and the lowest logged `eval_loss`; the gap is the last eval loss minus the smoothed training loss at that step. A last eval loss more than **{fmt_percent(s.comparable_tolerance, 0)}** above the lowest, reached later, is called a sign of overfitting. |
+| Trend (rose / fell) | One definition for every metric (entropy, reward, KL, margins, completion length...): a metric rose (fell) when the mean of its last tenth of logged values is above (below) the mean of its first tenth **and** its Spearman rank correlation with the step agrees in sign and is at least 0.3 in size; otherwise it showed no clear trend. Tables show the same two means and the same word. |
+| Entropy trend | The trend above; called consistent when Spearman rho is at least **{s.entropy_consistency:g}** (`entropy_consistency`) in size. |
+| Eval loss | The last and the lowest logged `eval_loss`; the gap is the last eval loss minus the smoothed training loss at that step. |
+| Comparable runs (index) | Runs are compared only within one kind and one group: the entry's `compare_group` in checkpoints.yaml, else the base model family (the model name up to its size, e.g. `qwen2.5`, `gemma-2`): raw losses of different tokenizers or tasks are not on one scale. Runs without a group are listed as not compared. |
 | Much higher start (index) | A start loss at least **{s.much_higher_factor:g}** times (`much_higher_factor`) the mean start loss of the other models. |
 | Comparable end (index) | An end loss within **{fmt_percent(s.comparable_tolerance, 0)}** (`comparable_tolerance`) of the lowest end loss. |
-| Converged (conclusion) | The loss ended below its start and a stabilisation step was found. |
-| Loss spikes | A logged loss above **{s.spike_factor:g}** times (`spike_factor`) the median of the **{s.spike_window}** (`spike_window`) losses logged before it (at least half of them logged, median above 0). Not computed for RL runs, whose loss hovers around zero. |
+| Converged (conclusion) | The smoothed loss fell, a fast fall ended (or the loss stabilised), and the run has none of the warnings *No improvement*, *Loss rising at the end*, *Eval loss rising*, *Eval loss flat while train loss falls* or *Non-finite values*. A run still improving at the end is said to be so. |
+| Start and drop (conclusion) | "The higher a run started, the larger its relative drop" is said only when ordering the comparable runs by start loss orders them by relative drop too, for every pair. |
+| Loss spikes | A logged loss above **{s.spike_factor:g}** times (`spike_factor`) the median of the **{s.spike_window}** (`spike_window`) losses logged before it, above all of them, more than 6 robust standard deviations (1.4826 x their median absolute deviation) above their median, and by at least 5% of the run's loss range: batch noise on a loss near zero is no spike. Not computed for RL runs, whose loss hovers around zero. |
 
 ## Kinds of run
 
@@ -580,7 +623,19 @@ On the index, each kind has its own table and overview plot: runs of different k
 
 Numbers are shown with up to four decimals; `summary.json` at the site root
 holds them exactly as read.
-"""
+
+## Findings
+
+Each model page opens with its findings, warnings first; `summary.json` lists them
+per model (`code`, `severity`, `values`, `steps`) so a CI job can act on them.
+
+{_findings_table(s)}"""
+
+
+def _findings_table(settings: AnalysisSettings) -> str:
+    """One row per rule of `generator.findings.RULES`: the page cannot drift from the code."""
+    rows = [[f"`{rule.code}`", rule.title, rule.severity.value, rule.definition(settings)] for rule in RULES]
+    return _table(["Code", "Finding", "Severity", "When"], rows)
 
 
 def summary_document(reports: Sequence[ModelReport], problems: Sequence[EntryProblem], layout: SiteLayout) -> bytes:
@@ -610,6 +665,10 @@ def summary_document(reports: Sequence[ModelReport], problems: Sequence[EntryPro
                 "min_loss": _json_number(f.min_loss),
                 "min_loss_step": f.min_loss_step,
                 "convergence": f.convergence_label,
+                "fall_rate": _json_number(f.fall_rate),
+                "fall_end_step": f.fall_end_step,
+                "stabilised_step": f.stabilised_step,
+                "findings": [finding_document(finding) for finding in f.findings],
                 "eval": {
                     m.column: {
                         "last": _json_number(m.last),
@@ -635,11 +694,23 @@ def summary_document(reports: Sequence[ModelReport], problems: Sequence[EntryPro
     return _json_bytes(document)
 
 
+def finding_document(finding: Finding) -> dict[str, object]:
+    """A finding as summary.json lists it: what a CI job needs to act on it."""
+    return {
+        "code": finding.code,
+        "severity": finding.severity.value,
+        "subject": finding.subject,
+        "values": {key: _json_number(value) for key, value in finding.values.items()},
+        "steps": list(finding.steps),
+    }
+
+
 def figures_document(report: ModelReport) -> bytes:
     """figures.json of one model: every computed figure, exactly as computed."""
     figures = dataclasses.asdict(report.figures)
     figures["convergence_label"] = report.figures.convergence_label
     figures["level_crossings"] = [{"level": level, "step": step} for level, step in report.figures.level_crossings]
+    figures["findings"] = [finding_document(finding) for finding in report.figures.findings]
     document = {
         "name": report.entry.name,
         "slug": report.entry.slug,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import pandas as pd
@@ -23,17 +24,15 @@ class AnalysisSettings:
     """A start loss below this is called 'relatively low'."""
     high_start_loss: float = 2.0
     """A start loss at or above this adds '(High Initial Gap)' to the speed class."""
-    convergence_share: float = 0.9
-    """Share of the total (smoothed) loss drop that defines the convergence step."""
-    very_fast: float = 0.20
-    """Convergence step at or before this fraction of training: 'Very Fast'."""
-    fast: float = 0.40
-    """... at or before this fraction: 'Fast'."""
-    steady: float = 0.70
-    """... at or before this fraction: 'Steady'; later: 'Slow'."""
-    stable_band: float = 0.25
-    """Loss is 'stabilised' from the first step after which the smoothed loss
-    stays within this fraction of its whole range."""
+    very_fast: float = 0.55
+    """Speed class: the smoothed loss fell by at least this much per 100 steps on average: 'Very Fast'."""
+    fast: float = 0.1
+    """... at least this much: 'Fast'."""
+    steady: float = 0.01
+    """... at least this much: 'Steady'; a smaller fall: 'Slow'."""
+    stable_band: float = 0.10
+    """The loss 'stabilised' from the first step after which its level stays within this
+    fraction of its value there."""
     loss_levels: tuple[float, ...] = (0.7,)
     """Levels for 'dropped below L within N steps' (smoothed loss)."""
     entropy_consistency: float = 0.8
@@ -99,6 +98,8 @@ class CheckpointEntry:
     """Training phase, e.g. 'Phase 1 SFT'."""
     base_model: str = ""
     """Base model id; empty means: look it up in the checkpoint's files."""
+    compare_group: str = ""
+    """Runs the index compares this one with; empty: those of the same base model family."""
     description: str = ""
     """Free text shown on the model page."""
     tags: tuple[str, ...] = ()
@@ -176,6 +177,8 @@ class TrainingRun:
     adapter: AdapterInfo | None = None
     model_type: str = ""
     """`model_type` from config.json, when present."""
+    vocab_size: int | None = None
+    """`vocab_size` from config.json, when present (a first loss near ln(vocab_size) means no pretraining)."""
     warnings: tuple[str, ...] = ()
     """Things the reader skipped or doubted, one line each."""
     predict: dict[str, float] = field(default_factory=dict)
@@ -228,6 +231,10 @@ class SeriesSummary:
     """Mean of the first tenth of the logged values (at least one): steadier than one noisy row."""
     tail_mean: float
     """Mean of the last tenth of the logged values."""
+    rho: float | None = None
+    """Spearman rank correlation of the values with their steps (None when undefined)."""
+    trend: str = "none"
+    """'rose', 'fell' or 'none': the one trend definition used everywhere (see `analysis.trend_of`)."""
 
 
 @dataclass(frozen=True)
@@ -271,6 +278,39 @@ class BestCheckpoint:
     """The eval column whose value at `step` equals `metric`, when exactly one does."""
 
 
+class Severity(str, Enum):
+    """How much a finding matters to the person reading the page."""
+
+    WARNING = "warning"
+    """Something went wrong or the run cannot be trusted as it stands: look at it."""
+    NOTE = "note"
+    """True and useful to know, not a fault."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the analysis found, with the numbers and steps that make it true.
+
+    Findings are data: the narrative turns each into a sentence, the page leads
+    with them, and summary.json lists them so a CI job can act on them.
+    """
+
+    code: str
+    """Stable identifier, e.g. 'eval_loss_rising'; the methodology page defines each."""
+    severity: Severity
+    values: dict[str, float] = field(default_factory=dict)
+    """The figures behind the finding, by name (steps as numbers too)."""
+    steps: tuple[int, ...] = ()
+    """Steps the finding points at (spikes, epoch boundaries, ...)."""
+    subject: str = ""
+    """The logged key the finding is about, when there is one (e.g. 'grad_norm')."""
+
+    def __post_init__(self) -> None:
+        # The reading cache hands back the severity as its JSON string; numpy scalars become floats.
+        object.__setattr__(self, "severity", Severity(self.severity))
+        object.__setattr__(self, "values", {key: float(value) for key, value in self.values.items()})
+
+
 @dataclass(frozen=True)
 class Figures:
     """Numbers computed from one run's logs (pure analysis output)."""
@@ -285,19 +325,27 @@ class Figures:
     end_step: int | None = None
     end_loss: float | None = None
     """Last logged training loss (not the summary's mean `train_loss`)."""
+    smoothed_start: float | None = None
+    """First value of the smoothed loss."""
     smoothed_end: float | None = None
-    """Last value of the smoothed loss (the speed class compares it with the start)."""
+    """Last value of the smoothed loss."""
     min_loss: float | None = None
     min_loss_step: int | None = None
     max_loss: float | None = None
     relative_drop: float | None = None
     """(start - end) / start."""
+    fall_end_step: int | None = None
+    """Where the fast first fall of the loss ends: the knee of the loss level (see `analysis.knee_index`)."""
+    fall_end_level: float | None = None
+    """The loss level (rolling median) at `fall_end_step`."""
+    drop_share_at_fall_end: float | None = None
+    """Share of the whole fall of the loss level (first to last) done by `fall_end_step`."""
+    end_level: float | None = None
+    """The loss level (rolling median) at the last logged step."""
     stabilised_step: int | None = None
-    """First step after which the smoothed loss stays within `stable_band` of its range."""
-    convergence_step: int | None = None
-    """First step where the smoothed loss has covered `convergence_share` of its drop."""
-    convergence_fraction: float | None = None
-    """`convergence_step` as a fraction of the logged step span."""
+    """First step from which the loss level stays within `stable_band` of its value there (None: never)."""
+    fall_rate: float | None = None
+    """Average fall of the loss per 100 optimizer steps, first to last logged loss: the speed class."""
     convergence: str = "n/a"
     """Speed class: Very Fast / Fast / Steady / Slow / No improvement / n/a."""
     high_initial_gap: bool = False
@@ -340,6 +388,8 @@ class Figures:
     """Kind-specific metrics (reward, KL, margins, ...) that were logged."""
     other_metrics: tuple[str, ...] = ()
     """Numeric training keys no section explains: plotted under 'Other metrics'."""
+    findings: tuple[Finding, ...] = ()
+    """What the analysis found, warnings first (see `generator.findings`)."""
 
     def series_for(self, column: str) -> SeriesSummary | None:
         """The summary of `column`, when it was logged."""

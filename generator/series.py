@@ -1,0 +1,87 @@
+"""One logged metric as a series by step: the building blocks of every figure (pure).
+
+A series is a float pandas Series indexed by step, finite values only, as
+`finite_series` makes it from a reader table.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+MIN_ROWS_FOR_TRENDS = 5
+"""Fewer logged values than this: no trend, stabilisation or speed class (too little to tell)."""
+
+
+def as_step(label: object) -> int:
+    """A step label of an index as an int (pandas types index labels as Hashable)."""
+    return int(label)  # type: ignore[call-overload]
+
+
+def smooth(values: pd.Series, weight: float) -> pd.Series:
+    """TensorBoard's smoothing: a debiased exponential moving average.
+
+    pandas' `ewm(adjust=True)` with alpha = 1 - weight is exactly the debiased
+    EMA; missing values are skipped rather than poisoning what follows.
+    """
+    values = values.astype("float64")
+    if weight <= 0:
+        return values
+    return values.ewm(alpha=1.0 - weight, adjust=True, ignore_na=True).mean()
+
+
+def finite_series(table: pd.DataFrame, column: str) -> pd.Series:
+    """`column` indexed by step, without NaN/inf rows; empty when absent."""
+    if column not in table.columns:
+        return pd.Series([], dtype="float64", index=pd.Index([], dtype="int64", name="step"))
+    series = pd.Series(table[column].to_numpy(dtype="float64"), index=pd.Index(table["step"], name="step"))
+    return series[np.isfinite(series.to_numpy())]
+
+
+def loss_level(loss: pd.Series) -> pd.Series:
+    """The level of a noisy loss: a centred rolling median over about 4% of the logged rows (at least 5).
+
+    Shape rules (where the fall ends, whether the loss stabilised) read this
+    rather than the EMA, which lags and keeps enough batch noise to hide a plateau.
+    """
+    window = max(5, len(loss) // 25) | 1  # odd, so the window is centred on a row
+    return loss.rolling(window, center=True, min_periods=1).median()
+
+
+def spearman(series: pd.Series) -> float | None:
+    """Spearman rank correlation of values with their steps (None if undefined)."""
+    if len(series) < 3 or series.nunique() < 2:
+        return None
+    ranks_values = series.rank()
+    ranks_steps = pd.Series(series.index, index=series.index, dtype="float64").rank()
+    rho = float(np.corrcoef(ranks_steps.to_numpy(), ranks_values.to_numpy())[0, 1])
+    return rho if math.isfinite(rho) else None
+
+
+TREND_RHO = 0.3
+"""|Spearman rho| below this: no trend is called, whatever the end points say."""
+
+
+def trend_of(series: pd.Series) -> tuple[str, float | None]:
+    """('rose' | 'fell' | 'none', rho): the one trend definition of every page.
+
+    A metric rose (fell) when the mean of its last tenth is above (below) the mean
+    of its first tenth AND its rank correlation with the step agrees in sign and
+    is at least TREND_RHO in size: the end points alone are too noisy, and rho
+    alone ignores how much changed.
+    """
+    rho = spearman(series)
+    if rho is None or len(series) < MIN_ROWS_FOR_TRENDS:
+        return "none", rho
+    values = series.to_numpy(dtype="float64")
+    tenth = max(1, len(values) // 10)
+    head, tail = float(values[:tenth].mean()), float(values[-tenth:].mean())
+    if tail > head and rho >= TREND_RHO:
+        return "rose", rho
+    if tail < head and rho <= -TREND_RHO:
+        return "fell", rho
+    return "none", rho
+
+
