@@ -26,6 +26,7 @@ from generator.records import (
 from generator.series import (  # re-exported: the figures' building blocks
     MIN_ROWS_FOR_TRENDS,
     as_step,
+    edge_rows,
     finite_series,
     loss_level,
     smooth,
@@ -122,7 +123,11 @@ def analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     """
     with np.errstate(all="ignore"):
         figures = _analyse(run, settings)
-    return dataclasses.replace(figures, findings=findings.find(run, figures, settings))
+    found = findings.find(run, figures, settings)
+    if any(finding.code in ("still_improving", "loss_rising_at_end") for finding in found):
+        # A loss that still moves at the end has not stabilised, whatever band it stays in.
+        figures = dataclasses.replace(figures, stabilised_step=None)
+    return dataclasses.replace(figures, findings=found)
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -270,7 +275,7 @@ def _series_columns(run: TrainingRun) -> list[str]:
 def summarise(series: pd.Series, column: str) -> SeriesSummary:
     """Start, end, extremes and the means of the first and last tenth of a finite series."""
     values = series.to_numpy()
-    tenth = max(1, len(values) // 10)
+    tenth = edge_rows(len(values))
     trend, rho = trend_of(series)
     return SeriesSummary(
         column=column,

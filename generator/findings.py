@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from generator import kinds
 from generator.records import AnalysisSettings, Figures, Finding, Severity, TrainingRun
-from generator.series import MIN_ROWS_FOR_TRENDS, as_step, finite_series, loss_level
+from generator.series import MIN_ROWS_FOR_TRENDS, as_step, finite_series, spearman
 
 WARNING, NOTE = Severity.WARNING, Severity.NOTE
 
@@ -39,28 +40,38 @@ EXPLOSION_FACTOR = 50.0
 """A grad norm this many times the run's median grad norm is an explosion."""
 END_WINDOW = 0.2
 """'At the end' means the last fifth of the logged loss rows."""
-END_T = 3.0
-"""A slope over the end window counts when it is this many standard errors from zero ..."""
-END_CHANGE = 0.03
-"""... and moves the loss by at least this share of its level over the window."""
-EVAL_FLAT_TRAIN_FACTOR = 2.0
-"""'Train loss fell' for the flat-eval rule: its level fell by this factor or more."""
+END_Z = 3.0
+"""A trend over the end window counts when Spearman rho x sqrt(n - 1) is at least this in size ..."""
+END_CHANGE = 0.02
+"""... and the median of its second half differs from that of its first half by this share or more."""
+EVAL_RISE = 0.10
+"""Overfitting: the last eval loss at least this share above its minimum (2 or more evaluations after it) ..."""
+EVAL_TRAIN_FALL = 0.20
+"""... while the train loss fell by this share or more (also the fall that 'train keeps falling' needs)."""
 EVAL_FLAT_GAIN = 0.05
-"""'Eval loss flat': its best value is less than this share below its first."""
+"""Eval flat: over the second half of the evaluations it improved by less than this share."""
 EPOCH_DROP = 0.05
-"""A step down at an epoch boundary: the loss right after it is this share below the loss right before."""
-EPOCH_CONTRAST = 2.0
-"""... and that drop is this many times the typical change between neighbouring windows inside epochs."""
+"""Steps down at epoch boundaries: the median drop across boundaries (mean loss of the rows just after
+against just before) is at least this share ..."""
+EPOCH_MIN_ROWS = 30
+"""... on a log of at least this many loss rows per epoch (fewer cannot show a step)."""
 PREFERENCE_GAP = 0.10
 """Train preference accuracy this far (10 points) above eval: the model fits its training pairs better."""
 NO_SIGNAL_SHARE = 0.5
-"""RL with no learning signal: at least this share of steps with zero reward spread (or zero reward)."""
-EVAL_LATE_INTERVALS = 2
-"""Evaluation stopped early: no eval in the last this-many eval intervals before the last step."""
+"""RL with no learning signal: at least this share of logged steps where every completion of a group got the
+same reward."""
+EVAL_LATE_SHARE = 0.10
+"""The final model was not evaluated: no evaluation in the last tenth of the steps."""
 DISAGREE_CHANGE = 0.02
-"""Eval metrics disagree: one improved and another worsened by at least this share, first to last eval."""
-SCRATCH_TOLERANCE = 0.15
-"""Trained from scratch: first loss within this share of ln(vocab_size) (uniform guessing)."""
+"""Eval metrics disagree: between evaluations one improved and the other worsened by more than this share,
+twice in a row."""
+SCRATCH_TOLERANCE = 0.2
+"""Trained from scratch: first loss within this share of ln(vocab_size) (uniform guessing); above it, a loss
+worse than guessing."""
+CHOSEN_FALL = 0.5
+"""DPO: the chosen reward's last tenth at least this share below its peak tenth ..."""
+MARGIN_GROWTH = 0.2
+"""... while the margin grew by this share or more since that tenth."""
 SCHEDULE_SHARE = 0.5
 """A checkpoint below this share of max_steps is 'far from its schedule'."""
 SENTINEL_EPOCHS = 1e6
@@ -81,30 +92,32 @@ def _finite(value: object) -> float | None:
 
 
 def _end_slope(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    """Still falling, or rising, over the last fifth of the logged losses (a least-squares slope)."""
+    """Still falling, or rising, over the last fifth of the logged losses.
+
+    Rank-based (Spearman rho against the step, z = rho x sqrt(n - 1)) and measured
+    by the medians of the window's two halves: a least-squares slope is pulled by
+    spikes on a loss near zero.
+    """
     if f.kind == "rl":
         return []
     loss = finite_series(run.train, "loss")
-    count = max(int(len(loss) * END_WINDOW), 0)
+    count = int(len(loss) * END_WINDOW)
     if count < 10:
         return []
     tail = loss.iloc[-count:]
-    x = tail.index.to_numpy(dtype="float64")
-    y = tail.to_numpy(dtype="float64")
-    span = x[-1] - x[0]
-    level = float(np.median(y))
-    if span <= 0 or level <= 0:
+    rho = spearman(tail)
+    if rho is None:
         return []
-    x_centred = x - x.mean()
-    slope = float((x_centred * (y - y.mean())).sum() / (x_centred**2).sum())
-    residuals = y - (y.mean() + slope * x_centred)
-    error = math.sqrt(float((residuals**2).sum()) / (len(y) - 2) / float((x_centred**2).sum()))
-    change = slope * span / level
-    significant = slope != 0 if error == 0 or not math.isfinite(change) else abs(slope) / error >= END_T
-    if not significant or abs(change) < END_CHANGE:
+    z = rho * math.sqrt(count - 1)
+    half = count // 2
+    first, second = float(tail.iloc[:half].median()), float(tail.iloc[half:].median())
+    if first <= 0:
+        return []
+    change = second / first - 1
+    if abs(z) < END_Z or abs(change) < END_CHANGE or (z < 0) != (change < 0):
         return []
     values = {"from_step": as_step(tail.index[0]), "to_step": as_step(tail.index[-1]), "change": change,
-              "start": float(y.mean() - slope * (x.mean() - x[0])), "end": float(y.mean() + slope * (x[-1] - x.mean()))}
+              "first_half_median": first, "second_half_median": second, "z": z}
     if change < 0:
         return [Finding("still_improving", NOTE, values)]
     return [Finding("loss_rising_at_end", WARNING, values)]
@@ -123,78 +136,75 @@ def _spikes(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
 
 
 def _epoch_steps(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    """The loss steps down right after each epoch boundary: the model has started to memorise the data."""
-    if f.kind == "rl" or "epoch" not in run.train.columns:
+    """The loss steps down right after epoch boundaries: the model recognises examples it has seen."""
+    if f.kind == "rl" or "epoch" not in run.train.columns or "loss" not in run.train.columns:
         return []
-    table = run.train[["step", "epoch", "loss"]] if "loss" in run.train.columns else None
-    if table is None:
-        return []
+    table = run.train[["step", "epoch", "loss"]]
     table = table[np.isfinite(table["loss"].to_numpy()) & np.isfinite(table["epoch"].to_numpy())]
     epochs = table["epoch"].to_numpy(dtype="float64")
     losses = table["loss"].to_numpy(dtype="float64")
-    if len(losses) < 20 or epochs[-1] < 1.5:
+    if len(losses) < 2 or epochs[-1] - epochs[0] < 1:
         return []
-    boundaries = [b for b in range(1, math.floor(epochs[-1]) + 1) if epochs[0] < b <= epochs[-1]]
-    rows_per_epoch = len(losses) / max(epochs[-1] - epochs[0], 1e-9)
-    window = max(3, int(rows_per_epoch / 10))
-    drops, steps = [], []
-    for boundary in boundaries:
-        cut = int(np.searchsorted(epochs, boundary - 1e-9))
-        if cut < window or cut + window > len(losses):
-            continue
-        before, after = float(np.median(losses[cut - window:cut])), float(np.median(losses[cut:cut + window]))
-        if before <= 0:
-            return []
-        drops.append(1 - after / before)
-        steps.append(int(table["step"].iloc[cut]))
-    if not drops:
+    rows_per_epoch = len(losses) / (epochs[-1] - epochs[0])
+    if rows_per_epoch < EPOCH_MIN_ROWS:
         return []
-    # The typical change between neighbouring windows away from the boundaries.
-    inside = []
-    for start in range(window, len(losses) - window, window):
-        if any(abs(start - int(np.searchsorted(epochs, b - 1e-9))) < 2 * window for b in boundaries):
-            continue
-        before, after = float(np.median(losses[start - window:start])), float(np.median(losses[start:start + window]))
-        if before > 0:
-            inside.append(abs(1 - after / before))
-    typical = float(np.median(inside)) if inside else 0.0
-    if min(drops) < EPOCH_DROP or min(drops) < EPOCH_CONTRAST * typical:
+    window = min(20, max(3, round(rows_per_epoch / 10)))
+    cuts = [int(np.searchsorted(epochs, b - 1e-9)) for b in range(math.ceil(epochs[0] + 1e-9), math.floor(epochs[-1]) + 1)]
+    cuts = [cut for cut in cuts if window <= cut <= len(losses) - window]
+    if not cuts:
         return []
-    return [Finding("epoch_step_down", WARNING, {"boundaries": len(drops), "min_drop": min(drops),
-                                                  "max_drop": max(drops), "typical_change": typical},
-                    steps=tuple(steps))]
+
+    def drop_at(cut: int) -> float:
+        before = float(losses[cut - window:cut].mean())
+        return (before - float(losses[cut:cut + window].mean())) / before if before > 0 else 0.0
+
+    drops = [drop_at(cut) for cut in cuts]
+    baseline = [drop_at(cut) for cut in range(window, len(losses) - window + 1, window)
+                if all(abs(cut - boundary) >= window for boundary in cuts)]
+    noise = float(np.percentile(baseline, 90)) if baseline else 0.0
+    median = float(np.median(drops))
+    positive = sum(drop > 0 for drop in drops) / len(drops)
+    if median < EPOCH_DROP or positive < 0.75 or median <= noise:
+        return []
+    return [Finding("epoch_step_down", WARNING, {"boundaries": len(drops), "median_drop": median,
+                                                  "min_drop": min(drops), "max_drop": max(drops), "noise_p90": noise},
+                    steps=tuple(int(table["step"].iloc[cut]) for cut in cuts))]
 
 
 # --- gradients -------------------------------------------------------------------------------------
 
 
 def _grad_explosion(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
+    """A grad norm far above the run's median, past the first tenth of the run (warm-up is noisy)."""
+    if f.kind == "rl":
+        return []
     grad = finite_series(run.train, "grad_norm")
+    grad = grad[grad > 0]
     if len(grad) < 10:
         return []
     median = float(grad.median())
-    peak = float(grad.max())
-    if median <= 0 or peak < EXPLOSION_FACTOR * median:
+    first, last = as_step(grad.index[0]), as_step(grad.index[-1])
+    late = grad[grad.index > first + (last - first) * 0.1]
+    flagged = late[late >= EXPLOSION_FACTOR * median]
+    if median <= 0 or not len(flagged):
         return []
-    flagged = grad[grad >= EXPLOSION_FACTOR * median]
-    return [Finding("grad_explosion", WARNING, {"max": peak, "max_step": as_step(grad.idxmax()), "median": median,
-                                                "count": len(flagged)},
+    return [Finding("grad_explosion", WARNING, {"max": float(flagged.max()), "max_step": as_step(flagged.idxmax()),
+                                                "median": median, "count": len(flagged)},
                     steps=tuple(as_step(step) for step in flagged.index[:20]))]
 
 
 def _skipped_steps(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    """Non-finite grad norms where the learning rate did not advance: fp16 loss scaling skipped the step."""
+    """Non-finite grad norms where the learning rate did not advance: mixed precision skipped the step."""
     train = run.train
-    if "grad_norm" not in train.columns or "learning_rate" not in train.columns:
+    if "grad_norm" not in train.columns or "learning_rate" not in train.columns or len(train) < 3:
         return []
     grad = train["grad_norm"].to_numpy(dtype="float64")
     rate = train["learning_rate"].to_numpy(dtype="float64")
-    if len(rate) < 3 or np.nanmax(rate) == np.nanmin(rate):
+    finite_rates = rate[np.isfinite(rate)]
+    if not len(finite_rates) or finite_rates.max() == finite_rates.min():
         return []  # a constant learning rate cannot tell a skipped step
-    bad = [i for i in range(1, len(grad)) if not math.isfinite(grad[i]) and math.isfinite(rate[i])
-           and rate[i] == rate[i - 1]]
-    if grad.size and not math.isfinite(grad[0]) and math.isfinite(rate[0]) and len(rate) > 1 and rate[1] == rate[0]:
-        bad.insert(0, 0)
+    bad = [i for i in range(len(grad)) if not math.isfinite(grad[i]) and math.isfinite(rate[i])
+           and ((i > 0 and rate[i] == rate[i - 1]) or (i == 0 and rate[i] == 0))]
     if not bad:
         return []
     steps = tuple(int(train["step"].iloc[i]) for i in bad)
@@ -202,11 +212,18 @@ def _skipped_steps(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Fi
 
 
 def _non_finite(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    return [Finding("non_finite", WARNING, {"step": item.step, "count": item.count}, subject=item.column)
-            for item in f.non_finite]
+    kind = {"NaN": 0.0, "Infinity": 1.0, "-Infinity": -1.0}
+    return [Finding("non_finite", WARNING, {"step": item.step, "count": item.count, "value": kind.get(item.value, 0.0)},
+                    subject=item.column) for item in f.non_finite]
 
 
 # --- evaluation --------------------------------------------------------------------------------------
+
+
+def _train_mean_near(loss: pd.Series, step: int, span: int) -> float | None:
+    """Mean training loss within +/- `span` steps of `step` (None when nothing was logged there)."""
+    near = loss[(loss.index >= step - span) & (loss.index <= step + span)]
+    return float(near.mean()) if len(near) else None
 
 
 def _eval_loss(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
@@ -214,46 +231,52 @@ def _eval_loss(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Findin
     if f.kind == "rl":
         return []
     evals = finite_series(run.eval, "eval_loss")
-    if len(evals) < 3:
-        return []
-    first, last = float(evals.iloc[0]), float(evals.iloc[-1])
-    best, best_step = float(evals.min()), as_step(evals.idxmin())
-    found = []
-    if best > 0 and best_step < as_step(evals.index[-1]) and last > best * (1 + s.comparable_tolerance):
-        found.append(Finding("eval_loss_rising", WARNING, {"best": best, "best_step": best_step, "last": last,
-                                                           "last_step": as_step(evals.index[-1]),
-                                                           "rise": last / best - 1}))
     loss = finite_series(run.train, "loss")
-    if len(loss) >= MIN_ROWS_FOR_TRENDS and first > 0 and not found:
-        level = loss_level(loss)
-        during = level[(level.index >= evals.index[0]) & (level.index <= evals.index[-1])]
-        if len(during) >= 2 and during.iloc[-1] > 0:
-            train_factor = float(during.iloc[0] / during.iloc[-1])
-            gain = (first - best) / first
-            if train_factor >= EVAL_FLAT_TRAIN_FACTOR and gain < EVAL_FLAT_GAIN:
-                found.append(Finding("eval_loss_flat", WARNING, {
-                    "train_from": float(during.iloc[0]), "train_to": float(during.iloc[-1]),
-                    "train_factor": train_factor, "eval_first": first, "eval_best": best, "gain": gain,
-                    "from_step": as_step(evals.index[0]), "to_step": as_step(evals.index[-1])}))
-    return found
+    if len(evals) < 3 or len(loss) < 10:
+        return []
+    last, last_step = float(evals.iloc[-1]), as_step(evals.index[-1])
+    best, best_step = float(evals.min()), as_step(evals.idxmin())
+    tenth = max(1, len(loss) // 10)
+    train_end = float(loss.iloc[-tenth:].mean())
+    span = max(1, int((as_step(loss.index[-1]) - as_step(loss.index[0])) * 0.05))
+    after_best = int((evals.index > best_step).sum())
+    train_at_best = _train_mean_near(loss, best_step, span)
+    if (best > 0 and after_best >= 2 and last >= best * (1 + EVAL_RISE) and train_at_best
+            and train_end <= train_at_best * (1 - EVAL_TRAIN_FALL)):
+        return [Finding("eval_loss_rising", WARNING, {
+            "best": best, "best_step": best_step, "last": last, "last_step": last_step, "rise": last / best - 1,
+            "train_at_best": train_at_best, "train_end": train_end})]
+    # Second half of the evaluations: did eval keep up with train?
+    second = evals.iloc[len(evals) // 2:]
+    if len(second) < 2:
+        return []
+    eval_from, eval_to = float(second.iloc[0]), float(second.iloc[-1])
+    train_from = _train_mean_near(loss, as_step(second.index[0]), span)
+    train_to = _train_mean_near(loss, as_step(second.index[-1]), span)
+    if not eval_from > 0 or not train_from or train_to is None:
+        return []
+    eval_change, train_change = eval_to / eval_from - 1, train_to / train_from - 1
+    if eval_change > -EVAL_FLAT_GAIN and train_change <= -EVAL_TRAIN_FALL:
+        return [Finding("eval_loss_flat", WARNING, {
+            "from_step": as_step(second.index[0]), "to_step": as_step(second.index[-1]), "eval_from": eval_from,
+            "eval_to": eval_to, "eval_change": eval_change, "train_from": train_from, "train_to": train_to,
+            "train_change": train_change})]
+    return []
 
 
 def _preference_gap(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
+    """Train preference accuracy (mean of its last tenth) far above the last eval accuracy."""
     train = finite_series(run.train, "rewards/accuracies")
     evals = finite_series(run.eval, "eval_rewards/accuracies")
-    if len(train) < 2 or len(evals) < 1:
+    if len(train) < 10 or not len(evals):
         return []
-    # Train accuracy over the steps since the last-but-one evaluation, against the last evaluation.
-    last_eval_step = as_step(evals.index[-1])
-    previous = as_step(evals.index[-2]) if len(evals) > 1 else as_step(train.index[0]) - 1
-    recent = train[(train.index > previous) & (train.index <= last_eval_step)]
-    if not len(recent):
-        return []
-    train_value, eval_value = float(recent.mean()), float(evals.iloc[-1])
+    tail = train.iloc[-max(1, len(train) // 10):]
+    train_value, eval_value = float(tail.mean()), float(evals.iloc[-1])
     if train_value - eval_value < PREFERENCE_GAP:
         return []
-    return [Finding("preference_accuracy_gap", WARNING, {"train": train_value, "eval": eval_value,
-                                                         "step": last_eval_step, "from_step": previous + 1})]
+    return [Finding("preference_accuracy_gap", WARNING, {
+        "train": train_value, "eval": eval_value, "step": as_step(evals.index[-1]),
+        "from_step": as_step(tail.index[0]), "to_step": as_step(tail.index[-1])})]
 
 
 def _best_disagrees(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
@@ -278,77 +301,119 @@ def _best_disagrees(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[F
 
 
 def _eval_stopped(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    steps = np.unique(run.eval["step"].to_numpy(dtype="int64")) if len(run.eval) else np.array([], dtype="int64")
+    """The final model was not evaluated: the last evaluation is well before the checkpoint's step."""
+    steps = finite_series(run.eval, "eval_loss").index
+    if len(steps) < 2:
+        steps = pd.Index(np.unique(run.eval["step"].to_numpy(dtype="int64"))) if len(run.eval) else steps
     if len(steps) < 2 or f.steps <= 0:
         return []
-    interval = float(np.median(np.diff(steps)))
-    gap = f.steps - int(steps[-1])
-    if interval <= 0 or gap <= EVAL_LATE_INTERVALS * interval:
+    last = int(steps[-1])
+    gap = f.steps - last
+    if gap < EVAL_LATE_SHARE * f.steps:
         return []
-    return [Finding("eval_stopped_early", WARNING, {"last_eval_step": int(steps[-1]), "steps": f.steps,
-                                                   "gap": gap, "interval": interval})]
+    return [Finding("eval_stopped_early", WARNING, {"last_eval_step": last, "steps": f.steps, "gap": gap,
+                                                   "share": gap / f.steps})]
 
 
 def _metrics_disagree(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    changes = []
-    for metric in f.eval_metrics:
-        if metric.direction is None or metric.rows < 2 or kinds.LANGUAGE_MODEL_EVAL.fullmatch(metric.column):
-            continue
-        series = finite_series(run.eval, metric.column)
-        first, last = float(series.iloc[0]), float(series.iloc[-1])
-        if first == 0:
-            continue
-        gain = (last - first) / abs(first) * (1 if metric.direction == "max" else -1)
-        changes.append((metric.column, gain, first, last))
-    better = [c for c in changes if c[1] >= DISAGREE_CHANGE]
-    worse = [c for c in changes if c[1] <= -DISAGREE_CHANGE]
-    if not better or not worse:
+    """Two task metrics of one eval set moving in opposite directions for two evaluations in a row."""
+    rated = [m.column for m in f.eval_metrics if m.direction is not None and m.rows >= 3
+             and not kinds.LANGUAGE_MODEL_EVAL.fullmatch(m.column) and "loss" not in m.column]
+    if len(rated) < 2:
         return []
-    best = max(better, key=lambda c: c[1])
-    worst = min(worse, key=lambda c: c[1])
-    return [Finding("eval_metrics_disagree", WARNING, {
-        "better_first": best[2], "better_last": best[3], "worse_first": worst[2], "worse_last": worst[3]},
-        subject=f"{best[0]} / {worst[0]}")]
+    table = run.eval.drop_duplicates("step", keep="last").set_index("step")
+    for position, first in enumerate(rated):
+        for second in rated[position + 1:]:
+            if _eval_set(first) != _eval_set(second):
+                continue
+            pair = table[[first, second]].dropna()
+            pair = pair[np.isfinite(pair.to_numpy()).all(axis=1)]
+            if len(pair) < 3:
+                continue
+            gains = []
+            for column in (first, second):
+                values = pair[column].to_numpy(dtype="float64")
+                with np.errstate(all="ignore"):
+                    change = np.diff(values) / np.abs(values[:-1])
+                sign = 1 if kinds.direction(column) == "max" else -1
+                gains.append(change * sign)
+            opposite = ((gains[0] > DISAGREE_CHANGE) & (gains[1] < -DISAGREE_CHANGE)) | (
+                (gains[0] < -DISAGREE_CHANGE) & (gains[1] > DISAGREE_CHANGE))
+            runs = np.flatnonzero(opposite[:-1] & opposite[1:])
+            if len(runs):
+                i = int(runs[0])
+                steps = [int(step) for step in pair.index[i:i + 3]]
+                return [Finding("eval_metrics_disagree", WARNING, {
+                    "from_step": steps[0], "to_step": steps[-1],
+                    "first_from": float(pair[first].iloc[i]), "first_to": float(pair[first].iloc[i + 2]),
+                    "second_from": float(pair[second].iloc[i]), "second_to": float(pair[second].iloc[i + 2])},
+                    steps=tuple(steps), subject=f"{first} / {second}")]
+    return []
+
+
+def _eval_set(column: str) -> str:
+    """'eval_g0_accuracy' -> 'g0' when logged per set; '' for the main set (a rough split, enough to pair)."""
+    parts = column.removeprefix("eval_").split("_", 1)
+    return parts[0] if len(parts) == 2 and parts[0][:1].isalpha() and parts[0][1:].isdigit() else ""
 
 
 # --- kinds: RL and preference ------------------------------------------------------------------------
 
 
 def _rl_signal(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    """GRPO learns from the spread of rewards within a group: no spread, no gradient."""
+    """GRPO learns from the spread of rewards within a group: no spread, no advantage, no gradient."""
     if f.kind != "rl":
         return []
-    zero_std = finite_series(run.train, "frac_reward_zero_std")
-    reward_std = finite_series(run.train, "reward_std")
+    for column, dead_value in (("frac_reward_zero_std", 1.0), ("zero_std_ratio", 1.0), ("reward_std", 0.0)):
+        series = finite_series(run.train, column)
+        if len(series) >= MIN_ROWS_FOR_TRENDS:
+            share = float((series == dead_value).mean())
+            break
+    else:
+        return []
+    if share < NO_SIGNAL_SHARE:
+        return []
+    values = {"zero_spread_share": share, "rows": len(series)}
     reward = finite_series(run.train, "reward")
-    values: dict[str, float] = {}
-    if len(zero_std):
-        values["zero_spread_share"] = float((zero_std >= 1.0).mean())
-        values["mean_frac_reward_zero_std"] = float(zero_std.mean())
-    elif len(reward_std):
-        values["zero_spread_share"] = float((reward_std == 0).mean())
     if len(reward):
         values["zero_reward_share"] = float((reward == 0).mean())
-    shares = [values.get("zero_spread_share", 0.0), values.get("zero_reward_share", 0.0)]
-    if not values or max(shares) < NO_SIGNAL_SHARE:
-        return []
     kl = finite_series(run.train, "kl")
-    if len(kl):
+    if len(kl) and float(kl.max()) > 0:  # a KL of exactly 0 everywhere is beta = 0, not a still policy
         values["max_kl"] = float(kl.max())
-    values["rows"] = float(max(len(zero_std), len(reward_std), len(reward)))
-    return [Finding("rl_no_signal", WARNING, values)]
+    return [Finding("rl_no_signal", WARNING, values, subject=column)]
 
 
 def _rejected_only(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    """DPO widening the margin by pushing the rejected answers down while the chosen ones fall too."""
-    margin, chosen, rejected = (f.series_for(c) for c in ("rewards/margins", "rewards/chosen", "rewards/rejected"))
-    if margin is None or chosen is None or rejected is None or min(margin.rows, chosen.rows) < MIN_ROWS_FOR_TRENDS:
+    """DPO widening the margin while the chosen reward falls: the preferred answers grow less likely too.
+
+    Not for ORPO / SimPO, whose rewards are scaled log-probabilities, negative by construction.
+    """
+    if "odds_ratio_loss" in run.train.columns:
         return []
-    if margin.trend != "rose" or chosen.trend != "fell" or chosen.tail_mean >= 0:
+    chosen = finite_series(run.train, "rewards/chosen")
+    margin = finite_series(run.train, "rewards/margins")
+    if len(chosen) < 20 or len(margin) < 20:
         return []
-    return [Finding("chosen_reward_falling", WARNING, {
-        "margin_from": margin.head_mean, "margin_to": margin.tail_mean, "chosen_from": chosen.head_mean,
-        "chosen_to": chosen.tail_mean, "rejected_from": rejected.head_mean, "rejected_to": rejected.tail_mean})]
+    tenth = len(chosen) // 10
+    deciles = [float(chosen.iloc[i * tenth:(i + 1) * tenth].mean()) for i in range(10)]
+    peak_at = int(np.argmax(deciles))
+    peak, end = deciles[peak_at], deciles[-1]
+    margin_tenth = len(margin) // 10
+    margin_peak_decile = float(margin.iloc[peak_at * margin_tenth:(peak_at + 1) * margin_tenth].mean())
+    margin_end = float(margin.iloc[-margin_tenth:].mean())
+    eval_chosen = finite_series(run.eval, "eval_rewards/chosen")
+    eval_end = float(eval_chosen.iloc[-1]) if len(eval_chosen) else None
+    turned_negative = peak > 0 and (end < 0 or (eval_end is not None and eval_end < 0 and float(eval_chosen.max()) > 0))
+    fell_while_margin_grew = (peak > 0 and end <= peak * (1 - CHOSEN_FALL) and margin_peak_decile > 0
+                              and margin_end >= margin_peak_decile * (1 + MARGIN_GROWTH))
+    if not (turned_negative or fell_while_margin_grew):
+        return []
+    values = {"chosen_peak": peak, "chosen_end": end, "margin_at_peak": margin_peak_decile, "margin_end": margin_end,
+              "peak_decile": peak_at + 1}
+    if eval_end is not None:
+        values["eval_chosen_end"] = eval_end
+        values["eval_chosen_end_step"] = as_step(eval_chosen.index[-1])
+    return [Finding("chosen_reward_falling", WARNING, values)]
 
 
 # --- where the run stands ------------------------------------------------------------------------------
@@ -365,17 +430,47 @@ def _schedule(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding
 
 
 def _from_scratch(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
+    """A first loss near (or above) ln(vocab_size): no pretrained start, or a loss on the wrong scale."""
     vocab = run.vocab_size
-    if f.kind != "sft" or f.start_loss is None or vocab is None or vocab < 2:
+    if f.kind != "sft" or f.start_loss is None or vocab is None or vocab < 2 or not run.language_model:
         return []
     uniform = math.log(vocab)
-    if abs(f.start_loss - uniform) > SCRATCH_TOLERANCE * uniform:
+    ratio = f.start_loss / uniform
+    values = {"start": f.start_loss, "vocab_size": vocab, "uniform_loss": uniform, "ratio": ratio}
+    if ratio > 1 + SCRATCH_TOLERANCE:
+        return [Finding("start_above_uniform", WARNING, values)]
+    if ratio >= 1 - SCRATCH_TOLERANCE:
+        return [Finding("from_scratch", NOTE, values)]
+    return []
+
+
+def _no_check(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
+    """For a code that the rule listed before it also produces (e.g. still_improving with loss_rising_at_end)."""
+    return []
+
+
+HIDDEN_RESUME_RATIO = 0.8
+
+
+def _hidden_resume(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
+    """A resume the steps do not show, read from the summary row's train_loss (see the rule's definition)."""
+    train_loss = _finite(run.summary.get("train_loss"))
+    global_step = run.global_step
+    loss = finite_series(run.train, "loss")
+    if train_loss is None or global_step is None or global_step <= 0 or len(loss) < 10 or run.resumes:
         return []
-    return [Finding("from_scratch", NOTE, {"start": f.start_loss, "vocab_size": vocab, "uniform_loss": uniform})]
-
-
-RULES: tuple[Rule, ...] = ()
-"""Filled below, in the order findings of one severity are shown."""
+    steps = loss.index.to_numpy(dtype="float64")
+    widths = np.diff(np.concatenate(([0.0], steps)))  # each logged loss stands for the steps since the last one
+    total = float((loss.to_numpy() * widths).sum())
+    weighted_mean = total / float(widths.sum())
+    if weighted_mean <= 0 or train_loss >= HIDDEN_RESUME_RATIO * weighted_mean:
+        return []
+    target = train_loss * global_step
+    from_end = np.cumsum((loss.to_numpy() * widths)[::-1])[::-1]  # losses after each row, that row included
+    position = int(np.argmin(np.abs(from_end - target)))
+    resumed_at = int(steps[position - 1]) if position > 0 else 0
+    return [Finding("hidden_resume", NOTE, {"train_loss": train_loss, "logged_mean": weighted_mean,
+                                            "resumed_at": resumed_at, "global_step": global_step})]
 
 
 def find(run: TrainingRun, figures: Figures, settings: AnalysisSettings) -> tuple[Finding, ...]:
@@ -394,58 +489,72 @@ RULES = (
          lambda s: "A logged value is NaN or infinite; the first one of each key is named with its step.", _non_finite),
     Rule("skipped_steps", WARNING, "Skipped optimizer steps",
          lambda s: "`grad_norm` is NaN or infinite on a row where the learning rate did not advance from the row "
-                   "before (and the schedule is not constant): mixed-precision loss scaling skipped that update.",
-         _skipped_steps),
+                   "before (or is 0 on the first row), in a run whose learning rate does change: mixed-precision "
+                   "loss scaling skipped that update.", _skipped_steps),
     Rule("grad_explosion", WARNING, "Gradient explosion",
-         lambda s: f"The largest `grad_norm` is at least {EXPLOSION_FACTOR:g} times the run's median grad norm "
-                   "(10 or more logged values).", _grad_explosion),
+         lambda s: f"After the first tenth of the run, a `grad_norm` at least {EXPLOSION_FACTOR:g} times the median of "
+                   "the run's nonzero grad norms (10 or more logged; not for RL runs).", _grad_explosion),
     Rule("loss_spikes", WARNING, "Loss spikes",
-         lambda s: f"A logged loss above {s.spike_factor:g} times the median of the {s.spike_window} losses "
-                   f"before it that also stands out of the batch noise (see *Loss spikes* above).", _spikes),
+         lambda s: "A loss spike as defined above.", _spikes),
     Rule("loss_not_falling", WARNING, "No improvement",
-         lambda s: "The last logged loss is not below the first.", _not_falling),
+         lambda s: "The smoothed loss did not fall from the first to the last logged step.", _not_falling),
     Rule("loss_rising_at_end", WARNING, "Loss rising at the end",
-         lambda s: f"Over the last {_pct(END_WINDOW)} of the logged losses (10 or more), the least-squares slope is "
-                   f"at least {END_T:g} standard errors above zero and raises the loss by {_pct(END_CHANGE)} or more "
-                   "of its median over that window.", _end_slope),
-    Rule("eval_loss_rising", WARNING, "Eval loss rising",
-         lambda s: f"The last `eval_loss` is more than {_pct(s.comparable_tolerance)} (`comparable_tolerance`) "
-                   "above the lowest, reached earlier (3 or more evaluations): overfitting.", _eval_loss),
+         lambda s: f"Over the last {_pct(END_WINDOW)} of the logged losses (10 or more): Spearman rho against the "
+                   f"step times sqrt(n - 1) is at least {END_Z:g}, and the median of the second half of that window "
+                   f"is at least {_pct(END_CHANGE)} above that of the first half.", _end_slope),
+    Rule("eval_loss_rising", WARNING, "Eval loss rising (overfitting)",
+         lambda s: f"The last `eval_loss` is at least {_pct(EVAL_RISE)} above its minimum, with 2 or more evaluations "
+                   f"after the minimum, while the train loss (mean of its last tenth) is at least "
+                   f"{_pct(EVAL_TRAIN_FALL)} below the train loss around the minimum's step (+/- 5% of the run).",
+         _eval_loss),
     Rule("eval_loss_flat", WARNING, "Eval loss flat while train loss falls",
-         lambda s: f"Over the evaluated steps the training loss level fell by a factor of {EVAL_FLAT_TRAIN_FACTOR:g} "
-                   f"or more while the best `eval_loss` is less than {_pct(EVAL_FLAT_GAIN)} below the first: "
-                   "the training gains do not carry over to held-out data.", lambda r, f, s: []),
+         lambda s: f"Over the second half of the evaluations, `eval_loss` improved by less than {_pct(EVAL_FLAT_GAIN)} "
+                   f"while the train loss around those steps fell by {_pct(EVAL_TRAIN_FALL)} or more: the gains on "
+                   "the training data do not carry over to held-out data. Checked when *Eval loss rising* does not "
+                   "fire.", _no_check),
     Rule("epoch_step_down", WARNING, "Loss steps down at epoch boundaries",
-         lambda s: f"At every epoch boundary, the median loss of the rows just after it (a tenth of an epoch, at "
-                   f"least 3) is at least {_pct(EPOCH_DROP)} below that of the rows just before, and at least "
-                   f"{EPOCH_CONTRAST:g} times the typical change between such windows inside epochs: the model "
-                   "recognises examples it has seen (memorisation).", _epoch_steps),
+         lambda s: f"With {EPOCH_MIN_ROWS} or more loss rows per epoch: for each epoch boundary, the relative drop from "
+                   "the mean of the K rows before it to the K rows after it (K a tenth of an epoch, 3 to 20 rows). "
+                   f"Fires when the median drop is at least {_pct(EPOCH_DROP)}, positive at 75% of the boundaries or "
+                   "more, and above the 90th percentile of the same drop measured away from the boundaries: the "
+                   "model recognises examples it has seen (memorisation).", _epoch_steps),
     Rule("preference_accuracy_gap", WARNING, "Train preference accuracy above eval",
-         lambda s: f"The mean train `rewards/accuracies` since the previous evaluation is at least "
-                   f"{PREFERENCE_GAP * 100:g} points above the last `eval_rewards/accuracies`.", _preference_gap),
-    Rule("eval_stopped_early", WARNING, "Evaluation stopped early",
-         lambda s: f"No evaluation in the last {EVAL_LATE_INTERVALS} evaluation intervals (median spacing of the "
-                   "evaluated steps) before the checkpoint's step.", _eval_stopped),
+         lambda s: f"The mean train `rewards/accuracies` over its last tenth is at least {PREFERENCE_GAP * 100:g} "
+                   "points above the last `eval_rewards/accuracies`.", _preference_gap),
+    Rule("eval_stopped_early", WARNING, "Final model not evaluated",
+         lambda s: f"Two or more evaluations, and none in the last {_pct(EVAL_LATE_SHARE)} of the steps: the "
+                   "metrics describe an earlier model than the checkpoint.", _eval_stopped),
     Rule("eval_metrics_disagree", WARNING, "Eval metrics disagree",
-         lambda s: f"From the first to the last evaluation, one rated metric improved and another got worse, each by "
-                   f"at least {_pct(DISAGREE_CHANGE)} of its first value.", _metrics_disagree),
+         lambda s: f"Two rated task metrics of one eval set (not losses) move in opposite directions, each by more "
+                   f"than {_pct(DISAGREE_CHANGE)} of its value, between two pairs of consecutive evaluations in a "
+                   "row.", _metrics_disagree),
     Rule("rl_no_signal", WARNING, "No learning signal (RL)",
-         lambda s: f"On at least {_pct(NO_SIGNAL_SHARE)} of the logged steps every completion of a group got the "
-                   "same reward (`frac_reward_zero_std` = 1, or `reward_std` = 0), or the mean reward was 0: "
-                   "GRPO's advantages are then zero and the policy gets no gradient.", _rl_signal),
-    Rule("chosen_reward_falling", WARNING, "Margin grows by pushing both answers down",
-         lambda s: "The reward margin rose while the chosen reward fell and ended below zero (trends as defined "
-                   "above): the model grows less likely to give the preferred answers too.", _rejected_only),
+         lambda s: f"On at least {_pct(NO_SIGNAL_SHARE)} of the logged steps every completion of a group got the same "
+                   "reward (`frac_reward_zero_std` = 1, else `zero_std_ratio` = 1, else `reward_std` = 0): GRPO's "
+                   "advantages are then zero and the policy gets no gradient.", _rl_signal),
+    Rule("chosen_reward_falling", WARNING, "Margin grows while the chosen reward falls (DPO)",
+         lambda s: "Not for ORPO / SimPO. By tenths of the logged rows: the chosen reward peaked above 0 and its last "
+                   f"tenth is below 0 (or the last eval chosen reward is, after a positive one), or it is at least "
+                   f"{_pct(CHOSEN_FALL)} below the peak while the margin grew by {_pct(MARGIN_GROWTH)} or more since "
+                   "that tenth.", _rejected_only),
+    Rule("start_above_uniform", WARNING, "First loss above uniform guessing",
+         lambda s: f"A language-model head (from config.json's `architectures`) whose first loss is more than "
+                   f"{_pct(SCRATCH_TOLERANCE)} above ln(`vocab_size`): worse than guessing uniformly, so the loss is "
+                   "broken or on another scale.", _from_scratch),
     Rule("before_max_steps", NOTE, "Checkpoint before max_steps",
          lambda s: f"`global_step` is below `max_steps`; a warning below {_pct(SCHEDULE_SHARE)} of it.", _schedule),
+    Rule("hidden_resume", NOTE, "Resumed run (from the summary row)",
+         lambda s: f"The summary row's `train_loss` is below {HIDDEN_RESUME_RATIO:g} times the step-weighted mean of "
+                   "the logged losses. The Trainer divides the losses of its last session by all steps, so the run was "
+                   "resumed; the step it resumed at is where the logged losses after it add up to that total. "
+                   "`train_loss` and `train_runtime` then cover the last session only.", _hidden_resume),
     Rule("still_improving", NOTE, "Still improving at the end",
-         lambda s: "The same slope as *Loss rising at the end*, falling instead: more steps would likely lower "
-                   "the loss further.", lambda r, f, s: []),
+         lambda s: "As *Loss rising at the end*, falling instead: more steps would likely lower the loss further.",
+         _no_check),
     Rule("best_checkpoints_disagree", NOTE, "Best by eval loss is not best by the task metric",
          lambda s: "The step with the lowest `eval_loss` is not the step with the best value of a rated task metric "
-                   "(3 or more evaluations).", _best_disagrees),
+                   "(3 or more evaluations); the page gives both values.", _best_disagrees),
     Rule("from_scratch", NOTE, "Trained from scratch",
-         lambda s: f"An SFT run whose first loss is within {_pct(SCRATCH_TOLERANCE)} of ln(`vocab_size`) from "
-                   "config.json: the loss of guessing uniformly, so there was no pretrained base to start from.",
-         _from_scratch),
+         lambda s: f"A language-model head whose first loss is within {_pct(SCRATCH_TOLERANCE)} of ln(`vocab_size`) "
+                   "from config.json: the loss of guessing uniformly, so there was no pretrained start.", _no_check),
 )

@@ -14,8 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from generator.findings import EXPLOSION_FACTOR
+from generator.series import edge_rows
 from generator.formatting import (
     count_words,
+    fmt_count,
     fmt_level,
     fmt_number,
     fmt_percent,
@@ -171,7 +173,8 @@ def _trend(summary: SeriesSummary, what: str, fmt: Callable[[float | None], str]
         return f"{what} was {fmt(summary.end)}{unit} at step {summary.end_step} (one logged value)"
     head, tail = summary.head_mean, summary.tail_mean
     rho = f", Spearman rho {summary.rho:+.2f}" if summary.rho is not None else ""
-    means = "first and last logged values" if summary.rows < 20 else "means of the first and last tenth"
+    edge = edge_rows(summary.rows)
+    means = "first and last logged values" if edge == 1 else f"means of the first and last {edge} logged values"
     if summary.trend == "none":
         return f"{what} showed no clear trend ({fmt(head)} to {fmt(tail)}{unit}, {means}{rho})"
     verb = "rose" if summary.trend == "rose" else "fell"
@@ -204,7 +207,7 @@ def _reward_functions(f: Figures, s: AnalysisSettings) -> str:
     if len(functions) < 2:  # one function is the reward itself
         return ""
     parts = [f"{item.column} {fmt_number(item.head_mean)} to {fmt_number(item.tail_mean)}" for item in functions]
-    return "Per reward function (mean of the first and last tenth of the logged steps): " + "; ".join(parts) + "."
+    return "Per reward function (means of the first and last tenth of the logged steps, at least 3 values each): " + "; ".join(parts) + "."
 
 
 def _kl(f: Figures, s: AnalysisSettings) -> str:
@@ -354,9 +357,11 @@ def _pp(value: float) -> str:
     return fmt_percent(value, 0) if abs(value) >= 0.1 else fmt_percent(value, 1)
 
 
+NON_FINITE_NAMES = {0: "NaN", 1: "Infinity", -1: "-Infinity"}
+
 FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
     "non_finite": lambda x, s: (
-        f"{x.subject} became non-finite at step {int(x.values['step'])}"
+        f"{x.subject} became {NON_FINITE_NAMES[int(x.values.get('value', 0))]} at step {int(x.values['step'])}"
         + (f" ({int(x.values['count'])} rows in all)" if x.values["count"] > 1 else "")
         + ": those values are gaps in the plots and left out of the figures."),
     "skipped_steps": lambda x, s: (
@@ -365,9 +370,9 @@ FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
         "mixed-precision loss scaling skipped those updates."),
     "grad_explosion": lambda x, s: (
         f"Gradient explosion: grad_norm reached {fmt_number(x.values['max'])} at step {int(x.values['max_step'])}, "
-        f"{fmt_number(x.values['max'] / x.values['median'])} times its median of {fmt_number(x.values['median'])}"
-        + (f" ({int(x.values['count'])} steps at {EXPLOSION_FACTOR:g}x or more)" if x.values["count"] > 1 else "")
-        + "."),
+        f"{fmt_count(x.values['max'] / x.values['median'])} times its median of {fmt_number(x.values['median'])}"
+        + (f" ({int(x.values['count'])} logged steps at {EXPLOSION_FACTOR:g}x the median or more, after the first "
+           "tenth of the run)" if x.values["count"] > 1 else "") + "."),
     "loss_spikes": lambda x, s: (
         f"Loss spike{'s' if x.values['count'] > 1 else ''} at step{'s' if x.values['count'] > 1 else ''} "
         f"{_step_list(x.steps, int(x.values['count']))}: the logged loss jumped above {s.spike_factor:g}x the "
@@ -376,65 +381,80 @@ FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
         f"No improvement: the loss did not fall (first {fmt_number(x.values['start'])}, level at the end "
         f"{fmt_number(x.values['end_level'])})."),
     "loss_rising_at_end": lambda x, s: (
-        f"The loss rose at the end: from step {int(x.values['from_step'])} to {int(x.values['to_step'])} its trend "
-        f"went from {fmt_number(x.values['start'])} to {fmt_number(x.values['end'])} "
-        f"(+{_pp(x.values['change'])})."),
+        f"The loss rose at the end: between steps {int(x.values['from_step'])} and {int(x.values['to_step'])} "
+        f"(the last fifth of the log) its median went from {fmt_number(x.values['first_half_median'])} to "
+        f"{fmt_number(x.values['second_half_median'])} (+{_pp(x.values['change'])})."),
     "still_improving": lambda x, s: (
-        f"Still improving at the end: from step {int(x.values['from_step'])} to {int(x.values['to_step'])} the loss "
-        f"trend fell from {fmt_number(x.values['start'])} to {fmt_number(x.values['end'])} "
-        f"({_pp(x.values['change'])}); more steps would likely lower it further."),
+        f"Still improving at the end: between steps {int(x.values['from_step'])} and {int(x.values['to_step'])} "
+        f"(the last fifth of the log) the median loss fell from {fmt_number(x.values['first_half_median'])} to "
+        f"{fmt_number(x.values['second_half_median'])} ({_pp(x.values['change'])}); more steps would likely lower "
+        "it further."),
     "eval_loss_rising": lambda x, s: (
         f"Overfitting: eval loss was lowest at step {int(x.values['best_step'])} ({fmt_number(x.values['best'])}) "
         f"and rose by {_pp(x.values['rise'])} to {fmt_number(x.values['last'])} at step "
-        f"{int(x.values['last_step'])}."),
+        f"{int(x.values['last_step'])}, while the train loss kept falling ({fmt_number(x.values['train_at_best'])} "
+        f"around that step, {fmt_number(x.values['train_end'])} at the end)."),
     "eval_loss_flat": lambda x, s: (
         f"Train and eval diverge: between steps {int(x.values['from_step'])} and {int(x.values['to_step'])} the "
-        f"training loss level fell {fmt_number(x.values['train_factor'])}x ({fmt_number(x.values['train_from'])} to "
-        f"{fmt_number(x.values['train_to'])}) while the eval loss improved by only {_pp(x.values['gain'])} "
-        f"({fmt_number(x.values['eval_first'])} to a best of {fmt_number(x.values['eval_best'])}): the gains on the "
-        "training data do not carry over to held-out data."),
+        f"train loss fell by {_pp(-x.values['train_change'])} ({fmt_number(x.values['train_from'])} to "
+        f"{fmt_number(x.values['train_to'])}) while the eval loss went from {fmt_number(x.values['eval_from'])} to "
+        f"{fmt_number(x.values['eval_to'])} ({'+' if x.values['eval_change'] >= 0 else ''}"
+        f"{_pp(x.values['eval_change'])}): the gains on the training data do not carry over to held-out data."),
     "epoch_step_down": lambda x, s: (
-        f"The loss steps down at each epoch boundary (by {_pp(x.values['min_drop'])} to {_pp(x.values['max_drop'])} "
-        f"at steps {_step_list(x.steps, int(x.values['boundaries']))}, against a typical "
-        f"{_pp(x.values['typical_change'])} inside epochs): the model recognises examples it has already seen, "
-        "a sign of memorisation."),
+        f"The loss steps down at epoch boundaries: by a median of {_pp(x.values['median_drop'])} across "
+        f"{int(x.values['boundaries'])} boundar{'ies' if x.values['boundaries'] > 1 else 'y'} (steps "
+        f"{_step_list(x.steps, int(x.values['boundaries']))}), against at most {_pp(x.values['noise_p90'])} for 9 in "
+        "10 windows inside epochs: the model recognises examples it has already seen, a sign of memorisation."),
     "preference_accuracy_gap": lambda x, s: (
-        f"Preference accuracy is {fmt_percent(x.values['train'])} on the training pairs (steps "
-        f"{int(x.values['from_step'])} to {int(x.values['step'])}) but {fmt_percent(x.values['eval'])} on the eval "
+        f"Preference accuracy is {fmt_percent(x.values['train'])} on the training pairs (mean of steps "
+        f"{int(x.values['from_step'])} to {int(x.values['to_step'])}) but {fmt_percent(x.values['eval'])} on the eval "
         f"pairs at step {int(x.values['step'])}: the model fits its training pairs better than held-out ones."),
     "eval_stopped_early": lambda x, s: (
-        f"Evaluation stopped early: the last evaluation is at step {int(x.values['last_eval_step'])}, "
-        f"{int(x.values['gap'])} steps before the checkpoint's step {int(x.values['steps'])} (evaluations were "
-        f"{fmt_number(x.values['interval'])} steps apart): the end of training was never evaluated."),
+        f"The final model was not evaluated: the last evaluation is at step {int(x.values['last_eval_step'])}, "
+        f"{int(x.values['gap'])} steps ({_pp(x.values['share'])} of the run) before the checkpoint's step "
+        f"{int(x.values['steps'])}; the eval figures describe that earlier model."),
     "eval_metrics_disagree": lambda x, s: (
-        f"Eval metrics disagree ({x.subject}): the first went from {fmt_number(x.values['better_first'])} to "
-        f"{fmt_number(x.values['better_last'])} (better), the second from {fmt_number(x.values['worse_first'])} to "
-        f"{fmt_number(x.values['worse_last'])} (worse), first to last evaluation."),
+        f"Eval metrics disagree ({x.subject}): from step {int(x.values['from_step'])} to {int(x.values['to_step'])} "
+        f"the first went from {fmt_number(x.values['first_from'])} to {fmt_number(x.values['first_to'])} and the "
+        f"second from {fmt_number(x.values['second_from'])} to {fmt_number(x.values['second_to'])}, one better and "
+        "one worse at each of two evaluations in a row."),
     "rl_no_signal": lambda x, s: _rl_no_signal(x),
     "chosen_reward_falling": lambda x, s: (
-        f"The margin grew ({fmt_number(x.values['margin_from'])} to {fmt_number(x.values['margin_to'])}) while the "
-        f"chosen reward fell ({fmt_number(x.values['chosen_from'])} to {fmt_number(x.values['chosen_to'])}); the "
-        f"rejected reward went from {fmt_number(x.values['rejected_from'])} to {fmt_number(x.values['rejected_to'])}: "
-        "the model is growing less likely to give the preferred answers too (means of the first and last tenth)."),
+        f"The margin grows while the chosen reward falls: the chosen reward peaked at "
+        f"{fmt_number(x.values['chosen_peak'])} (mean of tenth {int(x.values['peak_decile'])} of the log) and ended at "
+        f"{fmt_number(x.values['chosen_end'])} (last tenth)"
+        + (f", {fmt_number(x.values['eval_chosen_end'])} on the eval pairs at step "
+           f"{int(x.values['eval_chosen_end_step'])}" if "eval_chosen_end" in x.values else "")
+        + f", while the margin went from {fmt_number(x.values['margin_at_peak'])} to "
+        f"{fmt_number(x.values['margin_end'])}: the model pushes the rejected answers down and grows less likely "
+        "to give the preferred ones too."),
+    "start_above_uniform": lambda x, s: (
+        f"The first loss ({fmt_number(x.values['start'])}) is {fmt_number(x.values['ratio'])} times ln(vocab_size) = "
+        f"{fmt_number(x.values['uniform_loss'])}, worse than guessing uniformly: the loss is broken or on another "
+        "scale."),
     "before_max_steps": lambda x, s: (
         f"This checkpoint is at step {int(x.values['step'])} of the planned {int(x.values['max_steps'])} (max_steps, "
-        f"{_pp(x.values['share'])}): training had not finished when it was saved."),
+        f"{_pp(x.values['share'])}): training had not reached its schedule's end when it was saved."),
+    "hidden_resume": lambda x, s: (
+        f"The run was resumed, though no step goes back in the log: the summary row's train_loss "
+        f"({fmt_number(x.values['train_loss'])}) is far below the mean logged loss "
+        f"({fmt_number(x.values['logged_mean'])}); the Trainer divides only its last session's losses by all "
+        f"{int(x.values['global_step'])} steps, which fits a resume from step {int(x.values['resumed_at'])}. "
+        "The summary row's figures cover that last session only."),
     "best_checkpoints_disagree": lambda x, s: (
-        f"The best checkpoint by eval loss (step {int(x.values['loss_best_step'])}) is not the best by {x.subject} "
-        f"(step {int(x.values['metric_best_step'])}, {fmt_number(x.values['metric_best'])}; "
-        f"{fmt_number(x.values['metric_at_loss_best'])} at the eval-loss best)."),
+        f"The best checkpoint by eval loss (step {int(x.values['loss_best_step'])}) is not the best by {x.subject}: "
+        f"{fmt_number(x.values['metric_at_loss_best'])} there, against {fmt_number(x.values['metric_best'])} at step "
+        f"{int(x.values['metric_best_step'])}."),
     "from_scratch": lambda x, s: (
         f"Trained from scratch: the first loss ({fmt_number(x.values['start'])}) is close to ln(vocab_size) = "
-        f"{fmt_number(x.values['uniform_loss'])} for a vocabulary of {int(x.values['vocab_size'])}, the loss of "
+        f"{fmt_number(x.values['uniform_loss'])} for a vocabulary of {fmt_count(x.values['vocab_size'])}, the loss of "
         "guessing uniformly; there was no pretrained model to start from."),
 }
 
 
 def _rl_no_signal(x: Finding) -> str:
-    parts = []
-    if "zero_spread_share" in x.values:
-        parts.append(f"on {_pp(x.values['zero_spread_share'])} of the logged steps all completions of a group got the "
-                     "same reward")
+    parts = [f"on {_pp(x.values['zero_spread_share'])} of the logged steps every completion of a group got the "
+             f"same reward ({x.subject})"]
     if "zero_reward_share" in x.values:
         parts.append(f"the mean reward was 0 on {_pp(x.values['zero_reward_share'])} of them")
     text = "No learning signal: " + join_words(parts)

@@ -18,6 +18,7 @@ import pandas as pd
 from generator import kinds, narrative
 from generator.analysis import as_step, finite_series
 from generator.colors import LEGEND_LIMIT
+from generator.findings import RULES, SENTINEL_EPOCHS
 from generator.formatting import (
     fmt_count,
     fmt_duration,
@@ -27,7 +28,6 @@ from generator.formatting import (
     md_code,
     md_text,
 )
-from generator.findings import RULES, SENTINEL_EPOCHS
 from generator.kinds import Panel
 from generator.records import (
     RUN_KINDS,
@@ -205,13 +205,13 @@ def _trend_cell(series: SeriesSummary, shown: Callable[[float | None], str]) -> 
 
 
 SERIES_LABELS = {
-    "entropy": "Entropy, first to last tenth",
-    "reward": "Reward, first to last tenth",
-    "kl": "KL, first to last tenth",
-    "completions/mean_length": "Mean completion length, first to last tenth",
-    "completion_length": "Completion length, first to last tenth",
-    "rewards/margins": "Reward margin, first to last tenth",
-    "rewards/accuracies": "Preference accuracy, first to last tenth",
+    "entropy": "Entropy, start to end (means)",
+    "reward": "Reward, start to end (means)",
+    "kl": "KL, start to end (means)",
+    "completions/mean_length": "Mean completion length, start to end (means)",
+    "completion_length": "Completion length, start to end (means)",
+    "rewards/margins": "Reward margin, start to end (means)",
+    "rewards/accuracies": "Preference accuracy, start to end (means)",
 }
 PERCENT_SERIES = frozenset({"rewards/accuracies"})
 
@@ -586,7 +586,7 @@ come from the `analysis:` section of `checkpoints.yaml`.
 | Smoothed loss below L | The first logged step where the smoothed loss is below each level L in `loss_levels` (now: {", ".join(fmt_level(level) for level in s.loss_levels)}) that the first logged loss was above. |
 | Relatively low start | A start loss below **{fmt_level(s.low_start_loss)}** (`low_start_loss`). |
 | Final mean token accuracy | The last logged `mean_token_accuracy` (TRL's SFTTrainer logs it). |
-| Trend (rose / fell) | One definition for every metric (entropy, reward, KL, margins, completion length...): a metric rose (fell) when the mean of its last tenth of logged values is above (below) the mean of its first tenth **and** its Spearman rank correlation with the step agrees in sign and is at least 0.3 in size; otherwise it showed no clear trend. Tables show the same two means and the same word. |
+| Trend (rose / fell) | One definition for every metric (entropy, reward, KL, margins, completion length...): a metric rose (fell) when the mean of its last tenth of logged values (at least 3 of 9 or more) is above (below) the mean of its first tenth **and** its Spearman rank correlation with the step agrees in sign and is at least 0.3 in size; otherwise it showed no clear trend. Tables show the same two means and the same word. |
 | Entropy trend | The trend above; called consistent when Spearman rho is at least **{s.entropy_consistency:g}** (`entropy_consistency`) in size. |
 | Eval loss | The last and the lowest logged `eval_loss`; the gap is the last eval loss minus the smoothed training loss at that step. |
 | Comparable runs (index) | Runs are compared only within one kind and one group: the entry's `compare_group` in checkpoints.yaml, else the base model family (the model name up to its size, e.g. `qwen2.5`, `gemma-2`): raw losses of different tokenizers or tasks are not on one scale. Runs without a group are listed as not compared. |
@@ -602,7 +602,7 @@ The kind is recognised from the keys a run logged, in this order:
 
 | Kind | Recognised from | What its page adds |
 | :--- | :--- | :--- |
-| Reinforcement learning (GRPO / PPO / RLOO) | `reward`, `rewards/<function>/mean`, `objective/rlhf_reward` or `objective/scores` in the training rows | Reward (+/- `reward_std`), reward per function, KL, completion length, clipped completions, clip ratios. The loss is shown but not read as progress (it may be zero or negative by design): no convergence class, no spikes. Trends compare the mean of the first tenth of the logged values with the mean of the last tenth. |
+| Reinforcement learning (GRPO / PPO / RLOO) | `reward`, `rewards/<function>/mean`, `objective/rlhf_reward` or `objective/scores` in the training rows | Reward (+/- `reward_std`), reward per function, KL, completion length, clipped completions, clip ratios. The loss is shown but not read as progress (it may be zero or negative by design): no convergence class, no spikes. Trends as defined above. |
 | Preference optimisation (DPO family) | `rewards/margins`, `rewards/chosen`, `rewards/accuracies`, `logps/chosen` or `odds_ratio_loss`, in training or eval rows | Reward margin, preference accuracy, chosen and rejected rewards, log-probabilities, logits (eval values as dots). The start loss is not read as a statement about the base model (a DPO loss starts at log 2 by construction). |
 | Fine-tune with evaluation metrics | an eval metric other than a loss (`eval_accuracy`, `eval_f1`, `eval_rouge-1`, `eval_wer`, ...) | The evaluation table and plot, one panel per metric and one line per eval set. |
 | SFT / Trainer | anything else | Loss, learning rate, grad norm, token accuracy and entropy. |

@@ -179,6 +179,9 @@ class TrainingRun:
     """`model_type` from config.json, when present."""
     vocab_size: int | None = None
     """`vocab_size` from config.json, when present (a first loss near ln(vocab_size) means no pretraining)."""
+    language_model: bool = False
+    """config.json's `architectures` name a token-predicting head (`*ForCausalLM`, `*ForConditionalGeneration`,
+    `*LMHeadModel`, `*ForMaskedLM`, `EncoderDecoderModel`): its loss is on the ln(vocab_size) scale."""
     warnings: tuple[str, ...] = ()
     """Things the reader skipped or doubted, one line each."""
     predict: dict[str, float] = field(default_factory=dict)
@@ -228,9 +231,10 @@ class SeriesSummary:
     max: float
     max_step: int
     head_mean: float
-    """Mean of the first tenth of the logged values (at least one): steadier than one noisy row."""
+    """Mean of the first `series.edge_rows` logged values (a tenth, at least 3 of 9 or more): steadier than
+    one noisy or warm-up row."""
     tail_mean: float
-    """Mean of the last tenth of the logged values."""
+    """Mean of the last `series.edge_rows` logged values."""
     rho: float | None = None
     """Spearman rank correlation of the values with their steps (None when undefined)."""
     trend: str = "none"

@@ -60,6 +60,12 @@ def spearman(series: pd.Series) -> float | None:
     return rho if math.isfinite(rho) else None
 
 
+def edge_rows(count: int) -> int:
+    """How many values the 'first' and 'last' means of a trend take: a tenth, at least 3 when there are 9
+    or more (one noisy or warm-up value must not decide a trend)."""
+    return max(1, min(3, count // 3), count // 10)
+
+
 TREND_RHO = 0.3
 """|Spearman rho| below this: no trend is called, whatever the end points say."""
 
@@ -67,8 +73,8 @@ TREND_RHO = 0.3
 def trend_of(series: pd.Series) -> tuple[str, float | None]:
     """('rose' | 'fell' | 'none', rho): the one trend definition of every page.
 
-    A metric rose (fell) when the mean of its last tenth is above (below) the mean
-    of its first tenth AND its rank correlation with the step agrees in sign and
+    A metric rose (fell) when the mean of its last values is above (below) the mean
+    of its first values (`edge_rows` of each) AND its rank correlation with the step agrees in sign and
     is at least TREND_RHO in size: the end points alone are too noisy, and rho
     alone ignores how much changed.
     """
@@ -76,8 +82,8 @@ def trend_of(series: pd.Series) -> tuple[str, float | None]:
     if rho is None or len(series) < MIN_ROWS_FOR_TRENDS:
         return "none", rho
     values = series.to_numpy(dtype="float64")
-    tenth = max(1, len(values) // 10)
-    head, tail = float(values[:tenth].mean()), float(values[-tenth:].mean())
+    edge = edge_rows(len(values))
+    head, tail = float(values[:edge].mean()), float(values[-edge:].mean())
     if tail > head and rho >= TREND_RHO:
         return "rose", rho
     if tail < head and rho <= -TREND_RHO:

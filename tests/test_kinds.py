@@ -12,7 +12,7 @@ import pytest
 
 from generator.analysis import analyse
 from generator.kinds import direction, eval_groups, other_metrics, run_kind
-from generator.narrative import model_analysis, reward_comparison, reward_conclusion
+from generator.narrative import finding_sentence, model_analysis, reward_comparison, reward_conclusion
 from generator.reader import read_run
 from generator.records import AnalysisSettings, CheckpointEntry, TrainingRun
 from generator.site import generate
@@ -22,7 +22,9 @@ SETTINGS = AnalysisSettings()
 
 
 def sentences_of(run: TrainingRun) -> list[str]:
-    return model_analysis(analyse(run, SETTINGS), run, SETTINGS)
+    """The page's findings, then its analysis bullets."""
+    figures = analyse(run, SETTINGS)
+    return [finding_sentence(x, SETTINGS) for x in figures.findings] + model_analysis(figures, run, SETTINGS)
 
 
 def read(path: Path) -> TrainingRun:
@@ -117,10 +119,10 @@ def test_preference_run_reports_margin_and_accuracy() -> None:
     text = " ".join(sentences_of(run))
 
     assert analyse(run, SETTINGS).kind == "preference"
-    # 20 logged values: the means of the first two and the last two.
-    assert "The reward margin (chosen minus rejected) rose from 0.05 to 1.85" in text
+    # 20 logged values: the means of the first three and the last three.
+    assert "The reward margin (chosen minus rejected) rose from 0.1 to 1.8" in text
     assert "the chosen reward was 0.19 and the rejected -1.71" in text
-    assert "Preference accuracy (chosen ranked above rejected) rose from 51.0% to 87.0%" in text
+    assert "Preference accuracy (chosen ranked above rejected) rose from 52.0% to 86.0%" in text
     assert "base model" not in text  # a DPO loss starts at log 2 whatever the base model
 
 
@@ -129,7 +131,7 @@ def test_reward_comparison_and_conclusion_across_rl_runs() -> None:
     flat = analyse(run_from({"step": list(range(1, 21)), "reward": [0.3] * 20}), SETTINGS)
 
     assert reward_comparison([("A", rising), ("B", flat)]) == [
-        "Mean reward over the last tenth of each run's logged steps, highest first: A (0.925) and B (0.3)."]
+        "Mean reward over the last tenth of each run's logged steps, highest first: A (0.9) and B (0.3)."]
     assert reward_conclusion([("A", rising), ("B", flat)]).startswith(
         "The reward rose for A; it did not rise for B")
 
@@ -156,8 +158,8 @@ def test_loss_spikes_are_flagged_with_their_steps() -> None:
     figures = analyse(run, SETTINGS)
 
     assert figures.spikes == (260,)
-    assert "Loss spike at step 260: the logged loss went above 2x the median of the 10 losses before it." in \
-        sentences_of(run)
+    assert ("Loss spike at step 260: the logged loss jumped above 2x the median of the 10 losses before it, clear of "
+            "their batch-to-batch noise.") in sentences_of(run)
 
 
 # --- shapes of logs -------------------------------------------------------------------------------
@@ -178,8 +180,9 @@ def test_nan_loss_is_reported_with_its_step(tmp_path: Path) -> None:
     assert [(item.column, item.step, item.value, item.count) for item in figures.non_finite] == [
         ("loss", 812, "NaN", 48), ("grad_norm", 900, "Infinity", 1)]
     assert figures.end_loss == 2.0 - 808 / 1000  # the last finite loss
-    assert any(sentence.startswith("Non-finite values: loss became NaN at step 812 (48 rows in all) and grad_norm "
-                                   "became Infinity at step 900") for sentence in sentences_of(run))
+    text = sentences_of(run)
+    assert any(sentence.startswith("loss became NaN at step 812 (48 rows in all)") for sentence in text)
+    assert any(sentence.startswith("grad_norm became Infinity at step 900:") for sentence in text)
 
 
 def test_resumed_run_says_where(tmp_path: Path) -> None:
@@ -199,7 +202,8 @@ def test_interrupted_log_and_missing_summary_are_stated(tmp_path: Path) -> None:
     assert ("The last logged step is 30, but the checkpoint is at step 80 (global_step): the last 50 steps are not "
             "in the log, at least the logging interval (10 steps): logging stopped before the checkpoint was saved, as when a "
             "run is interrupted.") in text
-    assert any(sentence.startswith("There is no end-of-training summary row") for sentence in text)
+    # A checkpoint never holds the summary row (it is written after the last save): nothing to say.
+    assert not any("summary row" in sentence for sentence in text)
     # Ending between two logging steps is how every log ends: nothing said.
     quiet = read(write_state(tmp_path / "quiet", sft_rows([2.0, 1.5, 1.2]), global_step=33, logging_steps=10))
     assert not any("last logged step" in sentence for sentence in sentences_of(quiet))

@@ -262,8 +262,8 @@ CONFIG_ERRORS = [
         id="analysis-boolean",
     ),
     pytest.param(
-        "analysis: {very_fast: 0.5}\ncheckpoints: []\n",
-        "checkpoints.yaml: analysis: expected very_fast <= fast <= steady, got 0.5, 0.4, 0.7",
+        "analysis: {very_fast: 0.05}\ncheckpoints: []\n",
+        "checkpoints.yaml: analysis: expected very_fast >= fast >= steady (loss falls per 100 steps), got 0.05, 0.1, 0.01",
         id="very-fast-above-fast",
     ),
     pytest.param(
