@@ -51,7 +51,13 @@ def fmt_percent(fraction: float | None, digits: int = 1) -> str:
         return "n/a"
     if abs(fraction) >= 1e4:  # keep absurd ratios short: '1.5e+302%'
         return f"{fraction * 100:.2g}%"
-    return f"{fraction * 100:.{digits}f}%"
+    percent = fraction * 100
+    text = f"{percent:.{digits}f}"
+    # 99.96% is not 100%, and 0.02% is not 0%: add digits until the rounding stops claiming a round figure.
+    while digits < 4 and float(text) in (100.0, -100.0, 0.0) and percent != float(text):
+        digits += 1
+        text = f"{percent:.{digits}f}"
+    return f"{text}%"
 
 
 def fmt_count(value: float | None) -> str:

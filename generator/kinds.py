@@ -24,12 +24,12 @@ TRAIN_BOOKKEEPING = frozenset({"step", "epoch", "total_flos", "num_tokens", "num
 LANGUAGE_MODEL_EVAL = re.compile(r"eval_(?:.+_)?(?:loss|mean_token_accuracy|entropy|num_tokens|perplexity|ppl)")
 """Eval keys any language-model fine-tune logs (TRL's SFTTrainer adds token accuracy and entropy):
 they do not make a run 'evaluation-heavy'."""
-LOWER_IS_BETTER = re.compile(r"(loss|wer|cer|perplexity|ppl|error|mse|mae|rmse)", re.IGNORECASE)
-HIGHER_IS_BETTER = re.compile(
-    r"(accura|f1|precision|recall|rouge|bleu|exact_match|auc|matthews|mcc|pearson|spearman|meteor|chrf|"
-    r"bertscore|ndcg|margins)",
-    re.IGNORECASE,
-)
+LOWER_IS_BETTER = frozenset({"loss", "wer", "cer", "perplexity", "ppl", "error", "mse", "mae", "rmse"})
+HIGHER_IS_BETTER = ("accura", "f1", "precision", "recall", "rouge", "bleu", "exact", "auc", "matthews", "mcc",
+                    "pearson", "spearman", "meteor", "chrf", "bertscore", "ndcg", "margins")
+"""Words of a metric's name that say which way is better. Matched against whole words of the name
+(split at `_`, `-`, `/`, `.`): 'answers_correct' holds 'wer' but no word 'wer'. Higher-is-better
+words match as word prefixes ('accuracy', 'rougeL', 'f1')."""
 
 
 def run_kind(train_columns: Iterable[str], eval_columns: Iterable[str]) -> tuple[str, tuple[str, ...]]:
@@ -57,10 +57,10 @@ def eval_quality_columns(columns: Iterable[str]) -> list[str]:
 
 def direction(column: str) -> str | None:
     """'min' when lower is better, 'max' when higher is, None when the name does not say."""
-    name = column.removeprefix("eval_")
-    if HIGHER_IS_BETTER.search(name):
+    words = [word for word in re.split(r"[^a-z0-9]+", column.removeprefix("eval_").lower()) if word]
+    if any(word.startswith(HIGHER_IS_BETTER) for word in words):
         return "max"
-    if LOWER_IS_BETTER.search(name):
+    if any(word in LOWER_IS_BETTER for word in words):
         return "min"
     return None
 

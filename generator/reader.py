@@ -153,6 +153,7 @@ def read_run(entry: CheckpointEntry, shown_file: str | None = None) -> TrainingR
         base_model_source=source,
         adapter=adapter,
         model_type=_model_type(folders),
+        **_vocabulary(folders),
         warnings=tuple(warnings),
         predict=tables.predict,
         resumes=tables.resumes,
@@ -510,6 +511,26 @@ def read_front_matter(path: Path) -> dict[str, Any]:
     except yaml.YAMLError:
         return {}
     return front if isinstance(front, dict) else {}
+
+
+LANGUAGE_MODEL_HEADS = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel", "ForMaskedLM",
+                        "EncoderDecoderModel")
+
+
+def _vocabulary(folders: list[Path]) -> dict[str, Any]:
+    """`vocab_size` of config.json, and whether its `architectures` predict tokens (loss on the ln(V) scale)."""
+    for folder in folders:
+        config = _read_json_object(folder / "config.json")
+        if not config:
+            continue
+        vocab = config.get("vocab_size")
+        architectures = config.get("architectures")
+        heads = [a for a in architectures if isinstance(a, str)] if isinstance(architectures, list) else []
+        return {
+            "vocab_size": vocab if isinstance(vocab, int) and not isinstance(vocab, bool) and 1 < vocab < 10**9 else None,
+            "language_model": any(a.endswith(LANGUAGE_MODEL_HEADS) for a in heads),
+        }
+    return {}
 
 
 def _model_type(folders: list[Path]) -> str:
