@@ -541,7 +541,7 @@ def comparison(models: Sequence[Compared], settings: AnalysisSettings) -> list[s
 
 
 def _group_comparison(members: Sequence[Compared], settings: AnalysisSettings) -> list[str]:
-    label = f" ({members[0].group})" if len({m.group for m in members}) == 1 and members[0].group else ""
+    label = f"Compared within {members[0].group}: " if members[0].group else ""
     sentences: list[str] = []
     for model in members:
         start = model.figures.start_loss
@@ -562,7 +562,7 @@ def _group_comparison(members: Sequence[Compared], settings: AnalysisSettings) -
     close = [m for m in by_end[1:] if m.figures.end_loss is not None and best_end > 0
              and m.figures.end_loss <= best_end * (1 + settings.comparable_tolerance)]
     far = [m for m in by_end[1:] if m not in close]
-    text = f"Among{label} {join_words([m.name for m in members])}, {best.name} ended with the lowest loss ({fmt_number(best_end)})"
+    text = f"{label}{best.name} ended with the lowest loss ({fmt_number(best_end)})"
     if close:
         text += (
             f"; {join_words([f'{m.name} ({fmt_number(m.figures.end_loss)})' for m in close])} ended comparably "

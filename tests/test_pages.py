@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import pytest
@@ -67,5 +68,9 @@ def test_example_site_matches_golden_files(example_project: Path, update_golden:
             golden.parent.mkdir(parents=True, exist_ok=True)
             golden.write_text(produced, encoding="utf-8")
         elif not golden.is_file() or golden.read_text(encoding="utf-8") != produced:
-            differing.append(name)
-    assert not differing, f"generated files differ from tests/golden: {differing} (review, then --update-golden)"
+            expected = golden.read_text(encoding="utf-8") if golden.is_file() else ""
+            diff = difflib.unified_diff(expected.splitlines(), produced.splitlines(), f"golden/{name}",
+                                        f"generated/{name}", lineterm="", n=1)
+            differing.append("\n".join(list(diff)[:40]))
+    assert not differing, "generated files differ from tests/golden (review, then --update-golden):\n" + "\n".join(
+        differing)
