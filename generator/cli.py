@@ -23,7 +23,16 @@ from generator.cache import RUNS_DIR, RunCache
 from generator.errors import TraindocsError
 from generator.mkdocs_plugin import REGISTRY_ENV, site_layout
 from generator.records import SiteLayout
-from generator.remote import CACHE_ENV, OFFLINE_ENV, RemoteOptions, is_remote, options_from_env
+from generator.remote import (
+    CACHE_ENV,
+    DEFAULT_TIMEOUT,
+    OFFLINE_ENV,
+    TIMEOUT_ENV,
+    RemoteOptions,
+    is_remote,
+    options_from_env,
+    parse_timeout,
+)
 from generator.site import GenerationResult, default_jobs, generate
 
 DESCRIPTION = """\
@@ -75,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                         help=f"traindocs' cache: remote checkpoints' small files, and what unchanged checkpoints "
                         f"read as (default: ${CACHE_ENV}, else $XDG_CACHE_HOME/traindocs or ~/.cache/traindocs)")
+    common.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                        help=f"give up on a remote server that does not connect or answer within SECONDS "
+                        f"(default: ${TIMEOUT_ENV}, else {DEFAULT_TIMEOUT:g})")
     common.add_argument("--no-cache", action="store_true",
                         help="parse and analyse every checkpoint again, even unchanged ones (plots that did not "
                         "change are still not redrawn)")
@@ -156,6 +168,13 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    value = parse_timeout(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -219,7 +238,8 @@ def _remote_options(args: argparse.Namespace) -> RemoteOptions:
     """--offline and --cache-dir over $TRAINDOCS_OFFLINE and $TRAINDOCS_CACHE_DIR."""
     options = options_from_env()
     cache_dir = args.cache_dir.expanduser().resolve() if args.cache_dir else options.cache_dir
-    return RemoteOptions(cache_dir=cache_dir, offline=options.offline or args.offline)
+    timeout = args.timeout if getattr(args, "timeout", None) else options.timeout
+    return RemoteOptions(cache_dir=cache_dir, offline=options.offline or args.offline, timeout=timeout)
 
 
 def _mkdocs_yml(args: argparse.Namespace) -> Path:
@@ -321,6 +341,7 @@ def _build_or_serve(args: argparse.Namespace) -> int:
         os.environ[CACHE_ENV] = str(options.cache_dir)
         if options.offline:
             os.environ[OFFLINE_ENV] = "1"
+        os.environ[TIMEOUT_ENV] = repr(options.timeout)
         try:
             serve(config_file=str(mkdocs_yml), dev_addr=args.dev_addr, strict=args.strict)
         except MkDocsException as exc:

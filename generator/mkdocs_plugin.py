@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup, escape
 from mkdocs.config import config_options
 from mkdocs.config.base import Config
 from mkdocs.exceptions import PluginError
@@ -34,6 +35,19 @@ def site_layout(config: Any) -> SiteLayout:
     if site_url and not site_url.endswith("/"):
         site_url += "/"
     return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url)
+
+
+def inert_striptags(value: Any) -> Markup:
+    """Jinja's `striptags`, with the text it returns escaped again.
+
+    Jinja's own filter removes tags and then *unescapes* entities: Material writes
+    `{{ page.title | striptags }}` into `<title>`, so a page heading holding the
+    (escaped) text `</title><script>` came out as markup. This one returns the
+    same text as escaped HTML (a `Markup`, so a following `| e` leaves it alone).
+    """
+    if hasattr(value, "__html__"):
+        value = value.__html__()
+    return escape(Markup(str(value)).striptags())
 
 
 class TraindocsConfig(Config):
@@ -75,6 +89,11 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         if TABLESORT_SCRIPT not in [str(script) for script in config.extra_javascript]:
             config.extra_javascript.append(TABLESORT_SCRIPT)
         return config
+
+    def on_env(self, env: Any, config: Any, files: Any) -> Any:
+        # Page titles are user text (a model's name): see inert_striptags.
+        env.filters["striptags"] = inert_striptags
+        return env
 
     def on_serve(self, server: Any, config: Any, builder: Any) -> Any:
         # Reload when the registry or a registered trainer_state.json changes;

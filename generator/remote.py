@@ -26,6 +26,7 @@ sites never pay for them.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import difflib
 import functools
@@ -55,6 +56,9 @@ CACHE_ENV = "TRAINDOCS_CACHE_DIR"
 """Overrides the cache location."""
 OFFLINE_ENV = "TRAINDOCS_OFFLINE"
 """'1' (or true/yes/on): build remote entries from the cache alone (read by `options_from_env`)."""
+TIMEOUT_ENV = "TRAINDOCS_TIMEOUT"
+"""Seconds a server may take to connect or to send the next bytes (read by `options_from_env`)."""
+DEFAULT_TIMEOUT = 60.0
 
 SIDE_FILES = ("adapter_config.json", "config.json", "README.md")
 """What the reader reads beside a state file; with the state files, all that is ever downloaded."""
@@ -72,7 +76,7 @@ INDEX_VERSION = 1
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 """A URL's protocol; at least two letters, so `C://x` (a Windows drive) is a path."""
 _URL_IN_TEXT = re.compile(
-    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]+://)(?P<userinfo>[^/?#\s@'\"<>]*@)?(?P<rest>[^?#\s'\"<>]*)"
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]+://)(?P<rest>[^?#\s'\"<>]*)"
     r"(?P<query>\?[^#\s'\"<>]*)?(?P<fragment>#[^\s'\"<>]*)?"
 )
 _TOKEN_IN_TEXT = re.compile(r"\b(?:hf_[A-Za-z0-9]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16})\b")
@@ -100,6 +104,8 @@ class RemoteOptions:
     """Where mirrors live: one folder per URL (see `default_cache_dir`)."""
     offline: bool = False
     """Build from the cache alone: no network, an uncached entry is an error."""
+    timeout: float = DEFAULT_TIMEOUT
+    """Seconds a server may take to connect, or to send the next bytes of an answer."""
 
 
 def is_remote(path: str) -> bool:
@@ -134,28 +140,73 @@ def file_url_path(url: str) -> str | None:
     return url2pathname(parts.path)
 
 
+@dataclass(frozen=True)
+class _UrlParts:
+    """A URL split as `urllib.parse` splits it, with the user information found even when a
+    secret holds a '/' (an AWS secret key may; the standard parser then ends the host there)."""
+
+    scheme: str
+    """With its '://'."""
+    userinfo: str | None
+    """Everything before the '@' that ends the credentials; None when there are none."""
+    rest: str
+    """Host and path, without query string and fragment."""
+    query: str | None
+    fragment: str | None
+
+
+_ENCODED_COLON = re.compile(r"%3a", re.IGNORECASE)
+
+
+def _url_parts(url: str) -> _UrlParts | None:
+    """The parts of a `scheme://` URL; None for a local path."""
+    from urllib.parse import urlsplit
+
+    match = _SCHEME.match(url)
+    if not match:
+        return None
+    scheme = match.group(0)
+    body = url[len(scheme):]
+    try:
+        parts = urlsplit(url)
+        # urlsplit cuts at the first '?' or '#': so does the body here.
+        query: str | None = parts.query if "?" in body.split("#", 1)[0] else None
+        fragment: str | None = parts.fragment if "#" in body else None
+    except ValueError:  # e.g. an invalid IPv6 host: cut by hand, the same way
+        query = "" if "?" in body.split("#", 1)[0] else None
+        fragment = "" if "#" in body else None
+    body = body.split("#", 1)[0].split("?", 1)[0]
+    userinfo = None
+    if "@" in body:
+        authority = body.split("/", 1)[0]
+        before_at = body.split("@", 1)[0]
+        if "@" in authority:
+            # The standard case: user[:password]@host; the last '@' of the authority ends it.
+            userinfo = authority.rpartition("@")[0]
+            body = body[len(userinfo) + 1:]
+        elif ":" in before_at or _ENCODED_COLON.search(before_at):
+            # user:secret@host with a '/' in the secret: everything up to the last '@' is
+            # taken as the credentials (over-redacting a path beats showing a secret).
+            userinfo, _, body = body.rpartition("@")
+    return _UrlParts(scheme, userinfo, body, query, fragment)
+
+
 def shown_url(url: str) -> str:
     """The URL as it may be shown: user and password, query string and fragment redacted.
 
     Presigned URLs carry their token in the query string; a page, log line or
     error message shows `https://host/file.json?<redacted>` instead.
     """
-    match = _SCHEME.match(url)
-    if not match:
+    parts = _url_parts(url)
+    if parts is None:
         return url
-    cut = min((i for i in (url.find("?"), url.find("#")) if i >= 0), default=len(url))
-    query = f"?{REDACTED}" if url.find("?") == cut else ""
-    scheme, rest = match.group(0), url[match.end():cut]
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = f"{REDACTED}@{authority.rpartition('@')[2]}"
-    return f"{scheme}{authority}{slash}{path}{query}"
+    userinfo = f"{REDACTED}@" if parts.userinfo is not None else ""
+    query = f"?{REDACTED}" if parts.query is not None else ""
+    return f"{parts.scheme}{userinfo}{parts.rest}{query}"
 
 
 def _redact_match(match: re.Match[str]) -> str:
-    userinfo = f"{REDACTED}@" if match.group("userinfo") else ""
-    query = f"?{REDACTED}" if match.group("query") else ""
-    return f"{match.group('scheme')}{userinfo}{match.group('rest')}{query}"
+    return shown_url(match.group(0))
 
 
 def scrub(text: str) -> str:
@@ -182,11 +233,12 @@ def credentials_problem(url: str) -> str | None:
     if not rest.strip("/"):
         return f"'{shown_url(url)}' names nothing after '{scheme}://'"
     try:
-        netloc = urlsplit(url).netloc
+        urlsplit(url)
     except ValueError:
         return f"'{shown_url(url)}' is not a valid URL"
-    userinfo = netloc.rpartition("@")[0] if "@" in netloc else ""
-    if userinfo and (":" in userinfo or scheme in ("http", "https")):
+    parts = _url_parts(url)
+    userinfo = parts.userinfo if parts is not None else None
+    if userinfo and (":" in userinfo or _ENCODED_COLON.search(userinfo) or scheme in ("http", "https")):
         return (
             f"'{shown_url(url)}' holds credentials (user:password@); remove them and give them "
             "the backend's usual way (environment variables, its config file, or 'huggingface-cli login')"
@@ -223,9 +275,20 @@ def default_cache_dir() -> Path:
 
 
 def options_from_env() -> RemoteOptions:
-    """Options from $TRAINDOCS_CACHE_DIR and $TRAINDOCS_OFFLINE (for the MkDocs plugin and defaults)."""
+    """Options from $TRAINDOCS_CACHE_DIR, $TRAINDOCS_OFFLINE and $TRAINDOCS_TIMEOUT (for the MkDocs
+    plugin and defaults); a timeout that is not a positive number is ignored."""
     offline = os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-    return RemoteOptions(cache_dir=default_cache_dir(), offline=offline)
+    return RemoteOptions(cache_dir=default_cache_dir(), offline=offline,
+                         timeout=parse_timeout(os.environ.get(TIMEOUT_ENV, "")) or DEFAULT_TIMEOUT)
+
+
+def parse_timeout(text: str) -> float | None:
+    """A timeout in seconds from text ('30', '2.5'); None when it is not a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 < value < float("inf") else None
 
 
 # --- test hooks --------------------------------------------------------------------------
@@ -309,9 +372,13 @@ def localise(entry: CheckpointEntry, options: RemoteOptions) -> CheckpointEntry:
                         f"{where}: not in the cache ({options.cache_dir}); run once without --offline to fetch it"
                     )
             else:
-                filesystem, root = _filesystem(url, where)
-                plan = _plan(filesystem, root, url, where)
-                index = _sync(filesystem, folder, plan, url, where)
+                token = _TIMEOUT.set(options.timeout)
+                try:
+                    filesystem, root = _filesystem(url, where, options.timeout)
+                    plan = _plan(filesystem, root, url, where)
+                    index = _sync(filesystem, folder, plan, url, where)
+                finally:
+                    _TIMEOUT.reset(token)
     except OSError as exc:  # the cache itself (remote failures are CheckpointErrors by now)
         raise CheckpointError(
             f"{where}: cannot use the cache folder {folder}: {exc.strerror or exc}; set {CACHE_ENV} or --cache-dir"
@@ -345,7 +412,28 @@ def _locked(folder: Path, required: bool = True) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _filesystem(url: str, where: str) -> tuple[AbstractFileSystem, str]:
+_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("traindocs_timeout", default=None)
+"""The timeout in force while an entry is fetched (for the wording of failures)."""
+
+
+def _timeout_options(scheme: str, timeout: float) -> dict[str, Any]:
+    """Storage options that make a backend give up on a silent server after `timeout` seconds."""
+    if scheme in ("http", "https"):
+        try:
+            import aiohttp
+        except ImportError:
+            return {}
+        # Per connection and per read, not in total: a slow but steady download goes on.
+        return {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=None, connect=timeout,
+                                                                   sock_connect=timeout, sock_read=timeout)}}
+    if scheme in ("s3", "s3a"):
+        return {"config_kwargs": {"connect_timeout": timeout, "read_timeout": timeout}}
+    if scheme in ("gs", "gcs"):
+        return {"timeout": timeout}
+    return {}
+
+
+def _filesystem(url: str, where: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[AbstractFileSystem, str]:
     """The file system serving `url` and the path it knows the URL by."""
     scheme = protocol(url)
     stand_in = _STAND_INS.get(scheme)
@@ -357,7 +445,7 @@ def _filesystem(url: str, where: str) -> tuple[AbstractFileSystem, str]:
         except ImportError:
             raise CheckpointError(f"{where}: fsspec is not installed; pip install 'traindocs[remote]'") from None
         try:
-            filesystem, path = url_to_fs(url)
+            filesystem, path = url_to_fs(url, **_timeout_options(scheme, timeout))
         except ImportError:
             extra = EXTRAS.get(scheme)
             if extra:
@@ -545,13 +633,23 @@ def _sync(filesystem: AbstractFileSystem, folder: Path, plan: _Plan, url: str, w
 
 
 def _download(filesystem: AbstractFileSystem, remote: _Remote, limit: int) -> bytes:
-    """The object's bytes; at most limit + 1 of them when the size was not known beforehand."""
+    """The object's bytes; at most limit + 1 of them when the size was not known beforehand.
+
+    Without a size (an HTTP answer without Content-Length) the stream is read to its
+    end: one `read` of a stream may return only the bytes that have arrived.
+    """
     if isinstance(remote.info.get("size"), int):
-        data = filesystem.cat_file(remote.path)
-    else:
-        with filesystem.open(remote.path, "rb") as stream:
-            data = stream.read(limit + 1)
-    return bytes(data)
+        return bytes(filesystem.cat_file(remote.path))
+    chunks: list[bytes] = []
+    total = 0
+    with filesystem.open(remote.path, "rb") as stream:
+        while total <= limit:
+            chunk = stream.read(min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(bytes(chunk))
+            total += len(chunk)
+    return b"".join(chunks)
 
 
 def _has_size(path: Path, size: object) -> bool:
@@ -643,6 +741,13 @@ def describe_failure(exc: BaseException) -> str:
         status = int(code)
     said = code if code and not code.isdigit() else (f"HTTP {status} {message}".strip() if status else "")
     connection = next((cause for cause in causes if _is_connection_failure(cause)), None)
+    if status is None and any(_is_timeout(cause) for cause in causes):
+        timeout = _TIMEOUT.get()
+        after = f" after {timeout:g} s" if timeout else ""
+        return (f"timed out{after}: the server did not answer (a longer wait: --timeout SECONDS or "
+                f"{TIMEOUT_ENV})")
+    if "TooManyRedirects" in names or any("redirect" in type(cause).__name__.lower() for cause in causes):
+        return "too many redirects (the server sends the request round in a loop)"
     # The Hub answers 401 for a private repository as for a missing one: say both.
     if "GatedRepoError" in names:
         return f"access denied (gated repository: accept its conditions on the Hub, then {HUB_LOGIN})"
@@ -664,6 +769,11 @@ def describe_failure(exc: BaseException) -> str:
     if said and said not in detail:
         detail += f" ({scrub(said)})"
     return f"cannot be read: {detail}"
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return isinstance(exc, TimeoutError) or "Timeout" in name
 
 
 def _is_connection_failure(exc: BaseException) -> bool:

@@ -67,3 +67,137 @@ def test_hostile_text_runs_nothing_in_a_browser(tmp_path: Path) -> None:
         nav = page.locator("nav.md-nav--primary").inner_text()
         assert '<img src=y onerror="window.__pwned=5">Phase' in nav  # shown as text
         assert page.console_errors == []
+
+
+# --- a corpus of payloads, each in every place a registry or checkpoint string lands ---------------
+# Each one, if it ever ran or parsed as markup, would set window.__pwned, add an element with
+# id "injected" or a data-pwned attribute, add a <base> or <meta http-equiv>, or navigate away.
+PAYLOADS = (
+    "</title><script>window.__pwned=1</script>",
+    '</title><base href="http://127.0.0.2/evil/">',
+    '</title><meta http-equiv="refresh" content="0;url=about:blank">',
+    '"><img src=x onerror="window.__pwned=2" data-pwned=1>',
+    "'><svg onload=window.__pwned=3 id=injected>",
+    "[click](javascript:window.__pwned=4) <javascript:window.__pwned=4>",
+    "{{ config.site_name }} {% raw %} {{ 7*7 }} {# c #}",
+    "</script><script>window.__pwned=5</script>",
+    '" onmouseover="window.__pwned=6" data-pwned="1',
+    "<!-- --> <![CDATA[ ]]> </textarea></style></noscript><b id=injected>x</b>",
+    "\u202eevil\u202c \u200b zero\u200dwidth \uff1cscript\uff1e window.__pwned=7 \uff1c/script\uff1e",
+    '<iframe srcdoc="<script>parent.__pwned=8</script>" id=injected></iframe>',
+    "&lt;script&gt;window.__pwned=9&lt;/script&gt; &amp;lt;b id=injected&amp;gt;",
+    '<a href="javascript:window.__pwned=10" id=injected>x</a>',
+    '{: onclick="window.__pwned=11" data-pwned=1 }',
+    "<style>body{display:none}</style><link rel=stylesheet href=data:text/css,body{display:none}>",
+    '<noscript><p title="</noscript><img src=x onerror=window.__pwned=12 id=injected>">',
+    "<math><mtext><table><mglyph><style><img src=x onerror=window.__pwned=13 id=injected>",
+    "`code` ``` <b id=injected>`</b>",
+    "$\\invalidcmd$ \\(x\\) ${x}",
+)
+
+
+def corpus_project(root: Path) -> Path:
+    """A project whose every user string (site, name, phase, description, tags, base model,
+    metric keys) is one of PAYLOADS, one entry per payload."""
+    import yaml
+
+    from conftest import sft_rows, write_state
+
+    project = root / "corpus"
+    project.mkdir()
+    shutil.copy2(REPO / "mkdocs.yml", project / "mkdocs.yml")
+    entries = []
+    for number, payload in enumerate(PAYLOADS):
+        folder = project / f"run{number}"
+        rows: list[dict[str, object]] = sft_rows([2.0 - 0.05 * i for i in range(20)])
+        for row in rows:
+            row[f"{payload[:60]}"] = 0.5  # an 'other metric' under a hostile key
+        rows.append({"step": 200, f"eval_{payload[:60]}": 0.25, "eval_loss": 1.0})
+        write_state(folder, rows)
+        (folder / "adapter_config.json").write_text(
+            json.dumps({"base_model_name_or_path": payload, "peft_type": payload, "target_modules": [payload]}),
+            encoding="utf-8",
+        )
+        entries.append({
+            "name": f"{payload} #{number}", "slug": f"m{number}", "path": f"run{number}",
+            "phase": f"{payload} phase", "description": payload, "tags": [payload],
+        })
+    registry = {"site": {"title": PAYLOADS[0] + " " + PAYLOADS[1], "intro": PAYLOADS[2] + PAYLOADS[6]},
+                "checkpoints": entries}
+    (project / "checkpoints.yaml").write_text(yaml.safe_dump(registry, allow_unicode=True), encoding="utf-8")
+    return project
+
+
+def _built_pages(site: Path) -> list[Path]:
+    return sorted(site.rglob("*.html"))
+
+
+def test_payload_corpus_is_inert_in_every_built_page(tmp_path: Path) -> None:
+    """Static check of every HTML file: one <title>, no <base>, no <meta http-equiv>, nothing injected."""
+    site = build_site(corpus_project(tmp_path))
+    pages = _built_pages(site)
+    assert len(pages) >= len(PAYLOADS)
+    for html_file in pages:
+        page = BeautifulSoup(html_file.read_text(encoding="utf-8"), "html.parser")
+        where = html_file.relative_to(site).as_posix()
+        assert len(page.find_all("title")) == 1, where
+        assert page.find_all("base") == [], where
+        assert page.select("meta[http-equiv]") == [], where
+        assert page.select("#injected, [data-pwned], iframe, svg[onload], math, noscript") == [], where
+        assert not [tag.name for tag in page.find_all(True) if any(a.startswith("on") for a in tag.attrs)], where
+        assert not [s for s in page.find_all("script") if "__pwned" in (s.string or "")], where
+        assert not [a for a in page.select("[href]") if a["href"].strip().lower().startswith("javascript:")], where
+        assert not [s for s in page.find_all("style") if "display:none" in (s.string or "")], where
+    model = BeautifulSoup((site / "models/m0/index.html").read_text(encoding="utf-8"), "html.parser")
+    assert model.title is not None and model.title.get_text().startswith(PAYLOADS[0]), model.title
+
+
+def test_payload_corpus_runs_nothing_in_a_browser(tmp_path: Path) -> None:
+    """Every built page in Chromium: no script, no injected element or attribute, no navigation,
+    no <base>; the title and headings show the payload as text."""
+    require_browser()
+    site = build_site(corpus_project(tmp_path))
+    paths = [page.relative_to(site).as_posix() for page in _built_pages(site)]
+    check = """() => ({
+        pwned: window.__pwned === undefined ? null : window.__pwned,
+        injected: document.querySelectorAll('#injected, [data-pwned], iframe, math, noscript').length,
+        handlers: [...document.querySelectorAll('*')].filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).length,
+        base: document.querySelectorAll('base').length,
+        baseURI: document.baseURI,
+        refresh: document.querySelectorAll('meta[http-equiv]').length,
+        titles: document.querySelectorAll('title').length,
+        title: document.title,
+        hidden: getComputedStyle(document.body).display === 'none',
+    })"""
+    with serve(site) as url, chromium() as browser, new_page(browser) as page:
+        navigations: list[str] = []
+        page.on("framenavigated", lambda frame: navigations.append(frame.url))
+        for path in paths:
+            target = url + path
+            navigations.clear()
+            page.goto(target, wait_until="load")
+            page.wait_for_timeout(150)  # a meta refresh of 0 s would have fired by now
+            state = page.evaluate(check)
+            assert page.url == target, (path, page.url)
+            assert navigations == [target], (path, navigations)
+            assert state["pwned"] is None, (path, state)
+            assert state["injected"] == 0 and state["handlers"] == 0, (path, state)
+            assert state["base"] == 0 and state["baseURI"] == target and state["refresh"] == 0, (path, state)
+            assert state["titles"] == 1 and not state["hidden"], (path, state)
+            for number, payload in enumerate(PAYLOADS):
+                if path == f"models/m{number}/index.html":
+                    assert state["title"].startswith(" ".join(payload.split())[:20]), (path, state["title"])
+        # Search results and the plot zoom render user text too.
+        page.goto(url + "models/m0/index.html", wait_until="load")
+        page.locator("article img").first.click()
+        page.wait_for_timeout(300)
+        page.keyboard.press("Escape")
+        from playwright.sync_api import expect
+
+        page.locator("label.md-search__icon, .md-search__input").first.click()
+        # Typing before the search worker has loaded its index would be dropped.
+        expect(page.locator(".md-search-result__meta")).to_have_text("Type to start searching", timeout=10_000)
+        page.locator("input.md-search__input").press_sequentially("summary", delay=20)  # every model page
+        expect(page.locator(".md-search-result__item").first).to_be_visible(timeout=10_000)
+        assert page.evaluate("window.__pwned === undefined"), "search or lightbox ran a payload"
+        assert page.evaluate("document.querySelectorAll('#injected, [data-pwned]').length") == 0
