@@ -170,8 +170,9 @@ def apply_card_update(readme: Path, section: str, dry_run: bool) -> CardChange:
     changed = created or new != old
     diff = _diff(old, new, "/dev/null" if created else f"a/{shown}", f"b/{shown}") if changed else ""
     if changed and not dry_run:
-        # Through a symlinked card to the file it points at, not over the link.
-        write_atomic(readme.resolve(), new.encode("utf-8"))
+        # Through a symlinked card to the file it points at, not over the link; but only
+        # when that file is in the card's own folder (a link to ~/.bashrc is not a card).
+        write_atomic(readme.resolve(), new.encode("utf-8"), inside=readme.parent)
     return CardChange(path=readme, changed=changed, created=created, diff=diff)
 
 

@@ -8,6 +8,7 @@ checkpoint that could not be read or any warning); 2 wrong usage.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import re
@@ -149,6 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        # The machine, not traindocs: a full disk, a read-only or too-small file system.
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:
         # Not a user's mistake: a bug. One line by default, the traceback on request.
         if args.debug:
@@ -156,6 +163,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: internal error ({type(exc).__name__}: {exc}); this is a traindocs bug, "
               "run again with --debug for the traceback and report it", file=sys.stderr)
         return 1
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full; free some space and run again",
+    errno.EDQUOT: "the disk quota is used up; free some space and run again",
+    errno.EFBIG: "the file is too large for this file system (or the file size limit, ulimit -f)",
+    errno.EROFS: "the file system is read-only; choose a writable folder",
+    errno.EACCES: "permission denied; check the folder's owner and permissions",
+    errno.EPERM: "operation not permitted; check the folder's owner and permissions",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """An operating system failure as one line: the file, what happened, what to do."""
+    where = exc.filename if exc.filename is not None else ""
+    what = _OS_ADVICE.get(exc.errno or 0) or (exc.strerror or str(exc) or type(exc).__name__)
+    return f"{where}: cannot write or read: {what}" if where else f"cannot write or read: {what}"
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from generator.errors import TraindocsError
+
 
 def _file_mode() -> int:
     """Permissions of a new file under the current umask (mkstemp makes 0600)."""
@@ -21,11 +23,31 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
-def write_atomic(path: Path, data: bytes) -> bool:
+class UnsafeWriteError(TraindocsError, OSError):
+    """Writing would go through a symbolic link to a place outside the folder it belongs in."""
+
+
+def check_inside(path: Path, inside: Path) -> None:
+    """Raise `UnsafeWriteError` when `path`, or the folder it would be created in, leads out of
+    `inside` through a symbolic link (`docs/models` linked to another folder, a link to a
+    file elsewhere). `inside` itself may be a link: the check is against where it leads."""
+    root = os.path.realpath(inside)
+    where = os.path.realpath(path)  # follows a link at the end too, dangling or not
+    if where != root and not where.startswith(root.rstrip(os.sep) + os.sep):
+        raise UnsafeWriteError(
+            f"{path}: leads to {where} through a symbolic link, outside {inside}; "
+            "traindocs does not write through it (remove the link, or point it inside)"
+        )
+
+
+def write_atomic(path: Path, data: bytes, inside: Path | None = None) -> bool:
     """Write through a temporary file and rename; skip when the bytes are equal.
 
-    Returns whether the file changed.
+    With `inside`, refuse (`UnsafeWriteError`) to write when a symbolic link in the
+    way leads out of that folder. Returns whether the file changed.
     """
+    if inside is not None:
+        check_inside(path, inside)
     mode = FILE_MODE
     try:
         if path.read_bytes() == data:
@@ -40,6 +62,11 @@ def write_atomic(path: Path, data: bytes) -> bool:
             stream.write(data)
         os.chmod(temporary, mode)
         os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

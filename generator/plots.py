@@ -46,6 +46,8 @@ STYLE: Any = {
     "legend.frameon": False,
     "path.simplify": True,
     "agg.path.chunksize": 10000,
+    # Names and metric keys are user text: "$\invalidcmd$" must be drawn as it is, not parsed as math.
+    "text.parse_math": False,
 }
 
 SPIKE = "#C0392B"

@@ -14,7 +14,9 @@ import errno
 import hashlib
 import json
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,12 @@ CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 LFS_POINTER_PREFIX = b"version https://git-lfs"
 MAX_STATE_BYTES = 128 * 1000 * 1000
 """A 100,000-step log is tens of MB; far beyond that, the file is something else."""
+MAX_SIDE_BYTES = 16 * 1000 * 1000
+"""adapter_config.json / config.json beyond this are not read (the page does without them)."""
+MAX_CARD_BYTES = 1000 * 1000
+"""Of a model card (README.md) only this much is read: its front matter is at the top."""
+MAX_KEY_LENGTH = 200
+"""Longer metric keys are skipped with a warning: a key is a column, a panel title, a CSV header."""
 
 # Older or custom trainers spell some keys differently.
 KEY_ALIASES = {"lr": "learning_rate"}
@@ -205,18 +213,68 @@ JSONL_PROGRESS_KEYS = frozenset({"current_steps", "total_steps", "percentage", "
 """trainer_log.jsonl fields about progress, not training metrics."""
 
 
+class NotRegularFile(OSError):
+    """A FIFO, device, socket or folder where a file was expected."""
+
+
+def read_regular(path: Path, limit: int, truncate: bool = False) -> bytes:
+    """At most `limit` bytes of a regular file, checked before a byte is read.
+
+    Opened without blocking (a FIFO would wait for a writer forever) and checked
+    with fstat on the open descriptor (no race with a swapped link): a FIFO,
+    device (/dev/zero) or folder raises `NotRegularFile`. A file larger than
+    `limit` raises `OSError(EFBIG)`, or with `truncate` gives its first `limit`
+    bytes. Reads stop at `limit` even when the file grows meanwhile.
+    """
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit and not truncate:
+            raise OSError(errno.EFBIG, f"{info.st_size} bytes, more than the {limit} read", str(path))
+        chunks: list[bytes] = []
+        total = 0
+        while total < limit + (0 if truncate else 1):
+            chunk = os.read(descriptor, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            if not truncate:
+                raise OSError(errno.EFBIG, f"more than the {limit} bytes read", str(path))
+            data = data[:limit]
+        return data
+    finally:
+        os.close(descriptor)
+
+
 def _read_limited(path: Path, shown: str) -> bytes:
     """The file's bytes, refusing files too large to be a trainer_state.json."""
     try:
-        size = path.stat().st_size
-        if size > MAX_STATE_BYTES:
+        return read_regular(path, MAX_STATE_BYTES)
+    except NotRegularFile:
+        raise CheckpointError(f"{shown}: not a regular file (a FIFO, device or folder); point it at a file") from None
+    except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            size = path.stat().st_size
             raise CheckpointError(
                 f"{shown}: the file is {size / 1e6:.0f} MB, more than the {MAX_STATE_BYTES / 1e6:.0f} MB "
                 "traindocs reads; is it really a trainer_state.json?"
-            )
-        return path.read_bytes()
-    except OSError as exc:
+            ) from None
         raise CheckpointError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+
+
+def clean_text(text: str) -> str:
+    """`text` with lone surrogates (from JSON escapes such as \\ud800) replaced by U+FFFD:
+    they cannot be written as UTF-8, and one would stop the whole build."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def parse_state(data: bytes, shown: str) -> dict[str, Any]:
@@ -355,7 +413,12 @@ def split_log_history(history: list[Any]) -> LogTables:
             skipped.add("row", f"{where}: expected an object, got {_describe(row)}; skipped")
             continue
         numbers: dict[str, float] = {}
-        for key, value in row.items():
+        for raw_key, value in row.items():
+            key = clean_text(raw_key)
+            if len(key) > MAX_KEY_LENGTH:
+                skipped.add(f"long:{key[:40]}", f"{where}: the key {key[:40]!r}... is {len(key)} characters long, "
+                            f"more than {MAX_KEY_LENGTH}; not plotted")
+                continue
             number = _number(value)
             if number is None:
                 if not (isinstance(value, str) and key in IGNORED_STRING_KEYS):
@@ -451,11 +514,18 @@ def _table(rows: list[dict[str, float]]) -> pd.DataFrame:
 
 
 def _read_json_object(path: Path) -> dict[str, Any] | None:
+    """A small JSON object beside the state file; None when absent, not a regular file, too large,
+    nested too deeply or not a JSON object (the page then does without it)."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError):
+        value = json.loads(read_regular(path, MAX_SIDE_BYTES).decode("utf-8-sig"))
+    except (OSError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _text_field(value: object) -> str:
+    """A side file's value as clean text ('' for none)."""
+    return clean_text(str(value)) if value else ""
 
 
 def read_adapter(folders: list[Path]) -> AdapterInfo | None:
@@ -468,13 +538,13 @@ def read_adapter(folders: list[Path]) -> AdapterInfo | None:
         if isinstance(modules, str):
             modules = [modules]
         return AdapterInfo(
-            peft_type=str(config.get("peft_type") or ""),
-            task_type=str(config.get("task_type") or ""),
+            peft_type=_text_field(config.get("peft_type")),
+            task_type=_text_field(config.get("task_type")),
             r=config["r"] if isinstance(config.get("r"), int) else None,
             lora_alpha=_number(config.get("lora_alpha")),
             lora_dropout=_number(config.get("lora_dropout")),
-            target_modules=tuple(sorted(str(m) for m in modules)) if isinstance(modules, list) else (),
-            base_model=str(config.get("base_model_name_or_path") or ""),
+            target_modules=tuple(sorted(_text_field(m) for m in modules)) if isinstance(modules, list) else (),
+            base_model=_text_field(config.get("base_model_name_or_path")),
         )
     return None
 
@@ -486,29 +556,29 @@ def find_base_model(folders: list[Path], adapter: AdapterInfo | None) -> tuple[s
     for folder in folders:
         config = _read_json_object(folder / "config.json")
         if config and isinstance(config.get("_name_or_path"), str) and config["_name_or_path"]:
-            return config["_name_or_path"], "config.json"
+            return clean_text(config["_name_or_path"]), "config.json"
     for folder in folders:
         front = read_front_matter(folder / "README.md")
         value = front.get("base_model")
         if isinstance(value, list) and value:
             value = value[0]
         if isinstance(value, str) and value:
-            return value, "README.md"
+            return clean_text(value), "README.md"
     return "", ""
 
 
 def read_front_matter(path: Path) -> dict[str, Any]:
     """The YAML front matter of a model card, or {} when absent or invalid."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
+        text = read_regular(path, MAX_CARD_BYTES, truncate=True).decode("utf-8-sig", errors="replace")
+    except OSError:
         return {}
     match = re.match(r"^---\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", text, re.DOTALL)
     if not match:
         return {}
     try:
         front = yaml.safe_load(match.group(1))
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):
         return {}
     return front if isinstance(front, dict) else {}
 
@@ -537,5 +607,5 @@ def _model_type(folders: list[Path]) -> str:
     for folder in folders:
         config = _read_json_object(folder / "config.json")
         if config and isinstance(config.get("model_type"), str):
-            return config["model_type"]
+            return clean_text(config["model_type"])
     return ""

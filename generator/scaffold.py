@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from generator.errors import TraindocsError
+from generator.files import write_atomic
 
 MKDOCS_YML = """\
 site_name: Training report
@@ -97,7 +99,9 @@ FILES = {
 
 def init_project(target: Path) -> list[Path]:
     """Create a new report project in `target`; refuse to overwrite anything."""
-    existing = [target / name for name in FILES if (target / name).exists()]
+    # lexists: a dangling symbolic link counts, or writing would create the file it points at.
+    existing = [target / name for name in (*FILES, "docs") if os.path.lexists(target / name)
+                and not (name == "docs" and (target / name).is_dir() and not (target / name).is_symlink())]
     if existing:
         names = ", ".join(str(path) for path in existing)
         raise TraindocsError(f"{names}: already exists; traindocs init does not overwrite files")
@@ -105,7 +109,7 @@ def init_project(target: Path) -> list[Path]:
     created = []
     for name, text in FILES.items():
         path = target / name
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text.encode("utf-8"), inside=target)
         created.append(path)
     (target / "docs").mkdir(exist_ok=True)
     created.append(target / "docs")

@@ -104,10 +104,12 @@ class GenerationResult:
     """Files that exist but were not written by traindocs: left alone."""
     docs_dir: Path = Path("docs")
     """The folder written to."""
+    notes: list[str] = field(default_factory=list)
+    """Warnings about docs/ itself (a manifest entry ignored, ...), one line each."""
 
     def warnings(self) -> list[str]:
-        """Doubts of the reader (skipped rows or values), one line each."""
-        return [warning for report in self.reports for warning in report.run.warnings]
+        """Doubts of the reader (skipped rows or values), then notes about docs/, one line each."""
+        return [warning for report in self.reports for warning in report.run.warnings] + self.notes
 
     def refusals(self) -> list[str]:
         """One line per generated file that a hand-written file blocked."""
@@ -181,7 +183,26 @@ def _cached_report(entry: CheckpointEntry, settings: AnalysisSettings, shown_bas
     cached = cache.load(state_file, inputs_key(state_file, entry.resolved, shown, settings))
     if cached is None:
         return None
-    return _report(entry, cached.run, cached.figures, cached.analysis)
+    return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis)
+
+
+def _warning_prefix(entry: CheckpointEntry, shown: str) -> str:
+    """How the reader starts an entry's warnings: `file (checkpoints[i] (name)): `."""
+    return f"{shown} ({entry.label}): "
+
+
+def _unlabelled(run: TrainingRun, entry: CheckpointEntry, shown: str) -> TrainingRun:
+    """The run as cached: its warnings without the entry's label, since two entries may read one
+    file and an entry's index or name may change while its file does not."""
+    prefix = _warning_prefix(entry, shown)
+    return dataclasses.replace(run, warnings=tuple(w[len(prefix):] if w.startswith(prefix) else w
+                                                   for w in run.warnings))
+
+
+def _labelled(run: TrainingRun, entry: CheckpointEntry, shown: str) -> TrainingRun:
+    """A cached run's warnings labelled with the entry that uses it now."""
+    prefix = _warning_prefix(entry, shown)
+    return dataclasses.replace(run, warnings=tuple(prefix + warning for warning in run.warnings))
 
 
 def _report(entry: CheckpointEntry, run: TrainingRun, figures: Figures, analysis: tuple[str, ...]) -> ModelReport:
@@ -207,7 +228,7 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
         key = inputs_key(state_file, entry.resolved, shown, settings) if cache is not None else ""
         cached = cache.load(state_file, key) if cache is not None else None
         if cached is not None:
-            return _report(entry, cached.run, cached.figures, cached.analysis)
+            return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis)
         run = read_run(entry, shown_file=shown)
     except CheckpointError as exc:
         return EntryProblem(label=entry.label, message=str(exc), name=entry.name)
@@ -218,7 +239,7 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
     figures = analyse(run, settings)
     analysis = tuple(narrative.model_analysis(figures, run, settings))
     if cache is not None:
-        cache.store(key, Cached(run, figures, analysis))
+        cache.store(key, Cached(_unlabelled(run, entry, shown), figures, analysis))
     return _report(entry, run, figures, analysis)
 
 
@@ -377,16 +398,21 @@ PR_SET_PDEATHSIG = 1
 """Linux prctl option: a signal for this process when its parent dies."""
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int | None = None) -> None:
     """In a worker: exit when the generating process dies, even by SIGKILL (Linux).
 
-    Without this, killed generations leave their idle workers behind.
+    Without this, killed generations leave their idle workers behind. SIGKILL, not
+    SIGTERM: a worker blocked reading its call queue does not run Python signal
+    handlers in time. A parent that died before this ran (the signal is then never
+    sent) is seen by the worker's parent id no longer being `parent`.
     """
     try:
         libc = ctypes.CDLL(None)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: workers end with the pool as usual
-        pass
+        return
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 class WorkerPool:
@@ -403,7 +429,8 @@ class WorkerPool:
         if self._pool is None:
             # spawn, not fork: forking a process that may hold threads (MkDocs' server) can deadlock.
             self._pool = ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
@@ -475,6 +502,7 @@ class OwnedFiles:
     def __init__(self, docs_dir: Path) -> None:
         self.docs_dir = docs_dir
         self.manifest_path = docs_dir / MANIFEST
+        self.ignored: list[str] = []
         self.previous = self._load_manifest()
 
     def _load_manifest(self) -> dict[str, dict[str, str]]:
@@ -485,7 +513,16 @@ class OwnedFiles:
         files = document.get("files") if isinstance(document, dict) else None
         if not isinstance(files, dict):
             return {}
-        return {k: v for k, v in files.items() if isinstance(v, dict)}
+        kept = {}
+        for path, entry in files.items():
+            if not isinstance(entry, dict):
+                continue
+            if not isinstance(path, str) or not _is_inside_path(path):
+                self.ignored.append(f"{self.manifest_path}: files: {str(path)[:80]!r} is not a path inside "
+                                    f"{self.docs_dir}; entry ignored (traindocs writes and deletes only there)")
+                continue
+            kept[path] = entry
+        return kept
 
     def _current_hash(self, path: Path, known: dict[str, str] | None) -> str | None:
         """SHA-256 of the file on disk (None when absent); the manifest's when size and mtime match."""
@@ -500,6 +537,7 @@ class OwnedFiles:
     def update(self, artefacts: list[Artefact], result: GenerationResult, pool: WorkerPool | None = None,
                progress: Progress | None = None) -> None:
         """Render what changed, write it, drop stale files, save the manifest."""
+        result.notes.extend(self.ignored)
         self._remove_leftover_temporaries({artefact.path for artefact in artefacts} | set(self.previous))
         manifest: dict[str, dict[str, str]] = {}
         stale: list[tuple[Artefact, str | None]] = []
@@ -532,12 +570,15 @@ class OwnedFiles:
             if digest == on_disk_of[artefact.path]:
                 result.unchanged.append(artefact.path)
             else:
-                write_atomic(self.docs_dir / artefact.path, data)
+                write_atomic(self.docs_dir / artefact.path, data, inside=self.docs_dir)
                 result.written.append(artefact.path)
         result.written.sort()  # completion order varies with the workers; reports do not
         result.unchanged.sort()
         for path in sorted(set(self.previous) - set(manifest)):
             target = self.docs_dir / path
+            if not _resolves_inside(target, self.docs_dir):
+                result.notes.append(f"{target}: leads outside {self.docs_dir} through a symbolic link; not removed")
+                continue
             if target.is_file():
                 target.unlink()
                 result.removed.append(path)
@@ -558,7 +599,21 @@ class OwnedFiles:
 
     def _save(self, files: dict[str, dict[str, str]]) -> None:
         document = {"generator": f"traindocs {__version__}", "files": dict(sorted(files.items()))}
-        write_atomic(self.manifest_path, (json.dumps(document, indent=1) + "\n").encode("utf-8"))
+        write_atomic(self.manifest_path, (json.dumps(document, indent=1) + "\n").encode("utf-8"), inside=self.docs_dir)
+
+
+def _is_inside_path(path: str) -> bool:
+    """A manifest path as traindocs writes them: relative, forward slashes, no '..', no NUL."""
+    parts = path.split("/")
+    return bool(path) and "\0" not in path and "\\" not in path and not path.startswith("/") \
+        and not re.match(r"^[A-Za-z]:", path) and all(part not in ("", ".", "..") for part in parts)
+
+
+def _resolves_inside(path: Path, folder: Path) -> bool:
+    """Whether `path`'s folder, with every symbolic link followed, is inside `folder` (followed too)."""
+    real_folder = os.path.realpath(folder)
+    real = os.path.realpath(path.parent)
+    return real == real_folder or real.startswith(real_folder.rstrip(os.sep) + os.sep)
 
 
 def _stat_stamp(stat: os.stat_result) -> dict[str, str]:
