@@ -29,6 +29,7 @@ from generator.series import (  # re-exported: the figures' building blocks
     edge_rows,
     finite_series,
     loss_level,
+    safe_mean,
     smooth,
     spearman,
     trend_of,
@@ -288,8 +289,8 @@ def summarise(series: pd.Series, column: str) -> SeriesSummary:
         min_step=as_step(series.idxmin()),
         max=float(values.max()),
         max_step=as_step(series.idxmax()),
-        head_mean=float(values[:tenth].mean()),
-        tail_mean=float(values[-tenth:].mean()),
+        head_mean=safe_mean(values[:tenth]),
+        tail_mean=safe_mean(values[-tenth:]),
         rho=rho,
         trend=trend,
     )

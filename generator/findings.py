@@ -124,9 +124,9 @@ def _end_slope(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Findin
 
 
 def _not_falling(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    if f.convergence != "No improvement" or f.start_loss is None or f.end_level is None:
+    if f.convergence != "No improvement" or f.start_loss is None or f.smoothed_end is None:
         return []
-    return [Finding("loss_not_falling", WARNING, {"start": f.start_loss, "end_level": f.end_level})]
+    return [Finding("loss_not_falling", WARNING, {"start": f.start_loss, "smoothed_end": f.smoothed_end})]
 
 
 def _spikes(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
@@ -149,7 +149,9 @@ def _epoch_steps(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Find
     if rows_per_epoch < EPOCH_MIN_ROWS:
         return []
     window = min(20, max(3, round(rows_per_epoch / 10)))
-    cuts = [int(np.searchsorted(epochs, b - 1e-9)) for b in range(math.ceil(epochs[0] + 1e-9), math.floor(epochs[-1]) + 1)]
+    # The row logged at epoch b.0 is the last step of epoch b (the Trainer logs epoch + (step + 1) / steps):
+    # it belongs before the boundary.
+    cuts = [int(np.searchsorted(epochs, b + 1e-9)) for b in range(math.ceil(epochs[0] + 1e-9), math.floor(epochs[-1]) + 1)]
     cuts = [cut for cut in cuts if window <= cut <= len(losses) - window]
     if not cuts:
         return []
@@ -168,7 +170,7 @@ def _epoch_steps(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Find
         return []
     return [Finding("epoch_step_down", WARNING, {"boundaries": len(drops), "median_drop": median,
                                                   "min_drop": min(drops), "max_drop": max(drops), "noise_p90": noise},
-                    steps=tuple(int(table["step"].iloc[cut]) for cut in cuts))]
+                    steps=tuple(int(table["step"].iloc[cut - 1]) for cut in cuts))]  # the last step of each epoch
 
 
 # --- gradients -------------------------------------------------------------------------------------
@@ -297,7 +299,7 @@ def _best_disagrees(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[F
         found.append(Finding("best_checkpoints_disagree", NOTE, {
             "loss_best_step": by_loss.best_step, "metric_best_step": metric.best_step, "metric_best": metric.best,
             "metric_at_loss_best": at_loss_best}, subject=metric.column))
-    return found[:3]
+    return found
 
 
 def _eval_stopped(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
@@ -444,6 +446,10 @@ def _from_scratch(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Fin
     return []
 
 
+CATALOGUE_ORDER: dict[str, int] = {}
+"""Position of each code in RULES (filled below), the order findings of one severity are shown in."""
+
+
 def _no_check(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
     """For a code that the rule listed before it also produces (e.g. still_improving with loss_rising_at_end)."""
     return []
@@ -477,7 +483,7 @@ def find(run: TrainingRun, figures: Figures, settings: AnalysisSettings) -> tupl
     """Every finding of one run: warnings first, then notes, each in catalogue order."""
     with np.errstate(all="ignore"):
         found = [finding for rule in RULES for finding in rule.check(run, figures, settings)]
-    return tuple(sorted(found, key=lambda item: item.severity != WARNING))
+    return tuple(sorted(found, key=lambda item: (item.severity != WARNING, CATALOGUE_ORDER[item.code])))
 
 
 def _pct(value: float) -> str:
@@ -558,3 +564,4 @@ RULES = (
          lambda s: f"A language-model head whose first loss is within {_pct(SCRATCH_TOLERANCE)} of ln(`vocab_size`) "
                    "from config.json: the loss of guessing uniformly, so there was no pretrained start.", _no_check),
 )
+CATALOGUE_ORDER.update((rule.code, position) for position, rule in enumerate(RULES))

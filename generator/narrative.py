@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from generator.findings import EXPLOSION_FACTOR
-from generator.series import edge_rows
 from generator.formatting import (
     count_words,
     fmt_count,
@@ -26,6 +25,7 @@ from generator.formatting import (
 )
 from generator.kinds import REWARD_FUNCTION
 from generator.records import AnalysisSettings, CheckpointEntry, Figures, Finding, SeriesSummary, TrainingRun
+from generator.series import edge_rows
 
 
 def model_analysis(figures: Figures, run: TrainingRun, settings: AnalysisSettings) -> list[str]:
@@ -83,7 +83,10 @@ def _fall(f: Figures, s: AnalysisSettings) -> str:
             f"at a level of {fmt_number(f.fall_end_level)}")
     if f.drop_share_at_fall_end is not None and 0 < f.drop_share_at_fall_end < 1:
         text += f" ({fmt_percent(f.drop_share_at_fall_end, 0)} of the whole fall)"
-    after = (f.fall_end_level - f.end_level) / f.fall_end_level if f.fall_end_level > 0 else None
+    after = None
+    if f.fall_end_level > 0 and f.end_level >= 0:  # a relative change means nothing across zero
+        after = (f.fall_end_level - f.end_level) / f.fall_end_level
+        after = after if math.isfinite(after) else None
     if f.stabilised_step is not None and f.stabilised_step <= f.fall_end_step:
         text += (f"; from there on the loss stayed within {fmt_percent(s.stable_band, 0)} of that level: "
                  "it stabilised")
@@ -378,8 +381,8 @@ FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
         f"{_step_list(x.steps, int(x.values['count']))}: the logged loss jumped above {s.spike_factor:g}x the "
         f"median of the {s.spike_window} losses before it, clear of their batch-to-batch noise."),
     "loss_not_falling": lambda x, s: (
-        f"No improvement: the loss did not fall (first {fmt_number(x.values['start'])}, level at the end "
-        f"{fmt_number(x.values['end_level'])})."),
+        f"No improvement: the smoothed loss ended at {fmt_number(x.values['smoothed_end'])}, no lower than the "
+        f"first logged loss ({fmt_number(x.values['start'])})."),
     "loss_rising_at_end": lambda x, s: (
         f"The loss rose at the end: between steps {int(x.values['from_step'])} and {int(x.values['to_step'])} "
         f"(the last fifth of the log) its median went from {fmt_number(x.values['first_half_median'])} to "

@@ -503,9 +503,7 @@ def _index_row_cells(report: ModelReport) -> tuple[list[str], list[str], list[st
     header.append("Convergence Speed")
     align.append(":---")
     cells.append(md_text(f.convergence_label))
-    header.append("Warnings")
-    align.append("---:")
-    cells.append(str(sum(1 for x in f.findings if x.severity == Severity.WARNING)))
+
     return header, align, cells
 
 
@@ -528,6 +526,11 @@ def index_page(site: SiteSettings, groups: Sequence[IndexGroup], problems: Seque
             parts.append(f"## {md_text(RUN_KINDS[group.kind])}\n")
         rows = [_index_row_cells(report) for report in group.reports]
         header, align, _ = rows[0]
+        warnings = [sum(1 for x in report.figures.findings if x.severity == Severity.WARNING)
+                    for report in group.reports]
+        if any(warnings):  # a column of zeros says nothing: shown only when some run has a warning
+            header, align = [*header, "Warnings"], [*align, "---:"]
+            rows = [(h, a, [*cells, str(count)]) for (h, a, cells), count in zip(rows, warnings, strict=True)]
         parts.append(f"{level} Summary table\n")
         parts.append(_table(header, [cells for _, _, cells in rows], align))
         if group.kind == "rl":
@@ -579,7 +582,7 @@ come from the `analysis:` section of `checkpoints.yaml`.
 | Minimum loss | The lowest logged training loss and its step. |
 | Relative drop | (start loss - end loss) / start loss. |
 | Smoothed loss | TensorBoard's smoothing: a debiased exponential moving average with weight **{s.smoothing:g}** (`smoothing`); 0 turns it off. |
-| Loss level | A centred rolling median of the logged loss over about 4% of the logged rows (at least 5): the shape rules below read it, since it keeps a plateau flat where batch noise and the lag of the smoothed loss would blur it. |
+| Loss level | A centred rolling median of the logged loss over 1% of the logged rows (at least 5): the shape rules below read it, since it keeps a plateau flat where batch noise and the lag of the smoothed loss would blur it. |
 | Fast fall ended | The knee of the loss level (Kneedle): with steps and loss each scaled to [0, 1], the logged step farthest below the straight line from the first to the last row, at least 0.15 below it; none for a straight or rising curve. The page gives the level there, the share of the whole fall done by then, and how much further the loss fell afterwards. |
 | Loss stabilised from | The first logged step from which the loss level stays within **{fmt_percent(s.stable_band, 0)}** (`stable_band`) of its value there until the end: relative to the level, so a loss still falling from 0.16 to 0.0002 has not stabilised. Not given when it only settles in the last fifth of the log, or with fewer than 5 losses. |
 | Convergence speed | **The average fall of the smoothed loss per 100 optimizer steps, from the first to the last logged step: at least {fmt_level(s.very_fast)} is Very Fast (`very_fast`), at least {fmt_level(s.fast)} Fast (`fast`), at least {fmt_level(s.steady)} Steady (`steady`), otherwise Slow.** It says how fast the loss came down over the whole run, not when it stopped falling (that is *Fast fall ended*); it is in loss units per step, so compare it between runs with one loss scale and batch size. *No improvement* when the smoothed loss did not fall; *n/a* with fewer than 5 logged losses. **(High Initial Gap)** is added when the start loss is at least **{fmt_level(s.high_start_loss)}** (`high_start_loss`). |

@@ -41,12 +41,12 @@ def finite_series(table: pd.DataFrame, column: str) -> pd.Series:
 
 
 def loss_level(loss: pd.Series) -> pd.Series:
-    """The level of a noisy loss: a centred rolling median over about 4% of the logged rows (at least 5).
+    """The level of a noisy loss: a centred rolling median over 1% of the logged rows (at least 5).
 
     Shape rules (where the fall ends, whether the loss stabilised) read this
     rather than the EMA, which lags and keeps enough batch noise to hide a plateau.
     """
-    window = max(5, len(loss) // 25) | 1  # odd, so the window is centred on a row
+    window = max(5, len(loss) // 100) | 1  # odd, so the window is centred on a row; wider would blur the knee
     return loss.rolling(window, center=True, min_periods=1).median()
 
 
@@ -58,6 +58,14 @@ def spearman(series: pd.Series) -> float | None:
     ranks_steps = pd.Series(series.index, index=series.index, dtype="float64").rank()
     rho = float(np.corrcoef(ranks_steps.to_numpy(), ranks_values.to_numpy())[0, 1])
     return rho if math.isfinite(rho) else None
+
+
+def safe_mean(values: np.ndarray) -> float:
+    """The mean without overflow: finite values near 1.8e308 sum to infinity, their shares do not."""
+    scale = float(np.max(np.abs(values)))
+    if scale == 0 or not math.isfinite(scale):
+        return float(values.mean())
+    return float(scale * np.mean(values / scale))  # |mean of the ratios| <= 1: the product stays finite
 
 
 def edge_rows(count: int) -> int:
@@ -83,7 +91,7 @@ def trend_of(series: pd.Series) -> tuple[str, float | None]:
         return "none", rho
     values = series.to_numpy(dtype="float64")
     edge = edge_rows(len(values))
-    head, tail = float(values[:edge].mean()), float(values[-edge:].mean())
+    head, tail = safe_mean(values[:edge]), safe_mean(values[-edge:])
     if tail > head and rho >= TREND_RHO:
         return "rose", rho
     if tail < head and rho <= -TREND_RHO:
