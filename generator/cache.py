@@ -44,7 +44,8 @@ RACY_SECONDS = 3.0
 """A file modified this close to the moment it was cached is verified by hash, not by its timestamp."""
 SIDE_FILES = ("adapter_config.json", "config.json", "README.md")
 
-_CODE_FILES = ("reader.py", "analysis.py", "narrative.py", "kinds.py", "records.py", "formatting.py")
+_CODE_FILES = ("reader.py", "series.py", "analysis.py", "findings.py", "narrative.py", "kinds.py", "records.py",
+               "formatting.py")
 CODE_VERSION = hashlib.sha256(
     __version__.encode() + b"".join((Path(__file__).parent / name).read_bytes() for name in _CODE_FILES)
 ).hexdigest()

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from generator.errors import ConfigError, located
+from generator.reader import clean_text
 from generator.records import (
     AnalysisSettings,
     CheckpointEntry,
@@ -31,7 +32,7 @@ from generator.remote import credentials_problem, file_url_path, is_remote, prot
 TOP_LEVEL_KEYS = ("site", "analysis", "checkpoints")
 SITE_KEYS = tuple(f.name for f in dataclasses.fields(SiteSettings))
 ANALYSIS_KEYS = tuple(f.name for f in dataclasses.fields(AnalysisSettings))
-ENTRY_KEYS = ("name", "path", "slug", "phase", "base_model", "description", "tags")
+ENTRY_KEYS = ("name", "path", "slug", "phase", "base_model", "compare_group", "description", "tags")
 REQUIRED_ENTRY_KEYS = ("name", "path")
 
 REMOTE_PLACEHOLDER = ".traindocs-remote"
@@ -44,10 +45,9 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,78}[a-z0-9])?$")
 # (lowest, highest, lowest allowed, highest allowed) for each numeric threshold.
 _RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "smoothing": (0.0, 1.0, True, False),
-    "convergence_share": (0.0, 1.0, False, False),
-    "very_fast": (0.0, 1.0, False, True),
-    "fast": (0.0, 1.0, False, True),
-    "steady": (0.0, 1.0, False, True),
+    "very_fast": (0.0, float("inf"), False, False),
+    "fast": (0.0, float("inf"), False, False),
+    "steady": (0.0, float("inf"), False, False),
     "stable_band": (0.0, 1.0, False, False),
     "entropy_consistency": (0.0, 1.0, False, True),
     "much_higher_factor": (1.0, float("inf"), False, False),
@@ -93,7 +93,7 @@ def _type_name(value: object) -> str:
 def _as_text(value: object) -> str | None:
     """A YAML scalar as text: strings as they are, numbers written out."""
     if isinstance(value, str):
-        return value
+        return clean_text(value)  # "\ud800" in YAML is a lone surrogate: no page could be written with it
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return None
@@ -256,9 +256,9 @@ def _analysis_settings(raw: Any, shown: str, errors: list[str]) -> AnalysisSetti
             continue
         values[key] = number
     settings = AnalysisSettings(**values)
-    if not settings.very_fast <= settings.fast <= settings.steady:
+    if not settings.very_fast >= settings.fast >= settings.steady:
         errors.append(
-            f"{shown}: analysis: expected very_fast <= fast <= steady, got "
+            f"{shown}: analysis: expected very_fast >= fast >= steady (loss falls per 100 steps), got "
             f"{settings.very_fast:g}, {settings.fast:g}, {settings.steady:g}"
         )
     if settings.low_start_loss > settings.high_start_loss:
@@ -322,7 +322,7 @@ def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[Checkpoint
         if key not in raw or raw[key] is None or (isinstance(raw[key], str) and not raw[key].strip()):
             errors.append(located(shown, label, f"{key}: missing; every entry needs 'name' and 'path'"))
     text: dict[str, str] = {}
-    for key in ("name", "path", "slug", "phase", "base_model", "description"):
+    for key in ("name", "path", "slug", "phase", "base_model", "compare_group", "description"):
         if key in raw and raw[key] is not None:
             value = _as_text(raw[key])
             if value is None:
@@ -363,6 +363,7 @@ def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[Checkpoint
             path=text["path"],
             resolved=resolved,
             phase=text.get("phase", ""),
+            compare_group=text.get("compare_group", ""),
             base_model=text.get("base_model", ""),
             description=text.get("description", ""),
             tags=tags,

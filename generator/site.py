@@ -316,6 +316,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     groups = []
     for kind, members in pages.kind_groups(reports):
         named = [(r.entry.name, r.figures) for r in members]
+        compared = [narrative.Compared(r.entry.name, r.figures, narrative.comparison_group(r.entry, r.base_model))
+                    for r in members]
         overview = None
         what = "reward" if kind == "rl" else "loss"
         if any(_has_overview_curve(r) for r in members):
@@ -332,7 +334,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         if kind == "rl":
             sentences, closing = narrative.reward_comparison(named), narrative.reward_conclusion(named)
         else:
-            sentences, closing = narrative.comparison(named, settings), narrative.conclusion(named, settings)
+            sentences, closing = narrative.comparison(compared, settings), narrative.conclusion(compared, settings)
         groups.append(pages.IndexGroup(kind, tuple(members), tuple(sentences), closing, overview))
     index = pages.index_page(registry.site, groups, problems)
     artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
