@@ -245,7 +245,13 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         other_metrics=tuple(kinds.other_metrics(kind, run.train.columns)),
     )
     if kind != "rl":  # RL losses hover around zero: a ratio to the median means nothing there
-        figures["spikes"] = spikes(loss, settings)
+        jumps = spikes(loss, settings)
+        # Isolated events are spikes; jumps on more than one logged row in 50 are the loss's own heavy-tailed
+        # batch noise (a classifier near zero loss meeting a hard batch), reported as such, not as spikes.
+        if len(jumps) > max(SPIKE_MAX_COUNT, SPIKE_MAX_SHARE * len(loss)):
+            figures["noisy_jumps"] = len(jumps)
+        else:
+            figures["spikes"] = jumps
     return Figures(**figures)  # type: ignore[arg-type]
 
 
@@ -345,6 +351,9 @@ def best_checkpoint(run: TrainingRun) -> BestCheckpoint | None:
 SPIKE_NOISE = 6.0
 """A spike's excess over the median must be this many robust standard deviations (1.4826 x MAD) of the
 losses before it: a ratio alone flags batch noise on a loss near zero."""
+SPIKE_MAX_COUNT = 5
+SPIKE_MAX_SHARE = 0.02
+"""More flagged rows than both of these: batch noise, not spikes."""
 SPIKE_RANGE = 0.05
 """... and at least this share of the run's loss range (largest minus smallest logged loss)."""
 

@@ -130,6 +130,8 @@ def _not_falling(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Find
 
 
 def _spikes(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
+    if f.noisy_jumps:
+        return [Finding("loss_noisy", NOTE, {"count": f.noisy_jumps, "rows": f.logged_rows})]
     if not f.spikes:
         return []
     return [Finding("loss_spikes", WARNING, {"count": len(f.spikes)}, steps=f.spikes)]
@@ -501,7 +503,8 @@ RULES = (
          lambda s: f"After the first tenth of the run, a `grad_norm` at least {EXPLOSION_FACTOR:g} times the median of "
                    "the run's nonzero grad norms (10 or more logged; not for RL runs).", _grad_explosion),
     Rule("loss_spikes", WARNING, "Loss spikes",
-         lambda s: "A loss spike as defined above.", _spikes),
+         lambda s: "Loss spikes as defined above: at most 5 rows, or 2% of the logged losses when that is more.",
+         _spikes),
     Rule("loss_not_falling", WARNING, "No improvement",
          lambda s: "The smoothed loss did not fall from the first to the last logged step.", _not_falling),
     Rule("loss_rising_at_end", WARNING, "Loss rising at the end",
@@ -547,6 +550,9 @@ RULES = (
          lambda s: f"A language-model head (from config.json's `architectures`) whose first loss is more than "
                    f"{_pct(SCRATCH_TOLERANCE)} above ln(`vocab_size`): worse than guessing uniformly, so the loss is "
                    "broken or on another scale.", _from_scratch),
+    Rule("loss_noisy", NOTE, "Heavy-tailed batch noise",
+         lambda s: "More rows meet the spike rule than *Loss spikes* allows: jumps that frequent are the loss's own "
+                   "batch-to-batch noise, not isolated events, and no step is marked as a spike.", _no_check),
     Rule("before_max_steps", NOTE, "Checkpoint before max_steps",
          lambda s: f"`global_step` is below `max_steps`; a warning below {_pct(SCHEDULE_SHARE)} of it.", _schedule),
     Rule("hidden_resume", NOTE, "Resumed run (from the summary row)",

@@ -380,6 +380,10 @@ FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
         f"Loss spike{'s' if x.values['count'] > 1 else ''} at step{'s' if x.values['count'] > 1 else ''} "
         f"{_step_list(x.steps, int(x.values['count']))}: the logged loss jumped above {s.spike_factor:g}x the "
         f"median of the {s.spike_window} losses before it, clear of their batch-to-batch noise."),
+    "loss_noisy": lambda x, s: (
+        f"The loss has heavy-tailed batch noise: {int(x.values['count'])} of its {int(x.values['rows'])} logged values "
+        f"jumped above {s.spike_factor:g}x the median of the {s.spike_window} before them, too often to be isolated "
+        "spikes."),
     "loss_not_falling": lambda x, s: (
         f"No improvement: the smoothed loss ended at {fmt_number(x.values['smoothed_end'])}, no lower than the "
         f"first logged loss ({fmt_number(x.values['start'])})."),

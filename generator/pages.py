@@ -578,7 +578,7 @@ come from the `analysis:` section of `checkpoints.yaml`.
 | :--- | :--- |
 | Steps | `global_step` of the checkpoint; when missing, the last logged step. |
 | Start loss | The first logged training loss, as written in the file. |
-| End loss | The last logged training loss. Not the summary row's `train_loss`, which is the mean over all of training. |
+| End loss | The last logged training loss. Not the summary row's `train_loss`: the Trainer's sum of the losses of its last session divided by all steps, which is the mean over training only for a run that was never resumed (a resumed run's page says "last session only"). |
 | Minimum loss | The lowest logged training loss and its step. |
 | Relative drop | (start loss - end loss) / start loss. |
 | Smoothed loss | TensorBoard's smoothing: a debiased exponential moving average with weight **{s.smoothing:g}** (`smoothing`); 0 turns it off. |

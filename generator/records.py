@@ -388,6 +388,8 @@ class Figures:
     non_finite: tuple[NonFinite, ...] = ()
     spikes: tuple[int, ...] = ()
     """Steps whose raw loss is a spike (see `AnalysisSettings.spike_factor`)."""
+    noisy_jumps: int = 0
+    """Rows that met the spike rule when they were too many to be spikes (heavy-tailed batch noise)."""
     series: tuple[SeriesSummary, ...] = ()
     """Kind-specific metrics (reward, KL, margins, ...) that were logged."""
     other_metrics: tuple[str, ...] = ()

@@ -14,7 +14,8 @@ import pytest
 from generator.records import TrainingRun
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("TRAINDOCS_CORPUS") or REPO.parent / "shared" / "corpus")
+"""Real trainer_state.json files: $TRAINDOCS_CORPUS, else ../shared/corpus beside the repository."""
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
@@ -54,7 +55,8 @@ def example_project(tmp_path: Path) -> Path:
 @pytest.fixture
 def corpus_dir() -> Path:
     if not CORPUS.is_dir():
-        pytest.skip(f"the shared corpus is not here ({CORPUS}); it exists beside the repository on dev machines and in CI")
+        pytest.skip(f"the shared corpus is not here ({CORPUS}); it exists beside the repository on dev machines and in "
+                    "CI, or set TRAINDOCS_CORPUS to a folder of trainer_state.json folders")
     return CORPUS
 
 
