@@ -37,7 +37,11 @@ class Rule:
 # --- thresholds that are not user settings (each is stated on the methodology page) ---------------
 
 EXPLOSION_FACTOR = 50.0
-"""A grad norm this many times the run's median grad norm is an explosion."""
+"""A grad norm this many times the median of the grad norms logged just before it is an explosion ..."""
+EXPLOSION_WINDOW = 20
+"""... of the last this many ..."""
+EXPLOSION_MIN_BEFORE = 5
+"""... with at least this many logged before it."""
 END_WINDOW = 0.2
 """'At the end' means the last fifth of the logged loss rows."""
 END_Z = 3.0
@@ -179,22 +183,29 @@ def _epoch_steps(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Find
 
 
 def _grad_explosion(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    """A grad norm far above the run's median, past the first tenth of the run (warm-up is noisy)."""
+    """A grad norm far above the grad norms just before it, past the first tenth of the run.
+
+    Local, not against the whole run's median: early gradients of a run whose late gradients are tiny
+    are no explosion.
+    """
     if f.kind == "rl":
         return []
     grad = finite_series(run.train, "grad_norm")
     grad = grad[grad > 0]
     if len(grad) < 10:
         return []
-    median = float(grad.median())
+    values = grad.to_numpy(dtype="float64")
+    before = pd.Series(values).shift(1).rolling(EXPLOSION_WINDOW, min_periods=EXPLOSION_MIN_BEFORE).median()
+    medians = before.to_numpy()
     first, last = as_step(grad.index[0]), as_step(grad.index[-1])
-    late = grad[grad.index > first + (last - first) * 0.1]
-    flagged = late[late >= EXPLOSION_FACTOR * median]
-    if median <= 0 or not len(flagged):
+    late = grad.index.to_numpy() > first + (last - first) * 0.1
+    flagged = np.flatnonzero(late & (medians > 0) & (values >= EXPLOSION_FACTOR * medians))
+    if not len(flagged):
         return []
-    return [Finding("grad_explosion", WARNING, {"max": float(flagged.max()), "max_step": as_step(flagged.idxmax()),
-                                                "median": median, "count": len(flagged)},
-                    steps=tuple(as_step(step) for step in flagged.index[:20]))]
+    top = int(flagged[np.argmax(values[flagged])])
+    return [Finding("grad_explosion", WARNING, {"max": float(values[top]), "max_step": as_step(grad.index[top]),
+                                                "median": float(medians[top]), "count": len(flagged)},
+                    steps=tuple(as_step(grad.index[i]) for i in flagged[:20]))]
 
 
 def _skipped_steps(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
@@ -500,8 +511,9 @@ RULES = (
                    "before (or is 0 on the first row), in a run whose learning rate does change: mixed-precision "
                    "loss scaling skipped that update.", _skipped_steps),
     Rule("grad_explosion", WARNING, "Gradient explosion",
-         lambda s: f"After the first tenth of the run, a `grad_norm` at least {EXPLOSION_FACTOR:g} times the median of "
-                   "the run's nonzero grad norms (10 or more logged; not for RL runs).", _grad_explosion),
+         lambda s: f"After the first tenth of the run, a nonzero `grad_norm` at least {EXPLOSION_FACTOR:g} times the "
+                   f"median of the {EXPLOSION_WINDOW} nonzero grad norms logged before it (at least "
+                   f"{EXPLOSION_MIN_BEFORE}); not for RL runs.", _grad_explosion),
     Rule("loss_spikes", WARNING, "Loss spikes",
          lambda s: "Loss spikes as defined above: at most 5 rows, or 2% of the logged losses when that is more.",
          _spikes),

@@ -373,9 +373,10 @@ FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
         "mixed-precision loss scaling skipped those updates."),
     "grad_explosion": lambda x, s: (
         f"Gradient explosion: grad_norm reached {fmt_number(x.values['max'])} at step {int(x.values['max_step'])}, "
-        f"{fmt_count(x.values['max'] / x.values['median'])} times its median of {fmt_number(x.values['median'])}"
-        + (f" ({int(x.values['count'])} logged steps at {EXPLOSION_FACTOR:g}x the median or more, after the first "
-           "tenth of the run)" if x.values["count"] > 1 else "") + "."),
+        f"{fmt_count(x.values['max'] / x.values['median'])} times the median of the grad norms just before it "
+        f"({fmt_number(x.values['median'])})"
+        + (f"; {int(x.values['count'])} logged steps jumped {EXPLOSION_FACTOR:g}x or more" if x.values["count"] > 1
+           else "") + "."),
     "loss_spikes": lambda x, s: (
         f"Loss spike{'s' if x.values['count'] > 1 else ''} at step{'s' if x.values['count'] > 1 else ''} "
         f"{_step_list(x.steps, int(x.values['count']))}: the logged loss jumped above {s.spike_factor:g}x the "
@@ -428,7 +429,7 @@ FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
     "rl_no_signal": lambda x, s: _rl_no_signal(x),
     "chosen_reward_falling": lambda x, s: (
         f"The margin grows while the chosen reward falls: the chosen reward peaked at "
-        f"{fmt_number(x.values['chosen_peak'])} (mean of tenth {int(x.values['peak_decile'])} of the log) and ended at "
+        f"{fmt_number(x.values['chosen_peak'])} (mean of the {_ordinal(int(x.values['peak_decile']))} tenth of the log) and ended at "
         f"{fmt_number(x.values['chosen_end'])} (last tenth)"
         + (f", {fmt_number(x.values['eval_chosen_end'])} on the eval pairs at step "
            f"{int(x.values['eval_chosen_end_step'])}" if "eval_chosen_end" in x.values else "")
@@ -457,6 +458,10 @@ FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
         f"{fmt_number(x.values['uniform_loss'])} for a vocabulary of {fmt_count(x.values['vocab_size'])}, the loss of "
         "guessing uniformly; there was no pretrained model to start from."),
 }
+
+
+def _ordinal(number: int) -> str:
+    return f"{number}{'th' if 10 <= number % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(number % 10, 'th')}"
 
 
 def _rl_no_signal(x: Finding) -> str:

@@ -219,23 +219,27 @@ def skipped_steps(run: Run) -> list[Expected]:
 
 
 def grad_explosion(run: Run) -> list[Expected]:
-    """After the first tenth of the run (of the logged grad norms' steps), a grad_norm >= 50 x the median
-    of the nonzero grad norms (10 or more); not for RL."""
+    """After the first tenth of the run, a nonzero grad_norm >= 50 x the median of the 20 nonzero grad norms
+    logged before it (at least 5 of them; 10 or more nonzero grad norms in all); not for RL."""
     if run.kind == "rl":
         return []
     grad = [(step, value) for step, value in run.series("grad_norm") if value > 0]
     if len(grad) < 10:
         return []
-    middle = median([value for _, value in grad])
     first, last = grad[0][0], grad[-1][0]
-    flagged = [(step, value) for step, value in grad
-               if step > first + (last - first) * 0.1 and value >= EXPLOSION_FACTOR * middle]
+    flagged = []
+    for i, (step, value) in enumerate(grad):
+        window = [v for _, v in grad[max(0, i - 20):i]]
+        if len(window) < 5 or step <= first + (last - first) * 0.1:
+            continue
+        local = median(window)
+        if local > 0 and value >= EXPLOSION_FACTOR * local:
+            flagged.append((step, value, local))
     if not flagged:
         return []
-    top = max(value for _, value in flagged)
-    return [Expected("grad_explosion", "warning", {
-        "max": top, "max_step": next(step for step, value in flagged if value == top), "median": middle,
-        "count": len(flagged)}, [step for step, _ in flagged][:STEP_LIST])]
+    step, top, local = max(flagged, key=lambda item: item[1])
+    return [Expected("grad_explosion", "warning", {"max": top, "max_step": step, "median": local,
+                                                  "count": len(flagged)}, [s for s, _, _ in flagged][:STEP_LIST])]
 
 
 def end_slope(run: Run) -> list[Expected]:

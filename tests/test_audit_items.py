@@ -61,7 +61,7 @@ def test_086_is_not_stable_at_a_level_it_later_fell_800_fold_from(corpus_dir: Pa
 
 
 def test_086_overfitting_and_grad_explosion(corpus_dir: Path) -> None:
-    _, f, text = corpus_run(corpus_dir, "086_")
+    _, f, _ = corpus_run(corpus_dir, "086_")
     assert {"eval_loss_rising", "grad_explosion", "best_checkpoints_disagree"} <= codes(f)
     assert value(f, "eval_loss_rising", "rise") == pytest.approx(0.2142 / 0.15675 - 1, rel=1e-3)
     assert value(f, "grad_explosion", "max") == pytest.approx(108.55, rel=1e-3)
