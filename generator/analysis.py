@@ -231,6 +231,7 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     if "tokens_seen" not in figures and len(tokens_seen):
         figures["tokens_seen"] = float(tokens_seen.iloc[-1])
 
+    others = kinds.other_metrics(kind, run.train.columns)
     figures["metrics"] = tuple(sorted(c for c in run.train.columns if c not in ("step", "epoch")))
     figures.update(
         kind=kind,
@@ -242,7 +243,8 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         non_finite=run.non_finite,
         series=tuple(summarise(finite_series(run.train, column), column) for column in _series_columns(run)
                      if len(finite_series(run.train, column))),
-        other_metrics=tuple(kinds.other_metrics(kind, run.train.columns)),
+        other_metrics=tuple(others[:MAX_OTHER_METRICS]),
+        other_metrics_left_out=tuple(others[MAX_OTHER_METRICS:]),
     )
     if kind != "rl":  # RL losses hover around zero: a ratio to the median means nothing there
         jumps = spikes(loss, settings)
@@ -253,6 +255,11 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         else:
             figures["spikes"] = jumps
     return Figures(**figures)  # type: ignore[arg-type]
+
+
+MAX_OTHER_METRICS = 48
+"""'Other metrics' panels a page draws at most (4 images of 12); a log of 10,000 keys must not make
+800 images. The rest stay in the CSV download, and the generation says which were left out."""
 
 
 SERIES_COLUMNS = (

@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -41,7 +42,8 @@ from generator.records import (
     SiteLayout,
     SiteSettings,
 )
-from generator.remote import shown_url
+from generator.remote import is_remote, shown_url
+from generator.sanitize import csv_safe_table, shown_local_path
 
 MODELS_DIR = "models"
 ASSETS_DIR = "assets/traindocs"
@@ -228,7 +230,8 @@ def _from_models_dir(docs_path: str) -> str:
     return docs_path[len(MODELS_DIR) + 1 :] if docs_path.startswith(MODELS_DIR + "/") else f"../{docs_path}"
 
 
-def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSettings, layout: SiteLayout) -> str:
+def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSettings, layout: SiteLayout,
+               registry_dir: Path) -> str:
     """The Markdown page of one model (it lives in models/)."""
     entry, run = report.entry, report.run
     parts = [f"# {md_text(entry.name)}\n", GENERATED_NOTE]
@@ -266,6 +269,9 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
     if files.other_plots:
         parts.append("## Other metrics\n")
         parts.append("Logged keys that the sections above do not show, each on its own panel:\n")
+        if report.figures.other_metrics_left_out:
+            parts.append(f"{len(report.figures.other_metrics_left_out)} more keys are not drawn (a page draws at most "
+                         f"{len(report.figures.other_metrics)}); every value is in the log history CSV.\n")
         for path, _ in files.other_plots:
             parts.append(f"![Other metrics of {name}]({_from_models_dir(path)})\n")
     if run.adapter is not None:
@@ -282,13 +288,14 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
         parts.append(_table(["Setting", "Value"], rows))
     parts.append(_links_section(report, files, layout))
     parts.append("## Source\n")
+    registered = shown_url(entry.path) if is_remote(entry.path) else shown_local_path(entry.path, registry_dir)
     source = [
-        f"- Registered path: {md_code(shown_url(entry.path))}",
+        f"- Registered path: {md_code(registered)}",
         f"- {md_text(run.state_file.name)} SHA-256: `{run.state_sha256[:16]}`",
         f"- Logged rows: {report.figures.logged_rows} with a training loss, {report.figures.eval_rows} evaluations",
     ]
-    read = _shown_state_path(report)
-    if read != shown_url(entry.path):
+    read = _shown_state_path(report, registry_dir)
+    if read != registered:
         source.insert(1, f"- Read: {md_code(read)}")
     for key in ("logging_steps", "train_batch_size", "num_train_epochs", "max_steps"):
         value = run.state.get(key)
@@ -412,16 +419,19 @@ def _links_section(report: ModelReport, files: ModelFiles, layout: SiteLayout) -
     return "\n".join(lines)
 
 
-def _shown_state_path(report: ModelReport) -> str:
-    """The file read, relative to the registered path when inside it."""
+def _shown_state_path(report: ModelReport, registry_dir: Path) -> str:
+    """The file read, relative to the registered path when inside it; never a home folder."""
     state_file = report.run.state_file
     registered = report.entry.resolved
+    remote = is_remote(report.entry.path)
     if state_file == registered:
-        return shown_url(report.entry.path)
+        return shown_url(report.entry.path) if remote else shown_local_path(report.entry.path, registry_dir)
     try:
         inner = state_file.relative_to(registered)
     except ValueError:
         return state_file.name
+    if not remote:
+        return shown_local_path(str(state_file), registry_dir)
     # A URL's query string (a presigned token) is never shown; nor is it part of the folder.
     return shown_url(f"{report.entry.path.split('?')[0].rstrip('/')}/{inner.as_posix()}")
 
@@ -735,7 +745,8 @@ def log_history_csv(report: ModelReport) -> bytes:
     merged["_order"] = merged["kind"].map({"train": 0, "eval": 1})
     merged = merged.sort_values(["step", "_order"], kind="stable").drop(columns="_order")
     columns = ["step", "kind", *sorted(c for c in merged.columns if c not in ("step", "kind"))]
-    return merged[columns].to_csv(index=False, lineterminator="\n").encode("utf-8")
+    # Keys and text cells starting like a formula are neutralised: the CSV is opened in spreadsheets.
+    return csv_safe_table(merged[columns]).to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
 def _json_bytes(document: object) -> bytes:

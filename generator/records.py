@@ -394,6 +394,8 @@ class Figures:
     """Kind-specific metrics (reward, KL, margins, ...) that were logged."""
     other_metrics: tuple[str, ...] = ()
     """Numeric training keys no section explains: plotted under 'Other metrics'."""
+    other_metrics_left_out: tuple[str, ...] = ()
+    """Keys past the page's cap on 'Other metrics' panels: only in the CSV download."""
     findings: tuple[Finding, ...] = ()
     """What the analysis found, warnings first (see `generator.findings`)."""
 

@@ -55,6 +55,7 @@ from generator.records import (
 )
 from generator.registry import load_registry
 from generator.remote import shown_url
+from generator.sanitize import shown_base_model
 
 if TYPE_CHECKING:
     from generator.remote import RemoteOptions
@@ -109,7 +110,11 @@ class GenerationResult:
 
     def warnings(self) -> list[str]:
         """Doubts of the reader (skipped rows or values), then notes about docs/, one line each."""
-        return [warning for report in self.reports for warning in report.run.warnings] + self.notes
+        left_out = [
+            f"{report.entry.label}: {len(report.figures.other_metrics_left_out)} more metric keys than a page plots "
+            f"were left out of the plots ({', '.join(report.figures.other_metrics_left_out[:3])}, ...); they are in "
+            "its log_history.csv" for report in self.reports if report.figures.other_metrics_left_out]
+        return [warning for report in self.reports for warning in report.run.warnings] + left_out + self.notes
 
     def refusals(self) -> list[str]:
         """One line per generated file that a hand-written file blocked."""
@@ -183,7 +188,7 @@ def _cached_report(entry: CheckpointEntry, settings: AnalysisSettings, shown_bas
     cached = cache.load(state_file, inputs_key(state_file, entry.resolved, shown, settings))
     if cached is None:
         return None
-    return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis)
+    return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, shown_base)
 
 
 def _warning_prefix(entry: CheckpointEntry, shown: str) -> str:
@@ -205,9 +210,12 @@ def _labelled(run: TrainingRun, entry: CheckpointEntry, shown: str) -> TrainingR
     return dataclasses.replace(run, warnings=tuple(prefix + warning for warning in run.warnings))
 
 
-def _report(entry: CheckpointEntry, run: TrainingRun, figures: Figures, analysis: tuple[str, ...]) -> ModelReport:
-    return ModelReport(entry=entry, run=run, figures=figures, analysis=analysis,
-                       base_model=entry.base_model or run.base_model, color=color_for(entry.index))
+def _report(entry: CheckpointEntry, run: TrainingRun, figures: Figures, analysis: tuple[str, ...],
+            shown_base: Path) -> ModelReport:
+    # A local base model path is shown relative to the registry or from ~: pages never publish a home folder.
+    base_model = shown_base_model(entry.base_model or run.base_model, shown_base)
+    return ModelReport(entry=entry, run=run, figures=figures, analysis=analysis, base_model=base_model,
+                       color=color_for(entry.index))
 
 
 def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_shown: str,
@@ -228,7 +236,7 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
         key = inputs_key(state_file, entry.resolved, shown, settings) if cache is not None else ""
         cached = cache.load(state_file, key) if cache is not None else None
         if cached is not None:
-            return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis)
+            return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, shown_base)
         run = read_run(entry, shown_file=shown)
     except CheckpointError as exc:
         return EntryProblem(label=entry.label, message=str(exc), name=entry.name)
@@ -240,7 +248,7 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
     analysis = tuple(narrative.model_analysis(figures, run, settings))
     if cache is not None:
         cache.store(key, Cached(_unlabelled(run, entry, shown), figures, analysis))
-    return _report(entry, run, figures, analysis)
+    return _report(entry, run, figures, analysis, shown_base)
 
 
 def _is_remote(path: str) -> bool:
@@ -310,7 +318,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         else:
             badge = badge_svg("train loss", fmt_number(report.figures.end_loss))
         artefacts.append(_bytes_artefact(files.badge, badge))
-        page = pages.model_page(report, files, settings, layout)
+        page = pages.model_page(report, files, settings, layout, registry.file.resolve().parent)
         artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
 
     groups = []
