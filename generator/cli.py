@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                         help=f"give up on a remote server that does not connect or answer within SECONDS "
                         f"(default: ${TIMEOUT_ENV}, else {DEFAULT_TIMEOUT:g})")
+    common.add_argument("--fail-on", choices=("warning", "note"), default=None,
+                        help="exit with status 1 when a model has a finding of this severity or above (warning: "
+                        "overfitting, explosions, ...; note: also still improving, resumed, ...); each is printed")
     common.add_argument("--no-cache", action="store_true",
                         help="parse and analyse every checkpoint again, even unchanged ones (plots that did not "
                         "change are still not redrawn)")
@@ -255,7 +258,24 @@ def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, args: ar
         file=sys.stderr,
     )
     failed = bool(result.refused) or (strict and bool(result.problems or result.warnings()))
+    if getattr(args, "fail_on", None):
+        failed = _report_findings(result, args.fail_on) or failed
     return result, 1 if failed else 0
+
+
+def _report_findings(result: GenerationResult, threshold: str) -> bool:
+    """Print each finding at or above `threshold` ('warning' or 'note'); whether there was one."""
+    from generator.narrative import finding_sentence
+
+    counted = {"warning": ("warning",), "note": ("warning", "note")}[threshold]
+    found = False
+    for report in result.reports:
+        for finding in report.figures.findings:
+            if finding.severity.value in counted:
+                found = True
+                sentence = finding_sentence(finding, result.registry.analysis)
+                print(f"{finding.severity.value}: {report.entry.label}: {finding.code}: {sentence}", file=sys.stderr)
+    return found
 
 
 def _remote_options(args: argparse.Namespace) -> RemoteOptions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,29 @@ def test_link_cards_leaves_remote_checkpoints_alone(example_project: Path, capsy
     finally:
         remote.register_filesystem("hf", None)
         hub.store.clear()
+
+
+def test_fail_on_turns_findings_into_status_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--fail-on warning: a CI job can stop on an overfitting run; the example runs have no warning."""
+    losses = [2.0 * 0.97**i for i in range(60)]
+    evals = {100: 1.0, 200: 0.8, 300: 0.85, 400: 1.0, 500: 1.2, 600: 1.4}
+    rows: list[dict[str, float]] = []
+    for i, loss in enumerate(losses):  # in file order, as the Trainer writes them: eval after the train row
+        step = 10 * (i + 1)
+        rows.append({"loss": loss, "step": step})
+        if step in evals:
+            rows.append({"eval_loss": evals[step], "step": step})
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 600, "log_history": rows}), encoding="utf-8")
+    registry = tmp_path / "checkpoints.yaml"
+    registry.write_text("checkpoints:\n  - name: Overfit\n    path: run\n", encoding="utf-8")
+    assert main(["generate", "--config", str(registry)]) == 0
+    capsys.readouterr()
+    assert main(["generate", "--config", str(registry), "--fail-on", "warning"]) == 1
+    err = capsys.readouterr().err
+    assert "warning: checkpoints[0] (Overfit): eval_loss_rising: Overfitting: eval loss was lowest at step 200" in err
+
+
+def test_fail_on_passes_a_site_without_findings(example_project: Path) -> None:
+    assert main(["generate", "--config", str(example_project / "checkpoints.yaml"), "--fail-on", "warning"]) == 0
