@@ -8,10 +8,10 @@ are never loaded.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import errno
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -401,12 +401,17 @@ def split_log_history(history: list[Any]) -> LogTables:
     `log_history[12].loss: expected a number, got null; not plotted`.
     """
     kept: list[tuple[str, dict[str, float]]] = []
-    kept_steps: list[float] = []  # non-decreasing: every row either continues or truncates
+    kept_steps: list[float] = []  # the step of each kept row
     summary: dict[str, float] = {}
     predict: dict[str, float] = {}
     resumes: list[tuple[int, int]] = []
     highest = -1
     skipped = _Skipped()
+    # Two processes writing one log interleave their rows (1020, 1010, 1030, 1020, ...): when small steps
+    # back (no more than the usual step forward) are a pattern, they are merged, not read as hundreds of
+    # restarts; a lone step back is a resume, as before.
+    interleave_limit = _interleave_limit(history)
+    interleaved = 0
     for index, row in enumerate(history):
         where = f"log_history[{index}]"
         if not isinstance(row, dict):
@@ -451,13 +456,23 @@ def split_log_history(history: list[Any]) -> LogTables:
             kind = "train"  # a row with only an epoch logs no metric
         else:
             continue
-        if step < highest:
+        if step < highest and highest - step <= interleave_limit:
+            interleaved += 1  # merged by step below, the later value winning
+        elif step < highest:
             resumes.append((int(step), highest))
-            cut = bisect.bisect_left(kept_steps, step)
-            del kept[cut:], kept_steps[cut:]
-        highest = int(step)
+            # Rare (a restart): keep only what was logged before the step the log went back to.
+            kept_steps_rows = [(s, r) for s, r in zip(kept_steps, kept, strict=True) if s < step]
+            kept_steps = [s for s, _ in kept_steps_rows]
+            kept = [r for _, r in kept_steps_rows]
+            highest = int(step)
+        else:
+            highest = int(step)
         kept.append((kind, numbers))
         kept_steps.append(step)
+    if interleaved:
+        skipped.add("interleaved", f"log_history: {interleaved} rows step back by at most {interleave_limit:g} steps "
+                    "(the usual step forward), as when two processes write one log; rows of one step are merged, "
+                    "the later value winning")
     train_rows = _last_per_step([r for k, r in kept if k == "train"])
     eval_rows = _last_per_step([r for k, r in kept if k == "eval"])
     return LogTables(
@@ -469,6 +484,26 @@ def split_log_history(history: list[Any]) -> LogTables:
         skipped.messages(),
         _first_non_finite(train_rows + eval_rows),
     )
+
+
+INTERLEAVED_SHARE = 0.05
+"""Small steps back on at least this share of the rows (and 3 or more) mean interleaved writers."""
+
+
+def _interleave_limit(history: list[Any]) -> float:
+    """How far back a row may step and still be another writer's row: the usual step forward (the median
+    positive step between rows in file order) when such small steps back are a pattern, else 0."""
+    steps = [float(row["step"]) for row in history if isinstance(row, dict) and _number(row.get("step")) is not None]
+    forward = sorted(b - a for a, b in itertools.pairwise(steps) if b > a)
+    if not forward:
+        return 0.0
+    usual = forward[len(forward) // 2]
+    highest, small = float("-inf"), 0
+    for step in steps:
+        if highest - usual <= step < highest:
+            small += 1
+        highest = max(highest, step)
+    return usual if small >= max(3, INTERLEAVED_SHARE * len(steps)) else 0.0
 
 
 def _last_per_step(rows: list[dict[str, float]]) -> list[dict[str, float]]:

@@ -124,9 +124,12 @@ def test_081_far_from_its_schedule_and_still_improving(corpus_dir: Path) -> None
     assert "still_improving" in codes(f)
 
 
-def test_jsonl_03_steps_down_at_epoch_boundaries(corpus_dir: Path) -> None:
-    _, f, _ = corpus_run(corpus_dir, "jsonl_03")
+def test_jsonl_03_steps_down_at_epoch_boundaries_and_has_one_restart(corpus_dir: Path) -> None:
+    run, f, text = corpus_run(corpus_dir, "jsonl_03")
     assert "epoch_step_down" in codes(f)
+    # Two interleaved writers, not "416 restarts": one real restart, from step 5240 back to 5010.
+    assert run.resumes == ((5010, 5240),)
+    assert any(s.startswith("The run was resumed: the log goes back from step 5240 to step 5010") for s in text)
 
 
 # --- 6, 12: words about shapes of logs -----------------------------------------------------------------------

@@ -624,3 +624,19 @@ def test_run_folder_lists_its_saved_checkpoints(tmp_path: Path) -> None:
 
     assert run.saved_checkpoints == (20, 500, 1000)
     assert read_run(entry_for(run_dir / "checkpoint-500")).saved_checkpoints == ()
+
+
+def test_two_interleaved_writers_are_merged_and_a_real_restart_still_counts() -> None:
+    """Two processes logging one file drift a logging interval apart (jsonl_03 of the corpus): not 400 restarts."""
+    history: list[dict[str, object]] = []
+    for step in range(10, 510, 10):  # writer B lags writer A by one interval
+        history.append({"loss": 2.0 - step / 1000, "step": step})
+        if step > 10:
+            history.append({"loss": 2.0 - (step - 10) / 1000 + 0.0001, "step": step - 10})
+    history += [{"loss": 1.0, "step": step} for step in range(300, 360, 10)]  # resumed from checkpoint-290
+
+    tables = split_log_history(history)
+
+    assert tables.resumes == ((300, 500),)
+    assert tables.train["step"].tolist() == list(range(10, 360, 10))
+    assert any("49 rows step back by at most 20 steps" in message for message in tables.skipped)
