@@ -8,6 +8,7 @@ JSON written here from the spec alone: nothing from `generator.reader`,
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -158,12 +159,29 @@ class Reading:
 
 
 def apply_resumes(rows: list[tuple[str, Row]]) -> tuple[list[Row], list[Row], list[dict[str, int]]]:
-    """A step lower than the highest so far restarts the run there: later rows replace the dropped ones."""
+    """A step lower than the highest so far restarts the run there: later rows replace the dropped ones.
+
+    Except for interleaved writers: when steps back by no more than the usual step forward (the upper
+    median of the positive differences between consecutive rows) happen on at least 3 rows and 5% of
+    them, those rows are another writer's, merged by step, and only larger steps back are restarts.
+    """
+    steps = [row["step"] for _, row in rows]
+    forward = sorted(b - a for a, b in itertools.pairwise(steps) if b > a)
+    usual = forward[len(forward) // 2] if forward else 0
+    small, running = 0, None
+    for step in steps:
+        if running is not None and running - usual <= step < running:
+            small += 1
+        running = step if running is None else max(running, step)
+    limit = usual if small >= max(3, 0.05 * len(steps)) else 0
     kept: list[tuple[str, Row]] = []
     resumed: list[dict[str, int]] = []
     highest: int | None = None
     for table, row in rows:
         step = row["step"]
+        if highest is not None and highest - limit <= step < highest:
+            kept.append((table, row))
+            continue
         if highest is not None and step < highest:
             resumed.append({"at_step": step, "after_step": highest})
             kept = [(t, r) for t, r in kept if r["step"] < step]
