@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import sft_rows, write_state
 from generator import site
 from generator.analysis import analyse
 from generator.cache import Cached, RunCache, inputs_key
 from generator.narrative import model_analysis
 from generator.reader import read_run
 from generator.records import AnalysisSettings, CheckpointEntry
-from tests.conftest import sft_rows, write_state
 
 SETTINGS = AnalysisSettings()
 

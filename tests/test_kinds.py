@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_from, sft_rows, write_state
 from generator.analysis import analyse
 from generator.kinds import direction, eval_groups, other_metrics, run_kind
 from generator.narrative import finding_sentence, model_analysis, reward_comparison, reward_conclusion
 from generator.reader import read_run
 from generator.records import AnalysisSettings, CheckpointEntry, TrainingRun
 from generator.site import generate
-from tests.conftest import run_from, sft_rows, write_state
 
 SETTINGS = AnalysisSettings()
 
@@ -304,7 +304,7 @@ def test_progression_table_for_a_run_folder(tmp_path: Path) -> None:
 def test_overview_plots_read_against_epochs_and_tokens(tmp_path: Path) -> None:
     # The GRPO run logs num_tokens: its overview gets a tokens panel, which makes the image taller than two panels.
     generate(_mixed_registry(tmp_path), tmp_path / "docs")
-    from tests.test_plots import png_size
+    from test_plots import png_size
 
     rl = png_size((tmp_path / "docs/assets/traindocs/rl-curves.png").read_bytes())
     preference = png_size((tmp_path / "docs/assets/traindocs/preference-curves.png").read_bytes())
