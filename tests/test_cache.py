@@ -12,10 +12,11 @@ import pytest
 from conftest import sft_rows, write_state
 from generator import site
 from generator.analysis import analyse
-from generator.cache import Cached, RunCache, inputs_key
+from generator.cache import RUNS_DIR, Cached, RunCache, inputs_key
+from generator.cli import main
 from generator.narrative import model_analysis
 from generator.reader import read_run
-from generator.records import AnalysisSettings, CheckpointEntry
+from generator.records import AnalysisSettings, CheckpointEntry, TrainingRun
 
 SETTINGS = AnalysisSettings()
 
@@ -113,7 +114,60 @@ def test_a_change_beside_the_state_file_is_seen(tmp_path: Path) -> None:
     assert "| Steps | 60 |" in page  # the new checkpoint of the run folder is read
 
 
-def test_without_a_cache_nothing_is_kept(tmp_path: Path) -> None:
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the entries `site` parses from here on (the real reader still runs)."""
+    reads: list[str] = []
+    real = site.read_run
+
+    def counting(entry: CheckpointEntry, *args: object, **kwargs: object) -> TrainingRun:
+        reads.append(entry.name)
+        return real(entry, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(site, "read_run", counting)
+    return reads
+
+
+def _stored(folder: Path) -> list[str]:
+    """The files a cache folder holds."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def test_generate_without_a_cache_reads_every_time_and_stores_nothing(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     registry = _project(tmp_path)
-    site.generate(registry, tmp_path / "docs", cache=False)
-    assert not (tmp_path / "cache").exists()
+    default = tmp_path / "default-cache"  # where cache=True would keep its entries
+    monkeypatch.setenv("TRAINDOCS_CACHE_DIR", str(default))
+    docs = tmp_path / "docs"
+    reads = _count_reads(monkeypatch)
+
+    site.generate(registry, docs, cache=False)
+    site.generate(registry, docs, cache=False)
+    assert reads == ["Run", "Run"], "cache=False must parse the unchanged checkpoint again"
+    assert _stored(default) == []
+
+    # The control: the same spy and folder see the default cache at work (stored once, then not read).
+    site.generate(registry, docs)
+    assert _stored(default / RUNS_DIR) != []
+    site.generate(registry, docs)
+    assert reads == ["Run", "Run", "Run"]
+    site.generate(registry, docs, cache=False)  # an entry exists now, and is still not used
+    assert reads == ["Run", "Run", "Run", "Run"]
+
+
+def test_no_cache_on_the_command_line_reads_every_checkpoint_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    registry = _project(tmp_path)
+    cache_dir = tmp_path / "cache-dir"
+    monkeypatch.setenv("TRAINDOCS_CACHE_DIR", str(cache_dir))  # also restores it after the CLI sets it
+    command = ["generate", "--config", str(registry), "--cache-dir", str(cache_dir), "--jobs", "1"]
+    reads = _count_reads(monkeypatch)
+
+    assert main([*command, "--no-cache"]) == 0
+    assert reads == ["Run"] and _stored(cache_dir / RUNS_DIR) == []
+    assert main(command) == 0  # cached now
+    assert reads == ["Run", "Run"] and _stored(cache_dir / RUNS_DIR) != []
+    assert main(command) == 0  # the control: taken from the cache
+    assert reads == ["Run", "Run"]
+    assert main([*command, "--no-cache"]) == 0  # the entry is there and --no-cache does not use it
+    assert reads == ["Run", "Run", "Run"]
+    assert "Traceback" not in capsys.readouterr().err
