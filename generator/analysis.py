@@ -198,7 +198,7 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
             smoothed_end=_finite_or_none(float(smoothed.iloc[-1])),
         )
         # An RL loss hovers around zero and may be negative: no convergence reading (the reward tells).
-        if kind != "rl":
+        if kind.about.reads_loss:
             figures.update(_loss_shape(loss, smoothed, settings))
         if len(eval_loss):
             # Compare with the trend, not one noisy batch, at the last eval step.
@@ -246,7 +246,7 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         other_metrics=tuple(others[:MAX_OTHER_METRICS]),
         other_metrics_left_out=tuple(others[MAX_OTHER_METRICS:]),
     )
-    if kind != "rl":  # RL losses hover around zero: a ratio to the median means nothing there
+    if kind.about.reads_loss:  # an RL loss hovers around zero: a ratio to the median means nothing there
         jumps = spikes(loss, settings)
         # Isolated events are spikes; jumps on more than one logged row in 50 are the loss's own heavy-tailed
         # batch noise (a classifier near zero loss meeting a hard batch), reported as such, not as spikes.

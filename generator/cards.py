@@ -195,8 +195,15 @@ def report_section(report: ModelReport, layout: SiteLayout) -> str:
     rows = [
         ("Base model", report.base_model or "unknown"),
         ("Steps", str(f.steps)),
-        ("Start loss", fmt_number(f.start_loss)),
-        ("End loss", fmt_number(f.end_loss)),
-        ("Convergence speed", f.convergence_label),
     ]
+    label, series, last = f.headline()
+    if series is not None:  # an RL run: its reward, not a loss that says nothing of progress
+        rows += [(f"{label.capitalize()}, start to end (means)", f"{fmt_number(series.head_mean)} to "
+                  f"{fmt_number(series.tail_mean)}"), (f"Last {label}", fmt_number(last))]
+    else:
+        rows += [
+            ("Start loss", fmt_number(f.start_loss)),
+            ("End loss", fmt_number(f.end_loss)),
+            ("Convergence speed", f.convergence_label),
+        ]
     return card_section(report.entry.name, page, badge, rows)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from generator import kinds
+from generator.kinds import RunKind
 from generator.records import AnalysisSettings, Figures, Finding, Severity, TrainingRun
 from generator.series import MIN_ROWS_FOR_TRENDS, as_step, finite_series, spearman
 
@@ -102,7 +103,7 @@ def _end_slope(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Findin
     by the medians of the window's two halves: a least-squares slope is pulled by
     spikes on a loss near zero.
     """
-    if f.kind == "rl":
+    if not f.kind.about.reads_loss:
         return []
     loss = finite_series(run.train, "loss")
     count = int(len(loss) * END_WINDOW)
@@ -143,7 +144,7 @@ def _spikes(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
 
 def _epoch_steps(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
     """The loss steps down right after epoch boundaries: the model recognises examples it has seen."""
-    if f.kind == "rl" or "epoch" not in run.train.columns or "loss" not in run.train.columns:
+    if not f.kind.about.reads_loss or "epoch" not in run.train.columns or "loss" not in run.train.columns:
         return []
     table = run.train[["step", "epoch", "loss"]]
     table = table[np.isfinite(table["loss"].to_numpy()) & np.isfinite(table["epoch"].to_numpy())]
@@ -188,7 +189,7 @@ def _grad_explosion(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[F
     Local, not against the whole run's median: early gradients of a run whose late gradients are tiny
     are no explosion.
     """
-    if f.kind == "rl":
+    if not f.kind.about.reads_loss:
         return []
     grad = finite_series(run.train, "grad_norm")
     grad = grad[grad > 0]
@@ -243,7 +244,7 @@ def _train_mean_near(loss: pd.Series, step: int, span: int) -> float | None:
 
 def _eval_loss(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
     """Eval loss rising after its minimum, or flat while the train loss falls: the model stopped generalising."""
-    if f.kind == "rl":
+    if not f.kind.about.reads_loss:
         return []
     evals = finite_series(run.eval, "eval_loss")
     loss = finite_series(run.train, "loss")
@@ -377,7 +378,7 @@ def _eval_set(column: str) -> str:
 
 def _rl_signal(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
     """GRPO learns from the spread of rewards within a group: no spread, no advantage, no gradient."""
-    if f.kind != "rl":
+    if f.kind is not RunKind.RL:
         return []
     for column, dead_value in (("frac_reward_zero_std", 1.0), ("zero_std_ratio", 1.0), ("reward_std", 0.0)):
         series = finite_series(run.train, column)
@@ -447,7 +448,7 @@ def _schedule(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding
 def _from_scratch(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
     """A first loss near (or above) ln(vocab_size): no pretrained start, or a loss on the wrong scale."""
     vocab = run.vocab_size
-    if f.kind != "sft" or f.start_loss is None or vocab is None or vocab < 2 or not run.language_model:
+    if not f.kind.about.reads_start or f.start_loss is None or vocab is None or vocab < 2 or not run.language_model:
         return []
     uniform = math.log(vocab)
     ratio = f.start_loss / uniform

@@ -10,6 +10,24 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
+
+
+class RunKind(str, Enum):
+    """The kinds of run, recognised from the keys they log (`run_kind`); `KINDS` describes each."""
+
+    SFT = "sft"
+    EVALUATION = "evaluation"
+    PREFERENCE = "preference"
+    RL = "rl"
+
+    def __str__(self) -> str:  # file names and JSON take the value, on every Python version
+        return self.value
+
+    @property
+    def about(self) -> KindDescription:
+        """What the pipeline does differently for this kind."""
+        return KINDS[self]
 
 RL_KEYS = ("reward", "objective/rlhf_reward", "objective/scores")
 RL_PATTERN = re.compile(r"^rewards/.+/mean$")
@@ -32,20 +50,20 @@ HIGHER_IS_BETTER = ("accura", "f1", "precision", "recall", "rouge", "bleu", "exa
 words match as word prefixes ('accuracy', 'rougeL', 'f1')."""
 
 
-def run_kind(train_columns: Iterable[str], eval_columns: Iterable[str]) -> tuple[str, tuple[str, ...]]:
-    """The kind of run ('rl', 'preference', 'evaluation', 'sft') and the keys that show it."""
+def run_kind(train_columns: Iterable[str], eval_columns: Iterable[str]) -> tuple[RunKind, tuple[str, ...]]:
+    """The kind of run and the keys that show it."""
     train = sorted(set(train_columns))
     evals = sorted(set(eval_columns))
     rl = [key for key in train if key in RL_KEYS or RL_PATTERN.match(key)]
     if rl:
-        return "rl", tuple(rl[:4])
+        return RunKind.RL, tuple(rl[:4])
     preference = [key for key in [*train, *evals] if key.removeprefix("eval_") in PREFERENCE_KEYS]
     if preference:
-        return "preference", tuple(dict.fromkeys(preference))[:4]
+        return RunKind.PREFERENCE, tuple(dict.fromkeys(preference))[:4]
     metrics = [column for column in eval_quality_columns(evals) if not LANGUAGE_MODEL_EVAL.fullmatch(column)]
     if metrics:
-        return "evaluation", tuple(metrics[:4])
-    return "sft", ()
+        return RunKind.EVALUATION, tuple(metrics[:4])
+    return RunKind.SFT, ()
 
 
 def eval_quality_columns(columns: Iterable[str]) -> list[str]:
@@ -105,14 +123,15 @@ REWARD_FUNCTION = re.compile(r"^rewards/(?!chosen$|rejected$|margins$|accuracies
 """GRPO's per-function rewards: `rewards/<func>/mean`, or `rewards/<func>` in older TRL."""
 
 
-def kind_panels(kind: str, columns: Iterable[str]) -> list[Panel]:
+def kind_panels(kind: RunKind, columns: Iterable[str]) -> list[Panel]:
     """The kind-specific panels that have at least one logged column, columns narrowed to those logged."""
     present = set(columns)
-    panels = {"preference": PREFERENCE_PANELS, "rl": RL_PANELS}.get(kind, ())
+    kind = RunKind(kind)  # callers may pass the value, as the cache and tests do
+    panels = kind.about.panels
     if "completions/mean_length" in present:
         present.discard("completion_length")  # older TRL's name for the same number
     result = [_narrowed(panel, present) for panel in panels]
-    if kind == "rl":
+    if kind is RunKind.RL:
         functions = tuple(reward_functions(present))
         if functions:
             result.insert(1, Panel("Reward per function", functions))
@@ -139,7 +158,7 @@ def _narrowed(panel: Panel, present: set[str]) -> Panel:
     )
 
 
-def other_metrics(kind: str, columns: Iterable[str]) -> list[str]:
+def other_metrics(kind: RunKind, columns: Iterable[str]) -> list[str]:
     """Numeric train columns that no section draws: they get an 'Other metrics' panel each."""
     present = list(columns)
     shown = {"loss", *TRAIN_BOOKKEEPING}
@@ -170,3 +189,35 @@ def eval_groups(columns: Iterable[str], drawn_elsewhere: Iterable[str] = ()) -> 
         metric = name[len(owner) + 1 :] if owner else name
         groups.setdefault(metric, {})[owner] = column
     return dict(sorted(groups.items()))
+
+
+@dataclass(frozen=True)
+class KindDescription:
+    """Everything that varies with the kind of run, in one place."""
+
+    label: str
+    """As pages name it."""
+    section: str
+    """Title of the page section with its own panels ('' when it has none)."""
+    panels: tuple[Panel, ...]
+    """Its own panels, beside the standard ones."""
+    headline: str
+    """The logged key that shows progress: the overview curve, the badge, the card."""
+    reads_loss: bool
+    """Whether the loss is read as progress (speed class, fall, spikes, loss findings). An RL loss is not:
+    it hovers around zero and may be negative by design."""
+    reads_start: bool
+    """Whether the first loss says something about the base model (a DPO loss starts at ln 2 by
+    construction, a classifier's head starts untrained)."""
+
+
+KINDS: dict[RunKind, KindDescription] = {
+    RunKind.SFT: KindDescription("SFT / Trainer", "", (), "loss", reads_loss=True, reads_start=True),
+    RunKind.EVALUATION: KindDescription("Fine-tune with evaluation metrics", "", (), "loss", reads_loss=True,
+                                        reads_start=False),
+    RunKind.PREFERENCE: KindDescription("Preference optimisation (DPO family)", "Preference metrics",
+                                        PREFERENCE_PANELS, "loss", reads_loss=True, reads_start=False),
+    RunKind.RL: KindDescription("Reinforcement learning (GRPO / PPO / RLOO)", "Reward and policy", RL_PANELS,
+                                "reward", reads_loss=False, reads_start=False),
+}
+"""In the order the index shows the kinds."""

@@ -31,7 +31,7 @@ from generator.series import edge_rows
 def model_analysis(figures: Figures, run: TrainingRun, settings: AnalysisSettings) -> list[str]:
     """Analysis bullets for one model page, in reading order."""
     rules: tuple[Callable[[Figures, AnalysisSettings], str], ...]
-    if figures.kind == "rl":
+    if not figures.kind.about.reads_loss:  # RL: the reward tells, not the loss
         rules = (_rl_loss, _reward, _reward_functions, _kl, _completion_length, _evaluation)
     else:
         rules = (_start, _fall, _levels, _speed, _end, _token_accuracy, _entropy,
@@ -57,7 +57,7 @@ def _share_of_run(step: int, figures: Figures) -> str:
 def _start(f: Figures, s: AnalysisSettings) -> str:
     # What a start loss says about the base model holds for language-model losses only:
     # a DPO loss starts at log 2 by construction, a classifier's head starts untrained.
-    if f.start_loss is None or f.kind != "sft":
+    if f.start_loss is None or not f.kind.about.reads_start:
         return ""
     if f.start_loss < s.low_start_loss:
         return (
@@ -158,7 +158,7 @@ def _entropy(f: Figures, s: AnalysisSettings) -> str:
 
 def _evaluation(f: Figures, s: AnalysisSettings) -> str:
     if f.eval_loss_last is None:
-        if f.logged_rows and not f.eval_metrics and f.kind != "rl":
+        if f.logged_rows and not f.eval_metrics and f.kind.about.reads_loss:
             return "No evaluation loss was logged, so overfitting cannot be judged from this log."
         return ""
     text = f"Eval loss ended at {fmt_number(f.eval_loss_last)} (step {f.eval_loss_last_step})"

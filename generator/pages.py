@@ -29,9 +29,8 @@ from generator.formatting import (
     md_code,
     md_text,
 )
-from generator.kinds import Panel
+from generator.kinds import KINDS, Panel, RunKind
 from generator.records import (
-    RUN_KINDS,
     AnalysisSettings,
     EntryProblem,
     Figures,
@@ -110,7 +109,7 @@ class ModelFiles:
             loss=model_asset_path(slug, "loss.png") if f.logged_rows or f.eval_loss_last is not None else None,
             metrics=model_asset_path(slug, "metrics.png") if metric_panels else None,
             metric_panels=metric_panels,
-            kind_plot=model_asset_path(slug, f"{f.kind}.png") if kind_panels else None,
+            kind_plot=model_asset_path(slug, f"{f.kind.value}.png") if kind_panels else None,
             kind_panels=kind_panels,
             eval_plot=model_asset_path(slug, "eval.png") if groups else None,
             eval_groups=tuple((metric, tuple(sets.items())) for metric, sets in groups.items()),
@@ -143,7 +142,7 @@ def _figure_rows(report: ModelReport, settings: AnalysisSettings) -> list[tuple[
         ("End loss", _loss_cell(f.end_loss, f.end_step)),
         ("Minimum loss", _loss_cell(f.min_loss, f.min_loss_step)),
     ]
-    if f.kind != "rl":  # an RL loss is no measure of progress: no convergence reading
+    if f.kind.about.reads_loss:  # an RL loss is no measure of progress: no convergence reading
         rows += [
             ("Relative drop", fmt_percent(f.relative_drop)),
             ("Fast fall ended", _fall_end_cell(f)),
@@ -256,7 +255,7 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
         parts.append("## Training metrics\n")
         parts.append(f"![Training metrics of {name}]({_from_models_dir(files.metrics)})\n")
     if files.kind_plot:
-        title = KIND_SECTIONS[report.figures.kind]
+        title = report.figures.kind.about.section
         parts.append(f"## {title}\n")
         parts.append(f"![{title} of {name}]({_from_models_dir(files.kind_plot)})\n")
     parts.append(_evaluation_section(report, files))
@@ -320,7 +319,6 @@ def findings_list(findings: Sequence[Finding], settings: AnalysisSettings) -> st
     return "\n".join(lines) + "\n"
 
 
-KIND_SECTIONS = {"preference": "Preference metrics", "rl": "Reward and policy", "sft": "", "evaluation": ""}
 EVAL_TABLE_ROWS = 50
 """Longer eval histories are in the CSV download rather than on the page."""
 EVAL_TABLE_COLUMNS = 8
@@ -440,7 +438,7 @@ def _shown_state_path(report: ModelReport, registry_dir: Path) -> str:
 class IndexGroup:
     """Runs of one kind on the index: their table, overview plot and statements."""
 
-    kind: str
+    kind: RunKind
     reports: tuple[ModelReport, ...]
     comparison: tuple[str, ...]
     conclusion: str
@@ -448,23 +446,20 @@ class IndexGroup:
     """Path of the overview plot under docs/, when some run has a curve."""
 
 
-KIND_ORDER = ("sft", "evaluation", "preference", "rl")
-
-
-def kind_groups(reports: Sequence[ModelReport]) -> list[tuple[str, list[ModelReport]]]:
+def kind_groups(reports: Sequence[ModelReport]) -> list[tuple[RunKind, list[ModelReport]]]:
     """Reports by kind (fixed order), each group ordered by phase, in order of first appearance."""
     phase_order = {phase: n for n, phase in enumerate(dict.fromkeys(r.entry.phase for r in reports))}
     groups = []
-    for kind in KIND_ORDER:
+    for kind in KINDS:
         members = [r for r in reports if r.figures.kind == kind]
         if members:
             groups.append((kind, sorted(members, key=lambda r: phase_order[r.entry.phase])))
     return groups
 
 
-def overview_path(kind: str) -> str:
+def overview_path(kind: RunKind) -> str:
     """Where the overview plot of one kind of run lives under docs/."""
-    return f"{ASSETS_DIR}/{kind}-curves.png"
+    return f"{ASSETS_DIR}/{kind.value}-curves.png"
 
 
 def _index_row_cells(report: ModelReport) -> tuple[list[str], list[str], list[str]]:
@@ -478,7 +473,7 @@ def _index_row_cells(report: ModelReport) -> tuple[list[str], list[str], list[st
         md_code(report.base_model) if report.base_model else "unknown",
         str(f.steps),
     ]
-    if f.kind == "rl":
+    if f.kind is RunKind.RL:
         reward = f.series_for("reward")
         kl = f.series_for("kl")
         length = f.series_for("completions/mean_length") or f.series_for("completion_length")
@@ -495,12 +490,12 @@ def _index_row_cells(report: ModelReport) -> tuple[list[str], list[str], list[st
     header += ["Start Loss", "End Loss"]
     align += ["---:", "---:"]
     cells += [fmt_number(f.start_loss), fmt_number(f.end_loss)]
-    if f.kind == "preference":
+    if f.kind is RunKind.PREFERENCE:
         margin, accuracy = f.series_for("rewards/margins"), f.series_for("rewards/accuracies")
         header += ["Last reward margin", "Last preference accuracy"]
         align += ["---:", "---:"]
         cells += [fmt_number(margin.end) if margin else "n/a", fmt_percent(accuracy.end) if accuracy else "n/a"]
-    if f.kind == "evaluation":
+    if f.kind is RunKind.EVALUATION:
         rated = [m for m in f.eval_metrics if m.direction and m.column != "eval_loss"]
         headline = rated[0] if rated else None
         best = f.best_checkpoint
@@ -533,7 +528,7 @@ def index_page(site: SiteSettings, groups: Sequence[IndexGroup], problems: Seque
     level = "###" if several else "##"
     for group in groups:
         if several:
-            parts.append(f"## {md_text(RUN_KINDS[group.kind])}\n")
+            parts.append(f"## {md_text(group.kind.about.label)}\n")
         rows = [_index_row_cells(report) for report in group.reports]
         header, align, _ = rows[0]
         warnings = [sum(1 for x in report.figures.findings if x.severity == Severity.WARNING)
@@ -543,14 +538,14 @@ def index_page(site: SiteSettings, groups: Sequence[IndexGroup], problems: Seque
             rows = [(h, a, [*cells, str(count)]) for (h, a, cells), count in zip(rows, warnings, strict=True)]
         parts.append(f"{level} Summary table\n")
         parts.append(_table(header, [cells for _, _, cells in rows], align))
-        if group.kind == "rl":
+        if group.kind is RunKind.RL:
             parts.append("Rewards are means over the first and last tenth of each run's logged steps; "
                          "see [how the figures are computed](methodology.md).\n")
         else:
             parts.append("Start and end loss are the first and last logged training losses; "
                          "see [how the figures are computed](methodology.md).\n")
         if group.overview:
-            what = "reward" if group.kind == "rl" else "loss"
+            what = group.kind.about.headline
             parts.append(f"{level} {what.capitalize()} curves\n")
             parts.append(f"![Smoothed {what} of every run by step, share of training, epoch and tokens]"
                          f"({group.overview})\n")
@@ -668,7 +663,7 @@ def summary_document(reports: Sequence[ModelReport], problems: Sequence[EntryPro
             {
                 "phase": report.entry.phase,
                 "base_model": report.base_model,
-                "kind": f.kind,
+                "kind": f.kind.value,
                 "steps": f.steps,
                 "last_logged_step": f.last_logged_step,
                 "start_step": f.start_step,

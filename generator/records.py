@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from generator.kinds import RunKind
+
 
 @dataclass(frozen=True)
 class AnalysisSettings:
@@ -207,15 +209,6 @@ class TrainingRun:
             return None
 
 
-RUN_KINDS = {
-    "sft": "SFT / Trainer",
-    "preference": "Preference optimisation (DPO family)",
-    "rl": "Reinforcement learning (GRPO / PPO / RLOO)",
-    "evaluation": "Fine-tune with evaluation metrics",
-}
-"""Kinds of run, recognised from the keys they log, with their display names."""
-
-
 @dataclass(frozen=True)
 class SeriesSummary:
     """Headline numbers of one logged metric (finite values only, by step)."""
@@ -289,6 +282,9 @@ class Severity(str, Enum):
     """Something went wrong or the run cannot be trusted as it stands: look at it."""
     NOTE = "note"
     """True and useful to know, not a fault."""
+
+    def __str__(self) -> str:  # f-strings take the value, on every Python version
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -377,8 +373,7 @@ class Figures:
     max_grad_norm_step: int | None = None
     metrics: tuple[str, ...] = field(default_factory=tuple)
     """Numeric training metrics present in the log, sorted."""
-    kind: str = "sft"
-    """A key of `RUN_KINDS`."""
+    kind: RunKind = RunKind.SFT
     kind_keys: tuple[str, ...] = ()
     """The logged keys the kind was recognised from."""
     last_logged_step: int | None = None
@@ -403,9 +398,21 @@ class Figures:
         """The summary of `column`, when it was logged."""
         return next((s for s in self.series if s.column == column), None)
 
+    def __post_init__(self) -> None:
+        # The reading cache hands back the kind as its JSON string.
+        object.__setattr__(self, "kind", RunKind(self.kind))
+
+    def headline(self) -> tuple[str, SeriesSummary | None, float | None]:
+        """(name, summary when it is a logged series, last value) of the metric that shows this run's
+        progress: the reward of an RL run that logged one, else the training loss. Badges and cards show it."""
+        key = self.kind.about.headline
+        if key != "loss" and (series := self.series_for(key)) is not None:
+            return key, series, series.end
+        return "train loss", None, self.end_loss
+
     @property
     def kind_label(self) -> str:
-        return RUN_KINDS[self.kind]
+        return self.kind.about.label
 
     @property
     def convergence_label(self) -> str:

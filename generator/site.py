@@ -291,7 +291,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             (files.loss, "loss", partial(_loss_png, report, settings)),
             (files.metrics, "metrics", partial(_draw, "panels_plot", f"{name}: training metrics", report.color,
                                                report.run.train, report.run.eval, files.metric_panels, settings)),
-            (files.kind_plot, "kind", partial(_draw, "panels_plot", f"{name}: {pages.KIND_SECTIONS[report.figures.kind]}",
+            (files.kind_plot, "kind", partial(_draw, "panels_plot", f"{name}: {report.figures.kind.about.section}",
                                               report.color, report.run.train, report.run.eval, files.kind_panels,
                                               settings, report.figures)),
             (files.eval_plot, "eval", partial(_draw, "eval_plot", name, report.run.eval,
@@ -312,11 +312,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         figures_inputs = (versions, name, slug, report.base_model, report.run.state_sha256, settings_json)
         artefacts.append(Artefact(files.figures_json, _key("figures", *figures_inputs),
                                   partial(pages.figures_document, report)))
-        reward = report.figures.series_for("reward")
-        if report.figures.kind == "rl" and reward is not None:
-            badge = badge_svg("reward", fmt_number(reward.end))  # an RL loss says nothing of progress
-        else:
-            badge = badge_svg("train loss", fmt_number(report.figures.end_loss))
+        label, _, last = report.figures.headline()  # an RL loss says nothing of progress: its reward does
+        badge = badge_svg(label, fmt_number(last))
         artefacts.append(_bytes_artefact(files.badge, badge))
         page = pages.model_page(report, files, settings, layout, registry.file.resolve().parent)
         artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
@@ -327,7 +324,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         compared = [narrative.Compared(r.entry.name, r.figures, narrative.comparison_group(r.entry, r.base_model))
                     for r in members]
         overview = None
-        what = "reward" if kind == "rl" else "loss"
+        what = kind.about.headline
         if any(_has_overview_curve(r) for r in members):
             overview = pages.overview_path(kind)
             overview_inputs = (
@@ -339,7 +336,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             # (every run's curve) would cost more to send to a worker than to draw here.
             artefacts.append(Artefact(overview, _key(overview, overview_inputs),
                                       partial(_overview_png, tuple(members), settings, what)))
-        if kind == "rl":
+        if not kind.about.reads_loss:
             sentences, closing = narrative.reward_comparison(named), narrative.reward_conclusion(named)
         else:
             sentences, closing = narrative.comparison(compared, settings), narrative.conclusion(compared, settings)
@@ -361,8 +358,8 @@ def _draw(function: str, *args: Any) -> bytes:
 
 
 def _has_overview_curve(report: ModelReport) -> bool:
-    if report.figures.kind == "rl":
-        return report.figures.series_for("reward") is not None
+    if not report.figures.kind.about.reads_loss:
+        return report.figures.series_for(report.figures.kind.about.headline) is not None
     return report.figures.logged_rows > 0
 
 
@@ -373,7 +370,7 @@ def _overview_png(members: tuple[ModelReport, ...], settings: AnalysisSettings, 
 def _overview_curve(report: ModelReport) -> Curve:
     """The curve a run adds to its kind's overview: the reward for RL runs, the loss otherwise."""
     train = report.run.train
-    values = finite_series(train, "reward" if report.figures.kind == "rl" else "loss")
+    values = finite_series(train, report.figures.kind.about.headline)
     tokens = finite_series(train, "num_tokens")
     if tokens.empty:
         tokens = finite_series(train, "num_input_tokens_seen")
