@@ -43,7 +43,12 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 def example_project(tmp_path: Path) -> Path:
     """A copy of the shipped example project (registry, mkdocs.yml, example checkpoints)."""
-    project = tmp_path / "project"
+    return copy_example_project(tmp_path)
+
+
+def copy_example_project(root: Path) -> Path:
+    """Copy the shipped example project into root/project (for module-scoped fixtures too); returns it."""
+    project = root / "project"
     project.mkdir()
     for name in ("checkpoints.yaml", "mkdocs.yml"):
         shutil.copy2(REPO / name, project / name)

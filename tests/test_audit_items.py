@@ -16,6 +16,8 @@ from generator.narrative import finding_sentence, model_analysis
 from generator.reader import read_run
 from generator.records import AnalysisSettings, CheckpointEntry, Figures, TrainingRun
 
+pytestmark = pytest.mark.corpus
+
 SETTINGS = AnalysisSettings()
 
 

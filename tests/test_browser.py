@@ -16,6 +16,8 @@ from browser_support import broken_images, build_site, chromium, new_page, requi
 
 from conftest import REPO
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 

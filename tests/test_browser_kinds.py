@@ -16,6 +16,8 @@ from test_kinds import _mixed_registry
 
 from conftest import REPO
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 

@@ -14,12 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from generator.analysis import analyse
 from generator.errors import CheckpointError
 from generator.narrative import model_analysis
 from generator.reader import read_run
 from generator.records import AnalysisSettings, CheckpointEntry
 from generator.site import generate
+
+pytestmark = [pytest.mark.corpus, pytest.mark.slow]
 
 
 def corpus_files(corpus: Path) -> list[Path]:

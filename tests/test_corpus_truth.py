@@ -25,6 +25,8 @@ import pytest
 from conftest import CORPUS
 from generator.site import generate
 
+pytestmark = [pytest.mark.corpus, pytest.mark.slow]  # the whole corpus generated (with plots)
+
 Row = dict[str, Any]
 
 STATE_FILE = "trainer_state.json"
@@ -317,9 +319,15 @@ class CorpusSite:
         return (self.root / "docs" / "models" / f"{slug_for(folder)}.md").read_text(encoding="utf-8")
 
 
+CORPUS_SITE = pytest.StashKey[CorpusSite]()
+"""The whole generated corpus site, kept for the session: test_findings_truth reads it when it was built."""
+
+
 @pytest.fixture(scope="module")
-def corpus_site(tmp_path_factory: pytest.TempPathFactory) -> CorpusSite:
+def corpus_site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> CorpusSite:
     """Register every corpus folder in one checkpoints.yaml and generate once (about a hundred entries)."""
+    if CORPUS_SITE in request.config.stash:
+        return request.config.stash[CORPUS_SITE]
     root = tmp_path_factory.mktemp("corpus_truth")
     lines = ["site:\n  title: Corpus truth\ncheckpoints:\n"]
     for name in FOLDERS:
@@ -337,7 +345,9 @@ def corpus_site(tmp_path_factory: pytest.TempPathFactory) -> CorpusSite:
     for problem in summary["problems"]:
         match = re.fullmatch(r"checkpoints\[\d+\] \((.*)\)", problem["entry"])
         problems[match.group(1) if match else problem["entry"]] = problem["message"]
-    return CorpusSite(root, summary, {model["name"]: model for model in summary["models"]}, problems)
+    built = CorpusSite(root, summary, {model["name"]: model for model in summary["models"]}, problems)
+    request.config.stash[CORPUS_SITE] = built
+    return built
 
 
 @pytest.fixture

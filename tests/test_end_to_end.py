@@ -17,6 +17,10 @@ from urllib.parse import unquote, urljoin
 import pytest
 from bs4 import BeautifulSoup
 
+from conftest import copy_example_project
+
+pytestmark = pytest.mark.slow  # mkdocs builds of the example site
+
 # The reference report's summary table: Model | Phase | Start | End | Convergence Speed (+ steps, base model).
 REFERENCE_TABLE = [
     ["Qwen 7B", "Phase 1 SFT", "Qwen/Qwen2.5-7B-Instruct", "2668", "0.8985", "0.2598", "Steady"],
@@ -34,13 +38,15 @@ def mkdocs_build(project: Path, *extra: str) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.fixture
-def built_site(example_project: Path) -> Path:
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example project built once for the tests that only read it."""
+    project = copy_example_project(tmp_path_factory.mktemp("end_to_end"))
     # No `traindocs generate` first: the MkDocs plugin must generate on its own.
-    done = mkdocs_build(example_project, "-d", str(example_project / "site"))
+    done = mkdocs_build(project, "-d", str(project / "site"))
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr, done.stderr
-    return example_project / "site"
+    return project / "site"
 
 
 def soup(path: Path) -> BeautifulSoup:

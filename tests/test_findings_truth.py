@@ -33,6 +33,8 @@ import test_corpus_truth as truth
 
 from conftest import CORPUS
 
+pytestmark = [pytest.mark.corpus, pytest.mark.slow]  # the whole corpus generated
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 class KnownDisagreement(AssertionError):
@@ -99,7 +101,10 @@ def build_pages(registry_file: Path, docs: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def corpus_site(tmp_path_factory: pytest.TempPathFactory) -> truth.CorpusSite:
+def corpus_site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> truth.CorpusSite:
+    """The corpus site test_corpus_truth built in this session, else its pages built here (no plots)."""
+    if truth.CORPUS_SITE in request.config.stash:
+        return request.config.stash[truth.CORPUS_SITE]
     root = tmp_path_factory.mktemp("findings_truth")
     lines = ["site:\n  title: Findings truth\ncheckpoints:\n"]
     for name in truth.FOLDERS:

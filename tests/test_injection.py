@@ -6,10 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from browser_support import build_site, chromium, new_page, require_browser, serve
 from bs4 import BeautifulSoup
 
 from conftest import REPO
+
+pytestmark = pytest.mark.slow  # each check reads a site built with `traindocs build --strict`
 
 # Each payload sets window.__pwned (or adds an element) if it ever runs as code or markup.
 REGISTRY = """\
@@ -39,8 +42,14 @@ def hostile_project(root: Path) -> Path:
     return project
 
 
-def test_hostile_text_is_inert_in_the_html(tmp_path: Path) -> None:
-    site = build_site(hostile_project(tmp_path))
+@pytest.fixture(scope="module")
+def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hostile project built once (`traindocs build --strict`), for the HTML and the browser checks."""
+    return build_site(hostile_project(tmp_path_factory.mktemp("hostile")))
+
+
+def test_hostile_text_is_inert_in_the_html(hostile_site: Path) -> None:
+    site = hostile_site
     for html_file in (site / "index.html", site / "models/evil/index.html"):
         page = BeautifulSoup(html_file.read_text(encoding="utf-8"), "html.parser")
         assert page.select("#injected") == [], html_file
@@ -50,9 +59,10 @@ def test_hostile_text_is_inert_in_the_html(tmp_path: Path) -> None:
         assert "Evil &amp; Co" in html_file.read_text(encoding="utf-8") or html_file.name == "index.html"
 
 
-def test_hostile_text_runs_nothing_in_a_browser(tmp_path: Path) -> None:
+@pytest.mark.browser
+def test_hostile_text_runs_nothing_in_a_browser(hostile_site: Path) -> None:
     require_browser()
-    site = build_site(hostile_project(tmp_path))
+    site = hostile_site
     with serve(site) as url, chromium() as browser, new_page(browser) as page:
         for path in ("", "models/evil/"):
             page.goto(url + path, wait_until="networkidle")
@@ -132,9 +142,15 @@ def _built_pages(site: Path) -> list[Path]:
     return sorted(site.rglob("*.html"))
 
 
-def test_payload_corpus_is_inert_in_every_built_page(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def payload_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The payload project built once, for the static and the browser checks."""
+    return build_site(corpus_project(tmp_path_factory.mktemp("payloads")))
+
+
+def test_payload_corpus_is_inert_in_every_built_page(payload_site: Path) -> None:
     """Static check of every HTML file: one <title>, no <base>, no <meta http-equiv>, nothing injected."""
-    site = build_site(corpus_project(tmp_path))
+    site = payload_site
     pages = _built_pages(site)
     assert len(pages) >= len(PAYLOADS)
     for html_file in pages:
@@ -152,11 +168,12 @@ def test_payload_corpus_is_inert_in_every_built_page(tmp_path: Path) -> None:
     assert model.title is not None and model.title.get_text().startswith(PAYLOADS[0]), model.title
 
 
-def test_payload_corpus_runs_nothing_in_a_browser(tmp_path: Path) -> None:
+@pytest.mark.browser
+def test_payload_corpus_runs_nothing_in_a_browser(payload_site: Path) -> None:
     """Every built page in Chromium: no script, no injected element or attribute, no navigation,
     no <base>; the title and headings show the payload as text."""
     require_browser()
-    site = build_site(corpus_project(tmp_path))
+    site = payload_site
     paths = [page.relative_to(site).as_posix() for page in _built_pages(site)]
     check = """() => ({
         pwned: window.__pwned === undefined ? null : window.__pwned,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -42,6 +43,7 @@ def test_pages_workflow_builds_strictly_and_deploys_on_push_to_main() -> None:
     assert workflow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
 
 
+@pytest.mark.slow
 def test_gh_deploy_from_a_clone_pushes_the_built_site(example_project: Path, tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
     git("init", "--bare", "--quiet", str(remote), cwd=tmp_path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 
 
@@ -17,6 +19,7 @@ def test_ruff() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_mypy() -> None:
     done = run("mypy", "--no-incremental", "generator")
     assert done.returncode == 0, done.stdout + done.stderr

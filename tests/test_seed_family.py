@@ -29,6 +29,8 @@ from generator.reader import STATE_KEYS, read_run, split_log_history
 from generator.records import AnalysisSettings, Figures, TrainingRun
 from generator.registry import load_registry
 
+pytestmark = pytest.mark.slow  # ~350 runs analysed: 16-20 s
+
 GEMMA = "gemma-2-2b"
 SEEDS = sorted(seed_family.SEED_LABELS)
 

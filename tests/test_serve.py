@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a live server rebuilding the example site
+
 
 def free_port() -> int:
     with socket.socket() as probe:

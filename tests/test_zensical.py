@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from bs4 import BeautifulSoup
 
 from generator.site import generate
+
+pytestmark = pytest.mark.slow  # a generation and a Zensical build
 
 ZENSICAL = Path(sys.executable).parent / "zensical"
 
