@@ -19,7 +19,9 @@ from generator.records import (
     AnalysisSettings,
     BestCheckpoint,
     EvalMetric,
+    EvalRow,
     Figures,
+    SavedCheckpoint,
     SeriesSummary,
     TrainingRun,
 )
@@ -231,7 +233,9 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     if "tokens_seen" not in figures and len(tokens_seen):
         figures["tokens_seen"] = float(tokens_seen.iloc[-1])
 
-    others = kinds.other_metrics(kind, run.train.columns)
+    # Only keys with something to draw: a column of NaN gets no panel.
+    others = [column for column in kinds.other_metrics(kind, run.train.columns)
+              if len(finite_series(run.train, column))]
     figures["metrics"] = tuple(sorted(c for c in run.train.columns if c not in ("step", "epoch")))
     figures.update(
         kind=kind,
@@ -246,6 +250,8 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         other_metrics=tuple(others[:MAX_OTHER_METRICS]),
         other_metrics_left_out=tuple(others[MAX_OTHER_METRICS:]),
     )
+    figures.update(_eval_table(run, figures["eval_metrics"]))  # type: ignore[arg-type]
+    figures["saved_checkpoints"] = _saved_checkpoints(run)
     if kind.about.reads_loss:  # an RL loss hovers around zero: a ratio to the median means nothing there
         jumps = spikes(loss, settings)
         # Isolated events are spikes; jumps on more than one logged row in 50 are the loss's own heavy-tailed
@@ -255,6 +261,42 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
         else:
             figures["spikes"] = jumps
     return Figures(**figures)  # type: ignore[arg-type]
+
+
+EVAL_TABLE_ROWS = 50
+"""Longer eval histories are in the CSV download rather than on the page."""
+EVAL_TABLE_COLUMNS = 8
+
+
+def _eval_table(run: TrainingRun, metrics: tuple[EvalMetric, ...]) -> dict[str, object]:
+    """The per-step eval table of the page: the first EVAL_TABLE_COLUMNS metrics, when EVAL_TABLE_ROWS or fewer."""
+    columns = tuple(m.column for m in metrics)[:EVAL_TABLE_COLUMNS]
+    if not columns or not 0 < len(run.eval) <= EVAL_TABLE_ROWS:
+        return {"eval_table_columns": columns}
+    values = run.eval[list(columns)].to_numpy(dtype="float64")
+    rows = tuple(
+        EvalRow(int(step), tuple(float(v) if math.isfinite(v) else None for v in row))
+        for step, row in zip(run.eval["step"].to_numpy(), values, strict=True)
+    )
+    return {"eval_table_columns": columns, "eval_table": rows}
+
+
+def _saved_checkpoints(run: TrainingRun) -> tuple[SavedCheckpoint, ...]:
+    """Each saved checkpoint's step with the loss logged at or before it and the eval loss at it."""
+    if len(run.saved_checkpoints) < 2:
+        return ()
+    loss = finite_series(run.train, "loss")
+    eval_loss = finite_series(run.eval, "eval_loss")
+    rows = []
+    for step in run.saved_checkpoints:
+        before = loss[loss.index <= step]
+        rows.append(SavedCheckpoint(
+            step=step,
+            loss=float(before.iloc[-1]) if len(before) else None,
+            loss_step=as_step(before.index[-1]) if len(before) else None,
+            eval_loss=float(eval_loss[step]) if step in eval_loss.index else None,
+        ))
+    return tuple(rows)
 
 
 MAX_OTHER_METRICS = 48

@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 
 from generator import kinds, narrative
-from generator.analysis import as_step, finite_series
 from generator.colors import LEGEND_LIMIT
 from generator.findings import RULES, SENTINEL_EPOCHS
 from generator.formatting import (
@@ -89,18 +88,15 @@ class ModelFiles:
     def for_report(cls, report: ModelReport) -> ModelFiles:
         """Which plots a model gets, from what its run logged."""
         slug, f = report.entry.slug, report.figures
-        train, evals = report.run.train, report.run.eval
-        metric_panels = tuple(kinds.standard_panels(train.columns))
-        kind_panels = tuple(kinds.kind_panels(f.kind, train.columns))
+        metric_panels = tuple(kinds.standard_panels(f.metrics))
+        kind_panels = tuple(kinds.kind_panels(f.kind, f.metrics))
         drawn = {"eval_loss"} if f.logged_rows or f.eval_loss_last is not None else set()
         # Eval values of a metric drawn as a panel are dots on that panel (eval token accuracy on the
         # train token accuracy): the eval plot does not show them again.
         drawn |= {"eval_" + column for panel in (*metric_panels, *kind_panels) for column in panel.columns}
-        groups = kinds.eval_groups(evals.columns, drawn)
-        groups = {metric: sets for metric, sets in groups.items()
-                  if any(len(finite_series(evals, column)) for column in sets.values())}
-        others = [kinds.Panel(column, (column,)) for column in f.other_metrics
-                  if len(finite_series(train, column))]
+        # Only eval columns with a finite value: the analysis made an EvalMetric for each of those.
+        groups = kinds.eval_groups([metric.column for metric in f.eval_metrics], drawn)
+        others = [kinds.Panel(column, (column,)) for column in f.other_metrics]
         chunks = [tuple(others[i : i + OTHER_PANELS_PER_PLOT]) for i in range(0, len(others), OTHER_PANELS_PER_PLOT)]
         return cls(
             badge=model_asset_path(slug, "badge.svg"),
@@ -319,10 +315,6 @@ def findings_list(findings: Sequence[Finding], settings: AnalysisSettings) -> st
     return "\n".join(lines) + "\n"
 
 
-EVAL_TABLE_ROWS = 50
-"""Longer eval histories are in the CSV download rather than on the page."""
-EVAL_TABLE_COLUMNS = 8
-
 
 def _evaluation_section(report: ModelReport, files: ModelFiles) -> str:
     """Eval metrics: one row per metric (last and best), the plot, and the per-step table when short."""
@@ -349,42 +341,35 @@ def _evaluation_section(report: ModelReport, files: ModelFiles) -> str:
         lines.append(text + ".\n")
     if files.eval_plot:
         lines.append(f"![Evaluation metrics of {md_text(report.entry.name)}]({_from_models_dir(files.eval_plot)})\n")
-    evals = report.run.eval
-    columns = [m.column for m in f.eval_metrics][:EVAL_TABLE_COLUMNS]
-    if 0 < len(evals) <= EVAL_TABLE_ROWS:
-        table_rows = []
-        for _, row in evals.iterrows():
-            table_rows.append([str(int(row["step"])), *(fmt_number(row[c]) if c in row and not pd.isna(row[c]) else ""
-                                                        for c in columns)])
+    columns = f.eval_table_columns
+    if f.eval_table:
+        table_rows = [[str(row.step), *("" if value is None else fmt_number(value) for value in row.values)]
+                      for row in f.eval_table]
         lines.append(_table(["Step", *(md_code(c) for c in columns)], table_rows,
                             ["---:"] * (len(columns) + 1)))
-        if len(f.eval_metrics) > EVAL_TABLE_COLUMNS:
-            lines.append(f"The other {len(f.eval_metrics) - EVAL_TABLE_COLUMNS} eval columns are in the CSV download.\n")
-    elif len(evals) > EVAL_TABLE_ROWS:
-        lines.append(f"{len(evals)} evaluations: the full table is in the log history CSV below.\n")
+        if len(f.eval_metrics) > len(columns):
+            lines.append(f"The other {len(f.eval_metrics) - len(columns)} eval columns are in the CSV download.\n")
+    elif f.eval_rows:
+        lines.append(f"{f.eval_rows} evaluations: the full table is in the log history CSV below.\n")
     return "\n".join(lines)
 
 
 def _progression_section(report: ModelReport) -> str:
     """The saved checkpoints of a run folder, with the loss logged at (or just before) each one's step."""
-    saved = report.run.saved_checkpoints
-    if len(saved) < 2:
+    saved = report.figures.saved_checkpoints
+    if not saved:
         return ""
-    loss = finite_series(report.run.train, "loss")
-    eval_loss = finite_series(report.run.eval, "eval_loss")
     best = report.figures.best_checkpoint
     best_step = best.step if best else None
     rows = []
-    for step in saved:
-        before = loss[loss.index <= step]
-        loss_cell = _loss_cell(float(before.iloc[-1]), as_step(before.index[-1])) if len(before) else "n/a"
-        eval_cell = fmt_number(float(eval_loss[step])) if step in eval_loss.index else "n/a"
+    for checkpoint in saved:
         marks = []
-        if step == best_step:
+        if checkpoint.step == best_step:
             marks.append("best")
-        if step == saved[-1]:
+        if checkpoint is saved[-1]:
             marks.append("read for this page")
-        rows.append([f"checkpoint-{step}", loss_cell, eval_cell, ", ".join(marks)])
+        rows.append([f"checkpoint-{checkpoint.step}", _loss_cell(checkpoint.loss, checkpoint.loss_step),
+                     fmt_number(checkpoint.eval_loss), ", ".join(marks)])
     return "\n".join([
         "## Saved checkpoints\n",
         "Values from the latest checkpoint's log at each saved step (the last training loss logged at or "

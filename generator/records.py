@@ -312,6 +312,27 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class EvalRow:
+    """One evaluation as the page's per-step table shows it."""
+
+    step: int
+    values: tuple[float | None, ...]
+    """The values of `Figures.eval_table_columns`, in that order; None where not logged (or not finite)."""
+
+
+@dataclass(frozen=True)
+class SavedCheckpoint:
+    """One checkpoint-N folder of a run folder, with what the latest log says at its step."""
+
+    step: int
+    loss: float | None
+    """The last training loss logged at or before `step`."""
+    loss_step: int | None
+    eval_loss: float | None
+    """The eval loss logged at `step`, when there was one."""
+
+
+@dataclass(frozen=True)
 class Figures:
     """Numbers computed from one run's logs (pure analysis output)."""
 
@@ -393,6 +414,12 @@ class Figures:
     """Keys past the page's cap on 'Other metrics' panels: only in the CSV download."""
     findings: tuple[Finding, ...] = ()
     """What the analysis found, warnings first (see `generator.findings`)."""
+    eval_table_columns: tuple[str, ...] = ()
+    """Eval columns of the per-step table (the first few rated ones)."""
+    eval_table: tuple[EvalRow, ...] = ()
+    """Every evaluation, when few enough to list on the page; empty otherwise (they are in the CSV)."""
+    saved_checkpoints: tuple[SavedCheckpoint, ...] = ()
+    """The checkpoints of a registered run folder (two or more), oldest first."""
 
     def series_for(self, column: str) -> SeriesSummary | None:
         """The summary of `column`, when it was logged."""
