@@ -64,7 +64,8 @@ def _start(f: Figures, s: AnalysisSettings) -> str:
             f"Started with a relatively low loss ({fmt_number(f.start_loss)} < {fmt_level(s.low_start_loss)}): "
             "the base model already predicted the training data well."
         )
-    if f.start_loss >= s.high_start_loss:
+    if f.start_loss >= s.high_start_loss and not any(x.code == "from_scratch" for x in f.findings):
+        # From scratch, a high start says nothing about a base model: there is none (the finding says so).
         return (
             f"High initial loss: started at {fmt_number(f.start_loss)} (>= {fmt_level(s.high_start_loss)}), "
             "so the training data was far from what the base model predicted."
@@ -91,7 +92,7 @@ def _fall(f: Figures, s: AnalysisSettings) -> str:
         text += (f"; from there on the loss stayed within {fmt_percent(s.stable_band, 0)} of that level: "
                  "it stabilised")
     elif after is not None and after > 0:
-        text += (f"; after it the loss kept falling slowly, by another {fmt_percent(after, 0)} to "
+        text += (f"; after it the loss kept falling, more slowly, by another {fmt_percent(after, 0)} to "
                  f"{fmt_number(f.end_level)}")
         if f.stabilised_step is not None:
             text += (f", and stayed within {fmt_percent(s.stable_band, 0)} of its level from step "

@@ -143,3 +143,72 @@ def test_no_summary_row_is_not_called_an_early_stop(corpus_dir: Path, prefix: st
     run, _, text = corpus_run(corpus_dir, prefix)
     assert not run.summary
     assert not any("summary row" in sentence or "stopped before it finished" in sentence for sentence in text)
+
+
+# --- pages: items 3, 7, 9, 10, 11, 12 ---------------------------------------------------------------------
+
+AUDIT_SITE = ("092_", "jsonl_03", "034_", "075_", "053_", "086_", "070_", "095_")
+
+
+@pytest.fixture(scope="module")
+def audit_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site of the audited corpus runs, generated once for this module."""
+    from conftest import CORPUS
+    from generator.site import generate
+
+    if not CORPUS.is_dir():
+        pytest.skip(f"the shared corpus is not here ({CORPUS})")
+    project = tmp_path_factory.mktemp("audit")
+    folders = [next(p for p in sorted(CORPUS.iterdir()) if p.name.startswith(prefix)) for prefix in AUDIT_SITE]
+    entries = "".join(f"  - name: Run {prefix.rstrip('_')}\n    slug: run-{prefix.rstrip('_').replace('_', '-')}\n"
+                      f"    path: {folder}\n" for prefix, folder in zip(AUDIT_SITE, folders, strict=True))
+    (project / "checkpoints.yaml").write_text(f"checkpoints:\n{entries}", encoding="utf-8")
+    generate(project / "checkpoints.yaml", project / "docs")
+    return project / "docs"
+
+
+def page(docs: Path, prefix: str) -> str:
+    return (docs / f"models/run-{prefix.rstrip('_').replace('_', '-')}.md").read_text(encoding="utf-8")
+
+
+def test_item_3_runs_of_different_tasks_are_not_ranked(audit_site: Path) -> None:
+    index = (audit_site / "index.md").read_text(encoding="utf-8")
+    # A summariser (pegasus), a classifier and two speech models (whisper) in one "evaluation" table:
+    # only the two whisper runs share a base model family; the others are named as not compared.
+    assert "Not compared:" in index
+    assert "started much higher than Run 053" not in index
+
+
+def test_item_7_summary_row_of_a_resumed_run_is_labelled(audit_site: Path) -> None:
+    text = page(audit_site, "092_")
+    assert "Mean train loss (summary row, last session only)" in text
+    assert "Runtime (last session only)" in text
+
+
+def test_item_9_no_vacuous_dpo_crossing_or_first_step_accuracy(audit_site: Path) -> None:
+    text = page(audit_site, "075_")
+    assert "Smoothed loss below 0.7" not in text  # a DPO loss starts at ln 2 = 0.693, never above 0.7
+    assert "Preference accuracy, start to end (means)" in text
+    assert "0.0% (step" not in text
+
+
+def test_item_10_a_model_trained_from_scratch_has_no_base_model_story(audit_site: Path) -> None:
+    text = page(audit_site, "034_")
+    assert "Trained from scratch" in text
+    assert "far from what the base model predicted" not in text
+
+
+def test_item_11_eval_metric_direction_from_whole_words() -> None:
+    from generator.kinds import direction
+
+    assert direction("eval_answers_correct") is None
+    assert direction("eval_wer") == "min" and direction("eval_rougeL") == "max"
+
+
+def test_item_12_sentinel_epochs_round_figures_and_the_file_read(audit_site: Path) -> None:
+    assert "num\\_train\\_epochs: not set (a sentinel" in page(audit_site, "092_") or \
+        "num_train_epochs: not set (a sentinel" in page(audit_site, "092_")
+    assert "9223372036854775807" not in page(audit_site, "095_")
+    jsonl = page(audit_site, "jsonl_03")
+    assert "trainer\\_log.jsonl SHA-256" in jsonl and "trainer_state.json SHA-256" not in jsonl
+    assert "100%" not in page(audit_site, "086_").replace("100% of", "")  # 99.96% is not 100%

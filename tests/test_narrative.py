@@ -58,7 +58,7 @@ def test_fall_end_stabilisation_and_speed() -> None:
     text = sentences(BASE)
     # The loss kept falling after the knee (0.5 -> 0.41): it is not called stable.
     assert any(s.startswith("The fast fall of the loss ended around step 60 (20% of the 300 steps), at a level of "
-                            "0.5 (90% of the whole fall); after it the loss kept falling slowly, by another 18% "
+                            "0.5 (90% of the whole fall); after it the loss kept falling, more slowly, by another 18% "
                             "to 0.41") for s in text)
     assert not any("stabilised" in s for s in text)
     flat = sentences(dataclasses.replace(BASE, stabilised_step=60, end_level=0.49))
