@@ -44,12 +44,21 @@ RACY_SECONDS = 3.0
 """A file modified this close to the moment it was cached is verified by hash, not by its timestamp."""
 SIDE_FILES = ("adapter_config.json", "config.json", "README.md")
 
-_CODE_FILES = ("reader.py", "series.py", "analysis.py", "findings.py", "narrative.py", "kinds.py", "records.py",
-               "formatting.py")
-CODE_VERSION = hashlib.sha256(
-    __version__.encode() + b"".join((Path(__file__).parent / name).read_bytes() for name in _CODE_FILES)
-).hexdigest()
-"""Results of other code are never reused (the reader or the analysis may have changed)."""
+
+
+@functools.cache
+def code_version() -> str:
+    """Hash of traindocs' version and of every module of the package, computed on first use.
+
+    Results of other code are never reused: the reader, the analysis or the plots may have
+    changed. One policy for the cache and for the rendered files (`generator.plan`): what a
+    reading or a plot holds is decided in many modules, so the whole package counts.
+    """
+    package = Path(__file__).parent
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(package.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +86,7 @@ def inputs_key(state_file: Path, resolved: Path, shown: str, settings: AnalysisS
         listing = sorted(child.name for child in resolved.iterdir()) if resolved.is_dir() else []
     except OSError:
         listing = []
-    document = [FORMAT, CODE_VERSION, str(state_file), str(resolved), shown, side, listing,
+    document = [FORMAT, code_version(), str(state_file), str(resolved), shown, side, listing,
                 dataclasses.asdict(settings)]
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 

@@ -110,7 +110,7 @@ def test_debug_shows_the_traceback_of_an_internal_error(monkeypatch: pytest.Monk
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr("generator.site.analyse", broken)
+    monkeypatch.setattr("generator.pipeline.analyse", broken)
     assert main(["generate", "--config", str(registry)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err

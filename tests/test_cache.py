@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import sft_rows, write_state
-from generator import site
+from generator import pipeline, site
 from generator.analysis import analyse
 from generator.cache import RUNS_DIR, Cached, RunCache, inputs_key
 from generator.cli import main
@@ -41,7 +41,7 @@ def test_an_unchanged_checkpoint_is_not_read_again(tmp_path: Path, monkeypatch: 
     def no_reading(*args: object, **kwargs: object) -> None:
         raise AssertionError("read_run called for an unchanged checkpoint")
 
-    monkeypatch.setattr(site, "read_run", no_reading)
+    monkeypatch.setattr(pipeline, "read_run", no_reading)
     second = _generate(registry, cache)
     assert second == first
 
@@ -117,13 +117,13 @@ def test_a_change_beside_the_state_file_is_seen(tmp_path: Path) -> None:
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the entries `site` parses from here on (the real reader still runs)."""
     reads: list[str] = []
-    real = site.read_run
+    real = pipeline.read_run
 
     def counting(entry: CheckpointEntry, *args: object, **kwargs: object) -> TrainingRun:
         reads.append(entry.name)
         return real(entry, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(site, "read_run", counting)
+    monkeypatch.setattr(pipeline, "read_run", counting)
     return reads
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from generator import site
+from generator import ownership
 from generator.cli import main
 from generator.errors import GenerationBusyError
 from generator.site import LOCK_FILE, MANIFEST, generate
@@ -66,7 +66,7 @@ def test_interrupted_at_every_write_the_next_run_repairs_everything(
     expected = snapshot(reference)
     expected.pop(MANIFEST)
 
-    real_write = site.write_atomic
+    real_write = ownership.write_atomic
     writes = len(expected) + 2  # every changed file, plus the manifest before and after
     interrupted = 0
     for stop_after in range(writes):
@@ -74,7 +74,8 @@ def test_interrupted_at_every_write_the_next_run_repairs_everything(
         shutil.copytree(previous, docs)
         calls = {"n": 0}
 
-        def dying_write(path: Path, data: bytes, stop_after: int = stop_after, calls: dict = calls) -> bool:
+        def dying_write(path: Path, data: bytes, inside: Path | None = None, stop_after: int = stop_after,
+                        calls: dict = calls) -> bool:
             if calls["n"] == stop_after:
                 # Like a kill between creating the temporary file and renaming it.
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,14 +84,14 @@ def test_interrupted_at_every_write_the_next_run_repairs_everything(
                 os.close(handle)
                 raise KeyboardInterrupt
             calls["n"] += 1
-            return real_write(path, data)
+            return real_write(path, data, inside=inside)
 
-        monkeypatch.setattr(site, "write_atomic", dying_write)
+        monkeypatch.setattr(ownership, "write_atomic", dying_write)
         try:
             generate(registry, docs)
         except KeyboardInterrupt:
             interrupted += 1
-        monkeypatch.setattr(site, "write_atomic", real_write)
+        monkeypatch.setattr(ownership, "write_atomic", real_write)
         assert_whole(docs)
         result = generate(registry, docs)
         assert not result.refused, f"after a stop at write {stop_after}: {result.refused}"

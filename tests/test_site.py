@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import sft_rows, write_state
-from generator import site
+from generator import plan, site, workers
 from generator.errors import ConfigError
 from generator.site import MANIFEST, generate, watched_files
 
@@ -134,8 +134,8 @@ def test_watched_files_include_the_registry_and_each_state_file(example_project:
 def test_parallel_generation_gives_the_same_bytes(example_project: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Six entries, with the pool thresholds lowered so that workers read and render."""
-    monkeypatch.setattr(site, "READ_POOL_THRESHOLD", 2)
-    monkeypatch.setattr(site, "RENDER_POOL_THRESHOLD", 2)
+    monkeypatch.setattr(workers, "READ_POOL_THRESHOLD", 2)
+    monkeypatch.setattr(workers, "RENDER_POOL_THRESHOLD", 2)
     registry = example_project / "checkpoints.yaml"
     text = registry.read_text()
     entries = text[text.index("checkpoints:\n") + len("checkpoints:\n"):]
@@ -154,15 +154,15 @@ def test_a_change_of_the_code_re_renders_plots_downloads_and_figures(
     # What a plot shows is decided in kinds and analysis as much as in plots: any code change counts.
     config = example_project / "checkpoints.yaml"
     generate(config, example_project / "docs")
-    monkeypatch.setattr(site, "GENERATOR_CODE", "another version of the code")
+    monkeypatch.setattr(plan, "code_version", lambda: "another version of the code")
     rendered: list[str] = []
-    real = site._render_each
+    real = workers.render_each
 
     def recording(artefacts: list[site.Artefact], *args: object) -> object:
         rendered.extend(artefact.path for artefact in artefacts)
         return real(artefacts, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(site, "_render_each", recording)
+    monkeypatch.setattr(workers, "render_each", recording)
     result = generate(config, example_project / "docs")
     assert result.written == []  # same bytes: nothing rewritten
     assert {"models/qwen-7b/loss.png", "models/qwen-7b/metrics.png", "models/qwen-7b/log_history.csv",

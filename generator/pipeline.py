@@ -1,0 +1,263 @@
+"""The pipeline: read everything, then plan the site, then write what changed.
+
+`build_reports` reads and analyses every registered checkpoint (registry ->
+reader -> analysis -> narrative, from the cache when unchanged, in worker
+processes when there are many); `plan_artefacts` (`generator.plan`) lists every
+file of the site with the hash of its inputs; `OwnedFiles` (`generator.ownership`)
+renders and writes the ones that changed under the generation lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from generator import narrative, workers
+from generator.analysis import analyse
+from generator.cache import Cached, RunCache, inputs_key
+from generator.colors import color_for
+from generator.errors import CheckpointError, ConfigError
+from generator.ownership import OwnedFiles, generation_lock
+from generator.plan import plan_artefacts
+from generator.reader import locate_state_file, read_run
+from generator.records import (
+    AnalysisSettings,
+    CheckpointEntry,
+    EntryProblem,
+    Figures,
+    ModelReport,
+    Registry,
+    SiteLayout,
+    TrainingRun,
+)
+from generator.registry import load_registry
+from generator.remote import shown_url
+from generator.sanitize import shown_base_model
+from generator.workers import Progress, WorkerPool
+
+if TYPE_CHECKING:
+    from generator.remote import RemoteOptions
+
+
+@dataclass
+class GenerationResult:
+    """What a generation did, for the CLI's summary line and exit status."""
+
+    registry: Registry
+    reports: list[ModelReport] = field(default_factory=list)
+    problems: list[EntryProblem] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """Files that exist but were not written by traindocs: left alone."""
+    docs_dir: Path = Path("docs")
+    """The folder written to."""
+    notes: list[str] = field(default_factory=list)
+    """Warnings about docs/ itself (a manifest entry ignored, ...), one line each."""
+
+    def warnings(self) -> list[str]:
+        """Doubts of the reader (skipped rows or values), then notes about docs/, one line each."""
+        left_out = [
+            f"{report.entry.label}: {len(report.figures.other_metrics_left_out)} more metric keys than a page plots "
+            f"were left out of the plots ({', '.join(report.figures.other_metrics_left_out[:3])}, ...); they are in "
+            "its log_history.csv" for report in self.reports if report.figures.other_metrics_left_out]
+        return [warning for report in self.reports for warning in report.run.warnings] + left_out + self.notes
+
+    def refusals(self) -> list[str]:
+        """One line per generated file that a hand-written file blocked."""
+        return [
+            f"{(self.docs_dir / path).as_posix()}: exists and was not written by traindocs; left as it is "
+            "(move or rename it to let traindocs generate this page)"
+            for path in self.refused
+        ]
+
+
+def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = None, jobs: int = 1,
+             progress: Progress | None = None, remote: RemoteOptions | None = None,
+             cache: RunCache | bool = True) -> GenerationResult:
+    """Read the registry and its checkpoints, then bring docs/ up to date.
+
+    With `jobs` > 1, checkpoints are read and plots rendered in that many worker
+    processes; the output is the same bytes as with one. `cache`: True keeps
+    readings in the default cache folder (see `generator.cache`), False reads
+    every file again.
+    """
+    if cache is True:
+        cache = RunCache.default()
+    registry = load_registry(registry_file, display=registry_file.name)
+    base = registry_file.resolve().parent
+    pool = WorkerPool(jobs)
+    try:
+        reports, problems = build_reports(registry, base, pool, progress, remote, cache or None)
+        result = GenerationResult(registry=registry, reports=reports, problems=problems, docs_dir=docs_dir)
+        artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
+        with generation_lock(docs_dir):
+            OwnedFiles(docs_dir).update(artefacts, result, pool, progress)
+    finally:
+        pool.close()
+    return result
+
+
+def build_reports(registry: Registry, shown_base: Path, pool: WorkerPool | None = None,
+                  progress: Progress | None = None, remote: RemoteOptions | None = None,
+                  cache: RunCache | None = None) -> tuple[list[ModelReport], list[EntryProblem]]:
+    """Read and analyse every entry; unreadable ones become problems.
+
+    Entries found in `cache` are taken from it; the others are read in `pool`'s
+    workers when there are enough of them (READ_POOL_THRESHOLD). The order of
+    the results is the registry's, whatever order the work finishes in.
+    """
+    registry_shown = _shown(registry.file, shown_base)
+    settings = registry.analysis
+    entries = registry.entries
+    outcomes: dict[int, ModelReport | EntryProblem] = {}
+    if cache is not None:
+        for position, entry in enumerate(entries):
+            if not _is_remote(entry.path):  # a remote entry is checked against its server first
+                hit = _cached_report(entry, settings, shown_base, cache)
+                if hit is not None:
+                    outcomes[position] = hit
+    pending = [position for position in range(len(entries)) if position not in outcomes]
+    jobs = [(entries[p], settings, registry_shown, shown_base, remote, cache) for p in pending]
+    pooled = pool.for_work(len(jobs), workers.READ_POOL_THRESHOLD) if pool is not None else None
+    results: Iterable[ModelReport | EntryProblem]
+    if pooled is not None and jobs:
+        results = pooled.map(_report_for, *zip(*jobs, strict=True))
+    else:
+        results = (_report_for(*job) for job in jobs)
+    done = len(outcomes)
+    for position, outcome in zip(pending, results, strict=True):
+        outcomes[position] = outcome
+        done += 1
+        if progress:
+            progress("read", done, len(entries), outcome.name if isinstance(outcome, EntryProblem) else outcome.entry.name)
+    reports: list[ModelReport] = []
+    problems = list(registry.problems)
+    for position in range(len(entries)):
+        outcome = outcomes[position]
+        if isinstance(outcome, EntryProblem):
+            problems.append(outcome)
+        else:
+            reports.append(outcome)
+    return reports, problems
+
+
+def _cached_report(entry: CheckpointEntry, settings: AnalysisSettings, shown_base: Path,
+                   cache: RunCache) -> ModelReport | None:
+    """The entry's report from the cache, when its files have not changed; None otherwise."""
+    try:
+        state_file = locate_state_file(entry)
+    except (CheckpointError, OSError):
+        return None  # _report_for reports the problem
+    shown = _shown(state_file, shown_base)
+    cached = cache.load(state_file, inputs_key(state_file, entry.resolved, shown, settings))
+    if cached is None:
+        return None
+    return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, shown_base)
+
+
+def _warning_prefix(entry: CheckpointEntry, shown: str) -> str:
+    """How the reader starts an entry's warnings: `file (checkpoints[i] (name)): `."""
+    return f"{shown} ({entry.label}): "
+
+
+def _unlabelled(run: TrainingRun, entry: CheckpointEntry, shown: str) -> TrainingRun:
+    """The run as cached: its warnings without the entry's label, since two entries may read one
+    file and an entry's index or name may change while its file does not."""
+    prefix = _warning_prefix(entry, shown)
+    return dataclasses.replace(run, warnings=tuple(w[len(prefix):] if w.startswith(prefix) else w
+                                                   for w in run.warnings))
+
+
+def _labelled(run: TrainingRun, entry: CheckpointEntry, shown: str) -> TrainingRun:
+    """A cached run's warnings labelled with the entry that uses it now."""
+    prefix = _warning_prefix(entry, shown)
+    return dataclasses.replace(run, warnings=tuple(prefix + warning for warning in run.warnings))
+
+
+def _report(entry: CheckpointEntry, run: TrainingRun, figures: Figures, analysis: tuple[str, ...],
+            shown_base: Path) -> ModelReport:
+    # A local base model path is shown relative to the registry or from ~: pages never publish a home folder.
+    base_model = shown_base_model(entry.base_model or run.base_model, shown_base)
+    return ModelReport(entry=entry, run=run, figures=figures, analysis=analysis, base_model=base_model,
+                       color=color_for(entry.index))
+
+
+def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_shown: str,
+                shown_base: Path, remote: RemoteOptions | None = None,
+                cache: RunCache | None = None) -> ModelReport | EntryProblem:
+    """One entry read and analysed, or the problem that stopped it (runs in a worker)."""
+    try:
+        try:
+            if _is_remote(entry.path):
+                # Remote entries are read from a local mirror of their small files.
+                from generator.remote import localise, options_from_env
+
+                entry = localise(entry, remote or options_from_env())
+            state_file = locate_state_file(entry)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{registry_shown}: {exc}") from None
+        shown = _remote_shown(entry, state_file) or _shown(state_file, shown_base)
+        key = inputs_key(state_file, entry.resolved, shown, settings) if cache is not None else ""
+        cached = cache.load(state_file, key) if cache is not None else None
+        if cached is not None:
+            return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, shown_base)
+        run = read_run(entry, shown_file=shown)
+    except CheckpointError as exc:
+        return EntryProblem(label=entry.label, message=str(exc), name=entry.name)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"{registry_shown}: {entry.label}: path '{shown_url(entry.path)}': cannot read: {reason}"
+        return EntryProblem(label=entry.label, message=message, name=entry.name)
+    figures = analyse(run, settings)
+    analysis = tuple(narrative.model_analysis(figures, run, settings))
+    if cache is not None:
+        cache.store(key, Cached(_unlabelled(run, entry, shown), figures, analysis))
+    return _report(entry, run, figures, analysis, shown_base)
+
+
+def _is_remote(path: str) -> bool:
+    """A URL that generator.remote reads; imported only then, since fsspec and its backends are optional."""
+    if "://" not in path:
+        return False
+    from generator.remote import is_remote
+
+    return is_remote(path)
+
+
+def _remote_shown(entry: CheckpointEntry, state_file: Path) -> str:
+    """Where a remote entry's state file lives, as a URL safe to show; '' for local entries."""
+    if not _is_remote(entry.path):
+        return ""
+    inner = state_file.relative_to(entry.resolved).as_posix() if state_file != entry.resolved else ""
+    return shown_url(entry.path.rstrip("/") + ("/" + inner if inner else ""))
+
+
+def _shown(path: Path, base: Path) -> str:
+    """A path as users see it in messages: relative to the registry's folder when inside it."""
+    try:
+        return path.resolve().relative_to(base).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def watched_files(registry_file: Path) -> list[Path]:
+    """The registry and every readable checkpoint file it points at (for `mkdocs serve`)."""
+    files = [registry_file.resolve()]
+    try:
+        registry = load_registry(registry_file)
+    except ConfigError:
+        return files
+    for entry in registry.entries:
+        if _is_remote(entry.path):
+            continue  # a remote object changes without a local file event; rebuild to refresh
+        try:
+            files.append(locate_state_file(entry))
+        except (CheckpointError, OSError):
+            if entry.resolved.parent.exists():
+                files.append(entry.resolved.parent)
+    return files

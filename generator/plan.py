@@ -1,0 +1,247 @@
+"""Every file of the site, planned: where it goes, the hash of its inputs, how to make it.
+
+`plan_artefacts` turns the reports of a generation into `Artefact`s (pages, plots,
+downloads, the index with its comparison sentences). Nothing is rendered here:
+each artefact carries a renderer, and `generator.ownership` renders only those
+whose inputs changed. Plots are typed jobs (`LossPlot`, `PanelsPlot`, `EvalPlot`,
+`OverviewPlot`): picklable for a worker process, and importing `generator.plots`
+(matplotlib) only when called, so a generation that redraws nothing never loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib.metadata
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+
+from generator import __version__, narrative, pages
+from generator.analysis import finite_series
+from generator.badges import badge_svg
+from generator.cache import code_version
+from generator.formatting import fmt_number
+from generator.kinds import Panel
+from generator.records import (
+    AnalysisSettings,
+    Curve,
+    EntryProblem,
+    Figures,
+    ModelReport,
+    Registry,
+    SiteLayout,
+)
+
+TABLESORT_FILE = Path(__file__).parent / "static" / "tablesort.js"
+"""Makes the comparison table sortable (a few lines of our own, no CDN)."""
+
+
+@functools.cache
+def matplotlib_version() -> str:
+    """From the package metadata: importing matplotlib only to read its version would cost 0.3 s."""
+    return importlib.metadata.version("matplotlib")
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One output file: where it goes, what it depends on, how to make it."""
+
+    path: str
+    """Relative to docs/, with forward slashes."""
+    key: str
+    """Hash of every input; equal keys mean equal bytes."""
+    render: Callable[[], bytes]
+    """Makes the bytes; for expensive artefacts a picklable callable (it may run in a worker)."""
+    expensive: bool = False
+    """Worth a worker process (plots, big CSVs); cheap ones render inline."""
+
+
+# --- plot jobs: what to draw, drawn when called (in this process or a worker) -------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LossPlot:
+    """A model's loss plot (`plots.loss_plot`)."""
+
+    name: str
+    color: str
+    train: pd.DataFrame
+    evals: pd.DataFrame
+    figures: Figures
+    settings: AnalysisSettings
+    resumed_at: int | None = None
+
+    def __call__(self) -> bytes:
+        from generator import plots  # matplotlib: only when something is drawn
+
+        return plots.loss_plot(self.name, self.color, self.train, self.evals, self.figures, self.settings,
+                               self.resumed_at)
+
+
+@dataclass(frozen=True, eq=False)
+class PanelsPlot:
+    """A grid of metric panels (`plots.panels_plot`): training metrics, the kind's metrics, other metrics."""
+
+    title: str
+    color: str
+    train: pd.DataFrame
+    evals: pd.DataFrame
+    panels: tuple[Panel, ...]
+    settings: AnalysisSettings
+    figures: Figures | None = None
+
+    def __call__(self) -> bytes:
+        from generator import plots
+
+        return plots.panels_plot(self.title, self.color, self.train, self.evals, self.panels, self.settings,
+                                 self.figures)
+
+
+@dataclass(frozen=True, eq=False)
+class EvalPlot:
+    """One panel per eval metric, one line per eval set (`plots.eval_plot`)."""
+
+    name: str
+    evals: pd.DataFrame
+    groups: dict[str, dict[str, str]]
+    figures: Figures
+
+    def __call__(self) -> bytes:
+        from generator import plots
+
+        return plots.eval_plot(self.name, self.evals, self.groups, self.figures)
+
+
+@dataclass(frozen=True, eq=False)
+class OverviewPlot:
+    """Every model of one kind on shared axes (`plots.overview_plot`); the curves are made when drawn."""
+
+    members: tuple[ModelReport, ...]
+    settings: AnalysisSettings
+    what: str
+
+    def __call__(self) -> bytes:
+        from generator import plots
+
+        return plots.overview_plot([_overview_curve(report) for report in self.members], self.settings, self.what)
+
+
+PlotJob = LossPlot | PanelsPlot | EvalPlot | OverviewPlot
+
+
+def _key(*parts: object) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(json.dumps(part, sort_keys=True, default=str).encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: list[EntryProblem],
+                   layout: SiteLayout) -> list[Artefact]:
+    """Every file the site needs, each with its input hash and a renderer."""
+    settings = registry.analysis
+    settings_json = dataclasses.asdict(settings)
+    # Rendered files are keyed by their inputs, and the code is one of them: what a plot shows is
+    # decided in kinds, analysis and here as much as in plots, so the whole package counts.
+    versions = (__version__, matplotlib_version(), code_version())
+    artefacts: list[Artefact] = []
+    for report in reports:
+        slug, name = report.entry.slug, report.entry.name
+        run = report.run
+        files = pages.ModelFiles.for_report(report)
+        plot_inputs = (versions, name, report.color, run.state_sha256, settings_json)
+        plans: list[tuple[str | None, str, PlotJob]] = [
+            (files.loss, "loss", LossPlot(name, report.color, run.train, run.eval, report.figures, settings,
+                                          run.resumes[-1][0] if run.resumes else None)),
+            (files.metrics, "metrics", PanelsPlot(f"{name}: training metrics", report.color, run.train, run.eval,
+                                                  files.metric_panels, settings)),
+            (files.kind_plot, "kind", PanelsPlot(f"{name}: {report.figures.kind.about.section}", report.color,
+                                                 run.train, run.eval, files.kind_panels, settings, report.figures)),
+            (files.eval_plot, "eval", EvalPlot(name, run.eval, {metric: dict(sets) for metric, sets in files.eval_groups},
+                                               report.figures)),
+        ]
+        for other_path, panels in files.other_plots:
+            plans.append((other_path, "other", PanelsPlot(f"{name}: other metrics", report.color, run.train, run.eval,
+                                                          panels, settings)))
+        for plot_path, what, job in plans:
+            if plot_path:
+                artefacts.append(Artefact(plot_path, _key(what, plot_path, *plot_inputs), job, expensive=True))
+        artefacts.append(
+            Artefact(files.log_csv, _key("csv", versions, run.state_sha256),
+                     partial(pages.log_history_csv, report), expensive=True)
+        )
+        # Keyed by its inputs, so an unchanged model's figures.json is not even serialised.
+        figures_inputs = (versions, name, slug, report.base_model, run.state_sha256, settings_json)
+        artefacts.append(Artefact(files.figures_json, _key("figures", *figures_inputs),
+                                  partial(pages.figures_document, report)))
+        label, _, last = report.figures.headline()  # an RL loss says nothing of progress: its reward does
+        badge = badge_svg(label, fmt_number(last))
+        artefacts.append(_bytes_artefact(files.badge, badge))
+        page = pages.model_page(report, files, settings, layout, registry.file.resolve().parent)
+        artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
+
+    groups = []
+    for kind, members in pages.kind_groups(reports):
+        named = [(r.entry.name, r.figures) for r in members]
+        compared = [narrative.Compared(r.entry.name, r.figures, narrative.comparison_group(r.entry, r.base_model))
+                    for r in members]
+        overview = None
+        what = kind.about.headline
+        if any(_has_overview_curve(r) for r in members):
+            overview = pages.overview_path(kind)
+            overview_inputs = (
+                versions,
+                [(r.entry.name, r.color, r.run.state_sha256, r.figures.steps) for r in members],
+                settings_json,
+            )
+            # Drawn in this process while the workers draw the model plots: its inputs
+            # (every run's curve) would cost more to send to a worker than to draw here.
+            artefacts.append(Artefact(overview, _key(overview, overview_inputs),
+                                      OverviewPlot(tuple(members), settings, what)))
+        if not kind.about.reads_loss:
+            sentences, closing = narrative.reward_comparison(named), narrative.reward_conclusion(named)
+        else:
+            sentences, closing = narrative.comparison(compared, settings), narrative.conclusion(compared, settings)
+        groups.append(pages.IndexGroup(kind, tuple(members), tuple(sentences), closing, overview))
+    index = pages.index_page(registry.site, groups, problems)
+    artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
+    artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
+    artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, pages.summary_document(reports, problems, layout)))
+    artefacts.append(_bytes_artefact(pages.TABLESORT_SCRIPT, _tablesort_js()))
+    return artefacts
+
+
+@functools.cache
+def _tablesort_js() -> bytes:
+    return TABLESORT_FILE.read_bytes()
+
+
+def _has_overview_curve(report: ModelReport) -> bool:
+    if not report.figures.kind.about.reads_loss:
+        return report.figures.series_for(report.figures.kind.about.headline) is not None
+    return report.figures.logged_rows > 0
+
+
+def _overview_curve(report: ModelReport) -> Curve:
+    """The curve a run adds to its kind's overview: its kind's headline metric (the reward for RL runs, the loss
+    otherwise)."""
+    train = report.run.train
+    values = finite_series(train, report.figures.kind.about.headline)
+    tokens = finite_series(train, "num_tokens")
+    if tokens.empty:
+        tokens = finite_series(train, "num_input_tokens_seen")
+    epochs = finite_series(train, "epoch")
+    return Curve(report.entry.name, report.color, values, report.figures.steps,
+                 epochs=epochs if len(epochs) else None, tokens=tokens if len(tokens) else None)
+
+
+def _bytes_artefact(path: str, data: bytes) -> Artefact:
+    """An artefact that is cheap to make: keyed by its own bytes."""
+    return Artefact(path, _key("bytes", hashlib.sha256(data).hexdigest()), lambda: data)
