@@ -226,7 +226,7 @@ def _from_models_dir(docs_path: str) -> str:
 
 
 def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSettings, layout: SiteLayout,
-               registry_dir: Path) -> str:
+               registry_dir: Path, show_paths: bool = True) -> str:
     """The Markdown page of one model (it lives in models/)."""
     entry, run = report.entry, report.run
     parts = [f"# {md_text(entry.name)}\n", GENERATED_NOTE]
@@ -285,13 +285,13 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
     parts.append("## Source\n")
     registered = shown_url(entry.path) if is_remote(entry.path) else shown_local_path(entry.path, registry_dir)
     source = [
-        f"- Registered path: {md_code(registered)}",
         f"- {md_text(run.state_file.name)} SHA-256: `{run.state_sha256[:16]}`",
         f"- Logged rows: {report.figures.logged_rows} with a training loss, {report.figures.eval_rows} evaluations",
     ]
-    read = _shown_state_path(report, registry_dir)
-    if read != registered:
-        source.insert(1, f"- Read: {md_code(read)}")
+    if show_paths:  # `site: show_paths: false` keeps where the runs live off the published pages
+        read = _shown_state_path(report, registry_dir)
+        source[:0] = [f"- Registered path: {md_code(registered)}"] + ([f"- Read: {md_code(read)}"]
+                                                                       if read != registered else [])
     for key in ("logging_steps", "train_batch_size", "num_train_epochs", "max_steps"):
         value = run.state.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):

@@ -57,6 +57,9 @@ class SiteSettings:
     """Title of the generated index page."""
     intro: str = ""
     """Paragraph shown under the index title (Markdown is escaped)."""
+    show_paths: bool = True
+    """Whether model pages show where each checkpoint was read (relative to checkpoints.yaml, else from ~;
+    never a home folder). False leaves paths and local base models off the published pages."""
 
 
 @dataclass(frozen=True)

@@ -208,10 +208,16 @@ def _site_settings(raw: Any, shown: str, errors: list[str]) -> SiteSettings:
     if not isinstance(raw, dict):
         errors.append(f"{shown}: site: expected a mapping, got {_type_name(raw)}")
         return SiteSettings()
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in SITE_KEYS:
             errors.append(f"{shown}: site: unknown key '{key}'{did_you_mean(str(key), SITE_KEYS)}")
+            continue
+        if key == "show_paths":
+            if not isinstance(value, bool):
+                errors.append(f"{shown}: site.show_paths: expected true or false, got {_type_name(value)}")
+                continue
+            values[key] = value
             continue
         text = _as_text(value)
         if text is None:
