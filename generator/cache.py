@@ -36,13 +36,13 @@ import pandas as pd
 
 from generator import __version__
 from generator.files import write_atomic
+from generator.folders import SIDE_FILES
 from generator.records import AnalysisSettings, Figures, TrainingRun
 
 RUNS_DIR = "runs"
 FORMAT = 1
 RACY_SECONDS = 3.0
 """A file modified this close to the moment it was cached is verified by hash, not by its timestamp."""
-SIDE_FILES = ("adapter_config.json", "config.json", "README.md")
 
 
 

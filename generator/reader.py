@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import os
+import posixpath
 import re
 import stat
 from dataclasses import dataclass
@@ -26,17 +27,21 @@ import pandas as pd
 import yaml
 
 from generator.errors import CheckpointError
+from generator.folders import (
+    JSONL_LOG,
+    MAX_SIDE_BYTES,
+    STATE_FILE,
+    STATE_SUFFIXES,
+    checkpoint_number,
+    missing,
+    not_a_state_file,
+    nothing_to_read,
+)
 from generator.records import AdapterInfo, CheckpointEntry, NonFinite, TrainingRun
 
-STATE_FILE = "trainer_state.json"
-JSONL_LOG = "trainer_log.jsonl"
-"""LLaMA-Factory's own log, read when a folder has no trainer_state.json."""
-CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 LFS_POINTER_PREFIX = b"version https://git-lfs"
 MAX_STATE_BYTES = 128 * 1000 * 1000
 """A 100,000-step log is tens of MB; far beyond that, the file is something else."""
-MAX_SIDE_BYTES = 16 * 1000 * 1000
-"""adapter_config.json / config.json beyond this are not read (the page does without them)."""
 MAX_CARD_BYTES = 1000 * 1000
 """Of a model card (README.md) only this much is read: its front matter is at the top."""
 MAX_KEY_LENGTH = 200
@@ -72,7 +77,7 @@ def locate_state_file(entry: CheckpointEntry) -> Path:
     try:
         target.resolve(strict=True)
     except FileNotFoundError:
-        raise CheckpointError(f"{where} does not exist") from None
+        raise CheckpointError(missing(where)) from None
     except RuntimeError:  # Python < 3.13 reports a symlink loop this way
         raise CheckpointError(f"{where} is a symbolic link loop") from None
     except ValueError:  # an embedded NUL byte
@@ -82,11 +87,8 @@ def locate_state_file(entry: CheckpointEntry) -> Path:
             raise CheckpointError(f"{where} is a symbolic link loop") from None
         raise CheckpointError(f"{where} cannot be read: {exc.strerror or exc}") from None
     if target.is_file():
-        if not target.name.endswith((".json", ".jsonl")):
-            raise CheckpointError(
-                f"{where} is a file but not a trainer_state.json; "
-                "point it at a checkpoint folder, a training output folder or the trainer_state.json itself"
-            )
+        if not target.name.endswith(STATE_SUFFIXES):
+            raise CheckpointError(not_a_state_file(where))
         return target
     if not target.is_dir():
         raise CheckpointError(f"{where} is neither a file nor a folder")
@@ -97,28 +99,25 @@ def locate_state_file(entry: CheckpointEntry) -> Path:
     if not checkpoints and (target / JSONL_LOG).is_file():
         return target / JSONL_LOG
     if not checkpoints:
-        raise CheckpointError(
-            f"{where} holds no {STATE_FILE}, no checkpoint-N folder with one and no {JSONL_LOG}; "
-            "point it at a checkpoint folder, a training output folder or the file itself"
-        )
+        raise CheckpointError(nothing_to_read(where))
     return checkpoints[-1] / STATE_FILE
 
 
 def checkpoint_step(folder: Path) -> int:
     """N of a `checkpoint-N` folder."""
-    match = CHECKPOINT_DIR.match(folder.name)
-    if match is None:
+    number = checkpoint_number(folder.name)
+    if number is None:
         raise ValueError(f"{folder} is not a checkpoint-N folder")
-    return int(match.group(1))
+    return number
 
 
 def latest_checkpoints(run_dir: Path) -> list[Path]:
     """`checkpoint-N` folders holding a trainer_state.json, by N as a number."""
     found = []
     for child in run_dir.iterdir():
-        match = CHECKPOINT_DIR.match(child.name)
-        if match and (child / STATE_FILE).is_file():
-            found.append((int(match.group(1)), child))
+        number = checkpoint_number(child.name)
+        if number is not None and (child / STATE_FILE).is_file():
+            found.append((number, child))
     return [path for _, path in sorted(found)]
 
 
@@ -144,8 +143,12 @@ def read_run(entry: CheckpointEntry, shown_file: str | None = None) -> TrainingR
     folders = [state_file.parent]
     if entry.resolved.is_dir() and entry.resolved != state_file.parent:
         folders.append(entry.resolved)
-    adapter = read_adapter(folders)
-    base_model, source = find_base_model(folders, adapter)
+    side = SideFiles(folders)
+    adapter = read_adapter(side)
+    base_model, source = find_base_model(side, adapter)
+    model_type, vocabulary = _model_type(side), _vocabulary(side)
+    base_shown = shown_file or str(state_file)
+    warnings += [f"{shown}: {_side_shown(path, state_file, base_shown)}: {problem}" for path, problem in side.problems]
     saved: tuple[int, ...] = ()
     if entry.resolved.is_dir() and state_file.parent != entry.resolved:
         saved = tuple(checkpoint_step(path) for path in latest_checkpoints(entry.resolved))
@@ -160,8 +163,8 @@ def read_run(entry: CheckpointEntry, shown_file: str | None = None) -> TrainingR
         base_model=base_model,
         base_model_source=source,
         adapter=adapter,
-        model_type=_model_type(folders),
-        **_vocabulary(folders),
+        model_type=model_type,
+        **vocabulary,
         warnings=tuple(warnings),
         predict=tables.predict,
         resumes=tables.resumes,
@@ -548,14 +551,105 @@ def _table(rows: list[dict[str, float]]) -> pd.DataFrame:
     return table[columns].reset_index(drop=True)
 
 
-def _read_json_object(path: Path) -> dict[str, Any] | None:
-    """A small JSON object beside the state file; None when absent, not a regular file, too large,
-    nested too deeply or not a JSON object (the page then does without it)."""
-    try:
-        value = json.loads(read_regular(path, MAX_SIDE_BYTES).decode("utf-8-sig"))
-    except (OSError, ValueError, RecursionError):
+ADAPTER_FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
+    "peft_type": ("text", (str,)),
+    "task_type": ("text", (str,)),
+    "r": ("a whole number", (int,)),
+    "lora_alpha": ("a number", (int, float)),
+    "lora_dropout": ("a number", (int, float)),
+    "target_modules": ("a name or a list of names", (str, list)),
+    "base_model_name_or_path": ("text", (str,)),
+}
+"""The adapter_config.json fields the reader uses: what each must be (null is allowed: absent)."""
+CONFIG_FIELDS: dict[str, tuple[str, tuple[type, ...]]] = {
+    "_name_or_path": ("text", (str,)),
+    "vocab_size": ("a whole number", (int,)),
+    "architectures": ("a list of names", (list,)),
+    "model_type": ("text", (str,)),
+}
+"""The config.json fields the reader uses."""
+
+
+class SideFiles:
+    """The side files beside a state file (`folders`: its folder, then the run folder), each read once.
+
+    What is wrong with one (not JSON, not an object, a field of the wrong type, front matter that does not
+    load) is kept in `problems` with the file, for the run's warnings; the reading goes on without it.
+    """
+
+    def __init__(self, folders: list[Path]) -> None:
+        self.folders = folders
+        self.problems: list[tuple[Path, str]] = []
+        self._json: dict[Path, dict[str, Any] | None] = {}
+        self._front: dict[Path, dict[str, Any]] = {}
+
+    def json_object(self, folder: Path, name: str) -> dict[str, Any] | None:
+        """`name` in `folder` as a JSON object; None when absent, unreadable or malformed."""
+        path = folder / name
+        if path not in self._json:
+            self._json[path] = self._load_json(path)
+        return self._json[path]
+
+    def _load_json(self, path: Path) -> dict[str, Any] | None:
+        try:
+            data = read_regular(path, MAX_SIDE_BYTES)
+        except OSError:
+            return None  # absent, or not a regular file, or too large: the page does without it
+        try:
+            value = json.loads(data.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            return self._problem(path, "not UTF-8 text; ignored")
+        except RecursionError:
+            return self._problem(path, "nested too deeply; ignored")
+        except ValueError as exc:
+            return self._problem(path, f"not JSON ({' '.join(str(exc).split())[:120]}); ignored")
+        if not isinstance(value, dict):
+            return self._problem(path, f"not a JSON object but {_json_kind(value)}; ignored")
+        fields = ADAPTER_FIELDS if path.name == "adapter_config.json" else CONFIG_FIELDS
+        for key, (expected, types) in fields.items():
+            item = value.get(key)
+            if item is not None and (isinstance(item, bool) or not isinstance(item, types)):
+                self.problems.append((path, f"'{key}' is {_json_kind(item)}, not {expected}; ignored"))
+            elif isinstance(item, list) and not all(isinstance(element, str) for element in item):
+                self.problems.append((path, f"'{key}' holds something other than names; those are ignored"))
+        return value
+
+    def _problem(self, path: Path, message: str) -> dict[str, Any] | None:
+        """Note what is wrong with `path`; its value is then None (ignored)."""
+        self.problems.append((path, message))
         return None
-    return value if isinstance(value, dict) else None
+
+    def front_matter(self, folder: Path) -> dict[str, Any]:
+        """The YAML front matter of `folder`'s model card (README.md); {} when absent or invalid."""
+        path = folder / "README.md"
+        if path not in self._front:
+            self._front[path] = read_front_matter(path, self.problems)
+        return self._front[path]
+
+
+def _json_kind(value: object) -> str:
+    """A JSON value's type in words, with a short excerpt: 'text "eight"', 'a list', ..."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (true/false)"
+    if isinstance(value, str):
+        return f"text {json.dumps(value[:40], ensure_ascii=False)}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"[:60]
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def _side_shown(path: Path, state_file: Path, state_shown: str) -> str:
+    """A side file as users see it: beside `state_shown` (how the state file is shown) when it is there."""
+    folder = posixpath.dirname(state_shown)
+    if path.parent == state_file.parent:
+        return posixpath.join(folder, path.name)
+    if path.parent == state_file.parent.parent and folder:
+        return posixpath.join(posixpath.dirname(folder), path.name)
+    return str(path)
 
 
 def _text_field(value: object) -> str:
@@ -563,10 +657,10 @@ def _text_field(value: object) -> str:
     return clean_text(str(value)) if value else ""
 
 
-def read_adapter(folders: list[Path]) -> AdapterInfo | None:
+def read_adapter(side: SideFiles) -> AdapterInfo | None:
     """PEFT settings from the first `adapter_config.json` found."""
-    for folder in folders:
-        config = _read_json_object(folder / "adapter_config.json")
+    for folder in side.folders:
+        config = side.json_object(folder, "adapter_config.json")
         if config is None:
             continue
         modules = config.get("target_modules")
@@ -584,16 +678,16 @@ def read_adapter(folders: list[Path]) -> AdapterInfo | None:
     return None
 
 
-def find_base_model(folders: list[Path], adapter: AdapterInfo | None) -> tuple[str, str]:
+def find_base_model(side: SideFiles, adapter: AdapterInfo | None) -> tuple[str, str]:
     """Base model id and the file it came from, in the documented order."""
     if adapter and adapter.base_model:
         return adapter.base_model, "adapter_config.json"
-    for folder in folders:
-        config = _read_json_object(folder / "config.json")
+    for folder in side.folders:
+        config = side.json_object(folder, "config.json")
         if config and isinstance(config.get("_name_or_path"), str) and config["_name_or_path"]:
             return clean_text(config["_name_or_path"]), "config.json"
-    for folder in folders:
-        front = read_front_matter(folder / "README.md")
+    for folder in side.folders:
+        front = side.front_matter(folder)
         value = front.get("base_model")
         if isinstance(value, list) and value:
             value = value[0]
@@ -602,8 +696,8 @@ def find_base_model(folders: list[Path], adapter: AdapterInfo | None) -> tuple[s
     return "", ""
 
 
-def read_front_matter(path: Path) -> dict[str, Any]:
-    """The YAML front matter of a model card, or {} when absent or invalid."""
+def read_front_matter(path: Path, problems: list[tuple[Path, str]] | None = None) -> dict[str, Any]:
+    """The YAML front matter of a model card, or {} when absent or invalid (then noted in `problems`)."""
     try:
         text = read_regular(path, MAX_CARD_BYTES, truncate=True).decode("utf-8-sig", errors="replace")
     except OSError:
@@ -613,19 +707,28 @@ def read_front_matter(path: Path) -> dict[str, Any]:
         return {}
     try:
         front = yaml.safe_load(match.group(1))
-    except (yaml.YAMLError, ValueError, RecursionError):
-        return {}
-    return front if isinstance(front, dict) else {}
+    except RecursionError:
+        reason = "nested too deeply"
+    except Exception as exc:
+        # PyYAML's constructors raise more than YAMLError (an impossible date ValueError, `!!timestamp x`
+        # AttributeError): a model card is never worth a crash
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+    else:
+        return front if isinstance(front, dict) else {}
+    if problems is not None:
+        problems.append((path, f"front matter is not valid YAML ({reason}); ignored"))
+    return {}
+
 
 
 LANGUAGE_MODEL_HEADS = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel", "ForMaskedLM",
                         "EncoderDecoderModel")
 
 
-def _vocabulary(folders: list[Path]) -> dict[str, Any]:
+def _vocabulary(side: SideFiles) -> dict[str, Any]:
     """`vocab_size` of config.json, and whether its `architectures` predict tokens (loss on the ln(V) scale)."""
-    for folder in folders:
-        config = _read_json_object(folder / "config.json")
+    for folder in side.folders:
+        config = side.json_object(folder, "config.json")
         if not config:
             continue
         vocab = config.get("vocab_size")
@@ -638,9 +741,9 @@ def _vocabulary(folders: list[Path]) -> dict[str, Any]:
     return {}
 
 
-def _model_type(folders: list[Path]) -> str:
-    for folder in folders:
-        config = _read_json_object(folder / "config.json")
+def _model_type(side: SideFiles) -> str:
+    for folder in side.folders:
+        config = side.json_object(folder, "config.json")
         if config and isinstance(config.get("model_type"), str):
             return clean_text(config["model_type"])
     return ""

@@ -41,7 +41,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator.errors import CheckpointError
 from generator.files import write_atomic
-from generator.reader import CHECKPOINT_DIR, JSONL_LOG, MAX_STATE_BYTES, STATE_FILE
+from generator.folders import (
+    JSONL_LOG,
+    MAX_SIDE_BYTES,
+    SIDE_FILES,
+    STATE_FILE,
+    STATE_SUFFIXES,
+    checkpoint_number,
+    missing,
+    not_a_state_file,
+    nothing_to_read,
+)
+from generator.reader import MAX_STATE_BYTES
 from generator.records import CheckpointEntry
 
 try:  # POSIX; elsewhere two processes fetching the same URL at once are not serialised
@@ -60,10 +71,6 @@ TIMEOUT_ENV = "TRAINDOCS_TIMEOUT"
 """Seconds a server may take to connect or to send the next bytes (read by `options_from_env`)."""
 DEFAULT_TIMEOUT = 60.0
 
-SIDE_FILES = ("adapter_config.json", "config.json", "README.md")
-"""What the reader reads beside a state file; with the state files, all that is ever downloaded."""
-MAX_SIDE_BYTES = 16 * 1000 * 1000
-"""A config or model card beyond this is not mirrored (the reader then does without it)."""
 
 EXTRAS = {"s3": "s3", "s3a": "s3", "hf": "hf", "gs": "gcs", "gcs": "gcs", "http": "remote", "https": "remote"}
 """Protocol -> the traindocs extra that installs its fsspec backend."""
@@ -484,18 +491,15 @@ def _plan(filesystem: AbstractFileSystem, root: str, url: str, where: str) -> _P
     """Find what to mirror, with the same rules as the reader applies to a local path."""
     root = root.rstrip("/") or root
     base_url = _bare(url).rstrip("/")
-    if _name(_bare(url)).endswith((".json", ".jsonl")):
+    if _name(_bare(url)).endswith(STATE_SUFFIXES):
         info = _remote(where, lambda: filesystem.info(root))
         if info.get("type") != "directory":
             return _file_plan(filesystem, root, url, info)
     listing = _listing(filesystem, root, where)
     if not listing:
-        raise CheckpointError(f"{where} does not exist")
+        raise CheckpointError(missing(where))
     if len(listing) == 1 and listing[0].get("type") != "directory" and _same(listing[0].get("name", ""), root):
-        raise CheckpointError(
-            f"{where} is a file but not a trainer_state.json; "
-            "point it at a checkpoint folder, a training output folder or the trainer_state.json itself"
-        )
+        raise CheckpointError(not_a_state_file(where))
     children = {_name(item.get("name", "")): item for item in listing}
     files: dict[str, _Remote] = {}
 
@@ -509,11 +513,11 @@ def _plan(filesystem: AbstractFileSystem, root: str, url: str, where: str) -> _P
         return _Plan("folder", "", files)
     checkpoints: list[tuple[int, str, dict[str, dict[str, Any]]]] = []
     for name, item in children.items():
-        match = CHECKPOINT_DIR.match(name)
-        if match and item.get("type") == "directory":
+        number = checkpoint_number(name)
+        if number is not None and item.get("type") == "directory":
             inside = {_name(i.get("name", "")): i for i in _listing(filesystem, f"{root}/{name}", where)}
             if _is_file(inside.get(STATE_FILE)):
-                checkpoints.append((int(match.group(1)), name, inside))
+                checkpoints.append((number, name, inside))
     for name in SIDE_FILES:
         if _is_file(children.get(name)):
             add(name, children[name])
@@ -521,10 +525,7 @@ def _plan(filesystem: AbstractFileSystem, root: str, url: str, where: str) -> _P
         if _is_file(children.get(JSONL_LOG)):
             add(JSONL_LOG, children[JSONL_LOG])
             return _Plan("folder", "", files)
-        raise CheckpointError(
-            f"{where} holds no {STATE_FILE}, no checkpoint-N folder with one and no {JSONL_LOG}; "
-            "point it at a checkpoint folder, a training output folder or the file itself"
-        )
+        raise CheckpointError(nothing_to_read(where))
     checkpoints.sort()
     for _, name, inside in checkpoints:  # every one: progression across checkpoints
         add(f"{name}/{STATE_FILE}", inside[STATE_FILE])
