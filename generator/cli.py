@@ -1,5 +1,9 @@
 """The `traindocs` command line.
 
+Importing this module stays cheap (no MkDocs, pandas or matplotlib): each command
+imports what it needs, and only the commands that read mkdocs.yml, build or serve
+import MkDocs.
+
 Exit status: 0 success; 1 a problem was found (a bad registry, a file
 traindocs would not overwrite, a failed MkDocs build; with --strict also any
 checkpoint that could not be read or any warning); 2 wrong usage.
@@ -17,13 +21,10 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from generator import __version__
-from generator.cache import RUNS_DIR, RunCache
 from generator.errors import TraindocsError
-from generator.mkdocs_plugin import REGISTRY_ENV, site_layout
-from generator.records import SiteLayout
 from generator.remote import (
     CACHE_ENV,
     DEFAULT_TIMEOUT,
@@ -34,7 +35,10 @@ from generator.remote import (
     options_from_env,
     parse_timeout,
 )
-from generator.site import GenerationResult, default_jobs, generate
+
+if TYPE_CHECKING:
+    from generator.pipeline import GenerationResult
+    from generator.records import SiteLayout
 
 DESCRIPTION = """\
 Turn Hugging Face Trainer / TRL checkpoints into a training-report website.
@@ -234,6 +238,10 @@ class _ProgressLine:
 def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, args: argparse.Namespace,
                     ) -> tuple[GenerationResult, int]:
     """Generate and report; returns (result, exit status so far)."""
+    from generator.cache import RUNS_DIR, RunCache
+    from generator.pipeline import generate
+    from generator.workers import default_jobs
+
     strict = args.strict
     started = time.perf_counter()
     progress = _ProgressLine()
@@ -313,8 +321,12 @@ def _load_mkdocs_config(mkdocs_yml: Path, args: argparse.Namespace) -> Any:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from generator.records import SiteLayout
+
     mkdocs_yml = _mkdocs_yml(args)
     if mkdocs_yml.is_file():
+        from generator.mkdocs_plugin import site_layout
+
         config = _load_mkdocs_config(mkdocs_yml, args)
         docs_dir, layout = Path(config.docs_dir), site_layout(config)
     else:
@@ -325,8 +337,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _link_cards(args: argparse.Namespace) -> int:
     from generator.cards import apply_card_update, card_path, report_section
+    from generator.mkdocs_plugin import site_layout
+    from generator.pipeline import build_reports
     from generator.registry import load_registry
-    from generator.site import build_reports
 
     mkdocs_yml = _mkdocs_yml(args)
     if not mkdocs_yml.is_file():
@@ -369,6 +382,9 @@ def _link_cards(args: argparse.Namespace) -> int:
 def _build_or_serve(args: argparse.Namespace) -> int:
     from mkdocs.exceptions import MkDocsException
 
+    from generator import mkdocs_plugin
+    from generator.mkdocs_plugin import site_layout
+
     mkdocs_yml = _mkdocs_yml(args)
     if not mkdocs_yml.is_file():
         raise TraindocsError(f"{mkdocs_yml}: not found; create one with 'traindocs init' or pass --mkdocs-config")
@@ -379,17 +395,15 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from mkdocs.commands.serve import serve
 
-        # `serve` reloads mkdocs.yml on every change: pass the registry and the remote options along.
-        os.environ[REGISTRY_ENV] = str(args.config.resolve())
-        options = _remote_options(args)
-        os.environ[CACHE_ENV] = str(options.cache_dir)
-        if options.offline:
-            os.environ[OFFLINE_ENV] = "1"
-        os.environ[TIMEOUT_ENV] = repr(options.timeout)
+        # `serve` loads mkdocs.yml (and a new plugin) again on every change: the plugin reads the
+        # registry and the remote options of this command line from its module.
+        mkdocs_plugin.command_line = mkdocs_plugin.CommandLine(args.config.resolve(), _remote_options(args))
         try:
             serve(config_file=str(mkdocs_yml), dev_addr=args.dev_addr, strict=args.strict)
         except MkDocsException as exc:
             raise TraindocsError(f"mkdocs serve: {exc}") from None
+        finally:
+            mkdocs_plugin.command_line = None
         return 0
 
     from mkdocs.commands.build import build

@@ -19,6 +19,8 @@ SIDE_FILES = ("adapter_config.json", "config.json", "README.md")
 """What the reader reads beside a state file; with the state files, all a remote mirror ever downloads."""
 STATE_SUFFIXES = (".json", ".jsonl")
 """A registered file with another ending is not a state file."""
+MAX_STATE_BYTES = 128 * 1000 * 1000
+"""A 100,000-step log is tens of MB; far beyond that, the file is something else."""
 MAX_SIDE_BYTES = 16 * 1000 * 1000
 """adapter_config.json / config.json (and a mirrored model card) beyond this are not read: the page does
 without them."""

@@ -7,7 +7,7 @@ Enabled in mkdocs.yml as `plugins: [search, traindocs]`. All logic lives in
 from __future__ import annotations
 
 import logging
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,23 @@ from generator import navigation
 from generator.errors import TraindocsError
 from generator.pages import TABLESORT_SCRIPT
 from generator.records import SiteLayout
-from generator.remote import options_from_env
+from generator.remote import RemoteOptions, options_from_env
 from generator.site import GenerationResult, default_jobs, generate, watched_files
 
 log = logging.getLogger("mkdocs.plugins.traindocs")
-REGISTRY_ENV = "TRAINDOCS_REGISTRY"
-"""Set by `traindocs serve --config FILE`: overrides the plugin's `registry`."""
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """What `traindocs serve` was told: its registry and remote options win over mkdocs.yml and the environment."""
+
+    registry: Path
+    remote: RemoteOptions
+
+
+command_line: CommandLine | None = None
+"""Set by `traindocs serve` while it serves: MkDocs loads mkdocs.yml, and so a new plugin, on every
+change, and each one reads the command line's options from here (no environment variables)."""
 
 
 def site_layout(config: Any) -> SiteLayout:
@@ -64,10 +75,9 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         """Set by the traindocs CLI when it has just generated (no second pass)."""
 
     def registry_file(self, config: Any) -> Path:
-        """The registry: $TRAINDOCS_REGISTRY, else `registry` relative to mkdocs.yml."""
-        override = os.environ.get(REGISTRY_ENV)
-        if override:
-            return Path(override)
+        """The registry: `traindocs serve --config FILE`'s, else `registry` relative to mkdocs.yml."""
+        if command_line is not None:
+            return command_line.registry
         return Path(config.config_file_path).resolve().parent / self.config.registry
 
     def on_config(self, config: Any) -> Any:
@@ -75,7 +85,8 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         if result is None:
             try:
                 result = generate(self.registry_file(config), Path(config.docs_dir), site_layout(config),
-                                  jobs=default_jobs(), remote=options_from_env())
+                                  jobs=default_jobs(),
+                                  remote=command_line.remote if command_line is not None else options_from_env())
             except TraindocsError as exc:
                 raise PluginError(str(exc)) from None
             for problem in result.problems:

@@ -30,6 +30,7 @@ from generator.errors import CheckpointError
 from generator.folders import (
     JSONL_LOG,
     MAX_SIDE_BYTES,
+    MAX_STATE_BYTES,
     STATE_FILE,
     STATE_SUFFIXES,
     checkpoint_number,
@@ -40,8 +41,6 @@ from generator.folders import (
 from generator.records import AdapterInfo, CheckpointEntry, NonFinite, TrainingRun
 
 LFS_POINTER_PREFIX = b"version https://git-lfs"
-MAX_STATE_BYTES = 128 * 1000 * 1000
-"""A 100,000-step log is tens of MB; far beyond that, the file is something else."""
 MAX_CARD_BYTES = 1000 * 1000
 """Of a model card (README.md) only this much is read: its front matter is at the top."""
 MAX_KEY_LENGTH = 200

@@ -44,6 +44,7 @@ from generator.files import write_atomic
 from generator.folders import (
     JSONL_LOG,
     MAX_SIDE_BYTES,
+    MAX_STATE_BYTES,
     SIDE_FILES,
     STATE_FILE,
     STATE_SUFFIXES,
@@ -52,8 +53,6 @@ from generator.folders import (
     not_a_state_file,
     nothing_to_read,
 )
-from generator.reader import MAX_STATE_BYTES
-from generator.records import CheckpointEntry
 
 try:  # POSIX; elsewhere two processes fetching the same URL at once are not serialised
     import fcntl
@@ -62,6 +61,8 @@ except ImportError:  # pragma: no cover - Windows
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
+
+    from generator.records import CheckpointEntry  # pandas: not imported by a CLI that only parses its options
 
 CACHE_ENV = "TRAINDOCS_CACHE_DIR"
 """Overrides the cache location."""

@@ -194,3 +194,43 @@ def test_fail_on_turns_findings_into_status_1(tmp_path: Path, capsys: pytest.Cap
 
 def test_fail_on_passes_a_site_without_findings(example_project: Path) -> None:
     assert main(["generate", "--config", str(example_project / "checkpoints.yaml"), "--fail-on", "warning"]) == 0
+
+
+def test_importing_the_cli_imports_neither_mkdocs_nor_pandas() -> None:
+    # `traindocs --help`, `init` and a usage error answer at once; generate imports what it needs when it runs.
+    code = ("import sys, generator.cli; "
+            "print(sorted(m for m in ('mkdocs', 'pandas', 'numpy', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_serve_hands_its_options_to_the_plugin_not_to_the_environment(
+        example_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from generator import mkdocs_plugin
+
+    seen: dict[str, object] = {}
+
+    def fake_serve(config_file: str, dev_addr: object, strict: bool) -> None:
+        # What MkDocs' server does on every reload: load mkdocs.yml (a new plugin) and build.
+        from mkdocs.config import load_config
+
+        config = load_config(config_file=config_file)
+        plugin = config.plugins["traindocs"]
+        seen["registry"] = plugin.registry_file(config)
+        assert mkdocs_plugin.command_line is not None
+        seen["remote"] = mkdocs_plugin.command_line.remote
+
+    monkeypatch.setattr("mkdocs.commands.serve.serve", fake_serve)
+    other = example_project / "other.yaml"
+    other.write_text((example_project / "checkpoints.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    before = {key: value for key, value in os.environ.items() if key.startswith("TRAINDOCS_")}
+    status = main(["serve", "--config", str(other), "--mkdocs-config", str(example_project / "mkdocs.yml"),
+                   "--offline", "--timeout", "5", "--cache-dir", str(tmp_path / "cache"), "--jobs", "1"])
+    assert status == 0
+    assert seen["registry"] == other.resolve()
+    remote = seen["remote"]
+    assert remote.offline and remote.timeout == 5 and remote.cache_dir == (tmp_path / "cache").resolve()  # type: ignore[attr-defined]
+    assert {key: value for key, value in os.environ.items() if key.startswith("TRAINDOCS_")} == before
+    assert mkdocs_plugin.command_line is None  # a later build in this process reads mkdocs.yml again

@@ -167,3 +167,17 @@ def test_a_change_of_the_code_re_renders_plots_downloads_and_figures(
     assert result.written == []  # same bytes: nothing rewritten
     assert {"models/qwen-7b/loss.png", "models/qwen-7b/metrics.png", "models/qwen-7b/log_history.csv",
             "models/qwen-7b/figures.json", "assets/traindocs/sft-curves.png"} <= set(rendered)
+
+
+def test_a_generation_that_redraws_nothing_never_imports_matplotlib(example_project: Path) -> None:
+    # The plot jobs of generator.plan import generator.plots (matplotlib, ~0.3 s) only when called.
+    import subprocess
+    import sys
+
+    config = example_project / "checkpoints.yaml"
+    generate(config, example_project / "docs")
+    code = ("import sys; from pathlib import Path; from generator.site import generate; "
+            f"result = generate(Path({str(config)!r}), Path({str(example_project / 'docs')!r})); "
+            "print(len(result.written), 'matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "False"]
