@@ -29,6 +29,7 @@ def test_no_command_is_a_usage_error() -> None:
     assert exit_info.value.code == 2
 
 
+@pytest.mark.slow
 def test_generate_the_example_site(example_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--config", str(example_project / "checkpoints.yaml")]) == 0
     err = capsys.readouterr().err
@@ -60,6 +61,7 @@ def test_strict_turns_an_unreadable_checkpoint_into_status_1(tmp_path: Path, cap
     assert "error: checkpoints.yaml: checkpoints[1] (Gone): path 'gone' does not exist" in err
 
 
+@pytest.mark.slow
 def test_init_then_build_a_site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     project = tmp_path / "report"
     assert main(["init", str(project)]) == 0

@@ -49,6 +49,7 @@ def single_model_project(example_project: Path) -> Path:
     return registry
 
 
+@pytest.mark.slow
 def test_interrupted_at_every_write_the_next_run_repairs_everything(
     example_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,6 +103,7 @@ def test_interrupted_at_every_write_the_next_run_repairs_everything(
     assert interrupted >= len(expected) // 2  # the stops really happened
 
 
+@pytest.mark.slow
 def test_killed_with_sigkill_leaves_whole_files(example_project: Path) -> None:
     registry = example_project / "checkpoints.yaml"
     docs = example_project / "docs"

@@ -131,6 +131,7 @@ def test_watched_files_include_the_registry_and_each_state_file(example_project:
     ]
 
 
+@pytest.mark.slow
 def test_parallel_generation_gives_the_same_bytes(example_project: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Six entries, with the pool thresholds lowered so that workers read and render."""
