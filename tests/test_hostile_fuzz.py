@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,6 +39,7 @@ def _snapshot(root: Path) -> set[str]:
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(name=HOSTILE_TEXT, key=HOSTILE_TEXT, side=st.dictionaries(
     st.sampled_from(["adapter_config.json", "config.json", "README.md"]), SIDE_CONTENT, max_size=3))
+@pytest.mark.slow
 def test_hostile_inputs_fail_alone(name: str, key: str, side: dict[str, object]) -> None:
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
