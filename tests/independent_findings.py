@@ -9,6 +9,8 @@ at the rule says which reading was taken.
 
 from __future__ import annotations
 
+import bisect
+import html
 import json
 import math
 import re
@@ -578,3 +580,247 @@ def traceable(shown: str, candidates: list[float], constants: tuple[float, ...])
         value, half = value / 100, half / 100
     pool = [*candidates, *constants]
     return any(math.isfinite(c) and abs(c - value) <= half * (1 + 1e-9) + 1e-12 * abs(c) for c in pool)
+
+
+# --- the loss level: fast fall ended, loss stabilised from ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShapeThresholds:
+    """The loss level's window and the shape rules' thresholds as the methodology page prints them."""
+
+    level_share: float
+    level_min_rows: int
+    knee_depth: float
+    stable_band: float
+    stable_tail: float
+    stable_min_rows: int
+
+
+SHARE_WORDS = {"tenth": 0.1, "fifth": 0.2, "quarter": 0.25, "third": 1 / 3, "half": 0.5}
+
+
+def shape_from_methodology(text: str) -> ShapeThresholds:
+    """Loss level, Fast fall ended and Loss stabilised from, read from their rows of the methodology table."""
+    def number(pattern: str) -> str:
+        match = re.search(pattern, text)
+        assert match, f"the methodology page does not state {pattern!r}"
+        return match.group(1)
+
+    return ShapeThresholds(
+        level_share=float(number(r"rolling median of the logged loss over ([\d.]+)% of the logged rows")) / 100,
+        level_min_rows=int(number(r"of the logged rows \(at least (\d+)\)")),
+        knee_depth=float(number(r"farthest below the straight line from the first to the last row, at least "
+                                r"([\d.]+) below it")),
+        stable_band=float(number(r"stays within \*\*([\d.]+)%\*\* \(`stable_band`\)")) / 100,
+        stable_tail=SHARE_WORDS[number(r"only settles in the last (\w+) of the log")],
+        stable_min_rows=int(number(r"or with fewer than (\d+) losses")),
+    )
+
+
+def level_window(rows: int, t: ShapeThresholds) -> int:
+    """Rows of the centred median: the share of the logged rows (whole rows, at least the minimum), odd."""
+    width = max(t.level_min_rows, int(rows * t.level_share + 1e-9))  # 1% of 2900 rows is 29, not 28.99...
+    return width if width % 2 else width + 1
+
+
+def loss_level(values: list[float], width: int) -> list[float]:
+    """Centred rolling median over `width` rows; at the ends, over the rows of the window that exist."""
+    half = width // 2
+    return [median(values[max(0, i - half):i + half + 1]) for i in range(len(values))]
+
+
+def fall_end(run: Run, t: ShapeThresholds) -> int | None:
+    """Kneedle: steps and level scaled to [0, 1]; the row farthest below the chord from the first row to the
+    last, at least `knee_depth` below it (vertically, in the scaled units); none when the level does not fall
+    from the first row to the last. 'Below' is read as the vertical distance to the chord; the page gives no
+    minimum of rows, the stabilisation's (5 losses) is taken."""
+    loss = run.series("loss")
+    if run.kind == "rl" or len(loss) < t.stable_min_rows:
+        return None
+    steps = [step for step, _ in loss]
+    level = loss_level([v for _, v in loss], level_window(len(loss), t))
+    low, high = min(level), max(level)
+    if not level[-1] < level[0] or high == low or steps[-1] == steps[0]:
+        return None
+    x = [(s - steps[0]) / (steps[-1] - steps[0]) for s in steps]
+    y = [(v - low) / (high - low) for v in level]
+    below = [y[0] + (y[-1] - y[0]) * xi - yi for xi, yi in zip(x, y, strict=True)]
+    deepest = max(range(len(below)), key=lambda i: (below[i], -i))
+    return steps[deepest] if below[deepest] >= t.knee_depth else None
+
+
+def stabilised(run: Run, t: ShapeThresholds) -> int | None:
+    """The first step from which the level stays within `stable_band` x its value there until the end; none
+    in the last fifth of the rows, under the minimum of losses, or when the loss is still moving at the end
+    (a still_improving or loss_rising_at_end finding).
+
+    'Stays within 10% of its value there' is read as: the level's whole range from that row to the end is
+    at most 10% of its value there (a band 10% wide; traindocs' reading). The other reading, never more than
+    10% away from it on either side (a band 20% wide), gives an earlier step on 17 corpus files. 'The last
+    fifth of the rows' is the rows from index n - ceil(n / 5) on."""
+    loss = run.series("loss")
+    if run.kind == "rl" or len(loss) < t.stable_min_rows or end_slope(run):
+        return None
+    level = loss_level([v for _, v in loss], level_window(len(loss), t))
+    highest, lowest = [0.0] * len(level), [0.0] * len(level)
+    top, bottom = -math.inf, math.inf
+    for i in range(len(level) - 1, -1, -1):
+        top, bottom = max(top, level[i]), min(bottom, level[i])
+        highest[i], lowest[i] = top, bottom
+    last_allowed = len(level) - math.ceil(len(level) * t.stable_tail)  # rows from this index on are the tail
+    for i, value in enumerate(level[:last_allowed]):
+        band = t.stable_band * abs(value)
+        if highest[i] - lowest[i] <= band:
+            return loss[i][0]
+    return None
+
+
+# --- the Analysis section's numbers -----------------------------------------------------------------------
+
+IDENTIFIER = re.compile(r"(?<![\d.])[A-Za-z_]\w*(?:[-/.]\w+)*")
+"""A key or name as the page writes it (eval_g0_loss, rouge-1, rewards/f1_reward/mean, Qwen2.5-7B)."""
+
+
+def analysis_bullets(page: str) -> list[str]:
+    """The bullets of the page's '## Analysis' section, as a reader sees them (entities and escapes undone)."""
+    if "## Analysis" not in page:
+        return []
+    section = page.split("## Analysis", 1)[1].split("\n## ", 1)[0]
+    return [html.unescape(line[2:]).replace("\\", "") for line in section.splitlines() if line.startswith("- ")]
+
+
+def sentence_numbers(sentence: str) -> list[str]:
+    """The numbers a sentence states, leaving out the digits inside names (eval_g0_loss, bleu-4)."""
+    return NUMBER.findall(IDENTIFIER.sub(lambda m: " " if re.search(r"\d", m.group()) else m.group(), sentence))
+
+
+def shown_interval(shown: str) -> tuple[float, float, bool]:
+    """The values a shown number may stand for after the page's rounding (half a unit of its last digit),
+    as a closed interval, and whether the page wrote its sign (then the sign must agree)."""
+    text = shown.replace(",", "")
+    signed = text[0] in "+-"
+    percent = text.endswith("%")
+    text = text.rstrip("%")
+    mantissa, _, exponent = text.lower().lstrip("+").partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    value = float(text)
+    half = 0.5 * 10.0 ** (int(exponent or 0) - decimals)
+    if percent:
+        value, half = value / 100, half / 100
+    slack = half * 1e-9 + 1e-12 * abs(value)
+    return value - half - slack, value + half + slack, signed
+
+
+def unit(key: str) -> str | None:
+    """The unit of a top-level figure, from its name: optimizer steps (steps, start_step, fall_end_step...),
+    loss (start_loss, smoothed_end, fall_end_level, eval_loss_min...), else none (no derivation)."""
+    if key == "steps" or key.endswith(("_step", "_steps")):
+        return "step"
+    if "loss" in key or "level" in key or key.startswith("smoothed"):
+        return "loss"
+    return None
+
+
+def walk_numbers(document: object) -> tuple[dict[str, float], list[float]]:
+    """(the top level's scalars by key, every other number) of a JSON document; bools and non-finite values
+    are not figures, a list's length is one."""
+    top: dict[str, float] = {}
+    nested: list[float] = []
+
+    def visit(node: object, depth: int) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, item in items:
+            number = float(item) if truth.is_finite(item) else float(len(item)) if isinstance(item, list) else None
+            if number is not None and depth == 0 and isinstance(key, str):
+                top[key] = number
+            elif number is not None:
+                nested.append(number)
+            visit(item, depth + 1)
+
+    visit(document, 0)
+    return top, nested
+
+
+@dataclass
+class Tracer:
+    """Every number of a model's figures (figures.json's "figures" and its summary.json entry) and the
+    simple derivations a sentence may state from them.
+
+    A shown number is traced when, after the page's rounding, it is one of those numbers, a definition
+    constant, or a derivation of top-level figures of one unit: the difference of two step figures (a span),
+    a step figure's share of the steps (a / steps, a / steps - 1), the relative change of two losses
+    (a / b - 1). An unsigned shown
+    number may be the size of a negative one ('0.07 below', '1% above the start')."""
+
+    top: dict[str, float]
+    nested: list[float]
+    constants: tuple[float, ...]
+    direct: list[float] = field(init=False)
+    pools: list[list[float]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.direct = sorted({*self.top.values(), *self.nested, *self.constants})
+        self.pools = [sorted({value for key, value in self.top.items() if unit(key) == kind})
+                      for kind in ("step", "loss")]
+
+    @staticmethod
+    def _any_in(ordered: list[float], low: float, high: float) -> bool:
+        i = bisect.bisect_left(ordered, low)
+        return i < len(ordered) and ordered[i] <= high
+
+    def _pair(self, pool: list[float], denominators: list[float], low: float, high: float,
+              differences: bool, shifts: tuple[float, ...]) -> bool:
+        """Whether some a - b of the pool (when `differences`), or a / b - shift with a of the pool and b among
+        the denominators (shift 0: a ratio, shift 1: a relative change), is in [low, high]."""
+        if differences and any(self._any_in(pool, low + b, high + b) for b in pool):
+            return True
+        for b in denominators:
+            for shift in shifts if b else ():
+                ends = sorted(((low + shift) * b, (high + shift) * b))
+                if self._any_in(pool, ends[0], ends[1]):
+                    return True
+        return False
+
+    def traced(self, shown: str) -> bool:
+        low, high, signed = shown_interval(shown)
+        intervals = [(low, high)] if signed else [(low, high), (-high, -low)]
+        if any(self._any_in(self.direct, lo, hi) for lo, hi in intervals):
+            return True
+        steps, losses = self.pools
+        total = [self.top["steps"]] if "steps" in self.top else []
+        return any(self._pair(steps, total, lo, hi, True, (0.0, 1.0)) or self._pair(losses, losses, lo, hi, False, (1.0,))
+                   for lo, hi in intervals)
+
+
+def tracer(figures: dict[str, Any], summary_model: dict[str, Any], constants: tuple[float, ...],
+           trend_share: float, trend_min: int) -> Tracer:
+    """The tracer of one model; a series summary's rows also give the count of its first and last tenth."""
+    top, nested = walk_numbers(figures)
+    summary_top, summary_nested = walk_numbers(summary_model)
+    for series in figures.get("series", []) + figures.get("other_metrics", []):
+        if isinstance(series, dict) and truth.is_finite(series.get("rows")):
+            nested.append(float(max(trend_min, int(series["rows"] * trend_share))))
+    return Tracer({**summary_top, **top}, nested + summary_nested, constants)
+
+
+def analysis_constants(text: str) -> tuple[tuple[float, ...], float, int]:
+    """The definition constants an Analysis sentence may state, the trend's share of the rows and its
+    minimum of rows, read from the methodology page."""
+    def number(pattern: str) -> float:
+        match = re.search(pattern, text)
+        assert match, f"the methodology page does not state {pattern!r}"
+        return float(match.group(1))
+
+    constants = (
+        number(r"start loss is at least \*\*([\d.]+)\*\* \(`high_start_loss`\)"),
+        number(r"A start loss below \*\*([\d.]+)\*\* \(`low_start_loss`\)"),
+        number(r"`loss_levels` \(now: ([\d.]+)"),
+        number(r"stays within \*\*([\d.]+)%\*\* \(`stable_band`\)") / 100,
+        number(r"agrees in sign and is at least ([\d.]+) in size"),
+        number(r"Spearman rho is at least \*\*([\d.]+)\*\* \(`entropy_consistency`\)"),
+        number(r"last tenth of logged values \(at least (\d+) of"),
+        number(r"average fall of the smoothed loss per (\d+) optimizer steps"),
+    )
+    share = SHARE_WORDS[re.search(r"mean of its last (\w+) of logged values", text).group(1)]  # type: ignore[union-attr]
+    return constants, share, int(number(r"last tenth of logged values \(at least (\d+) of"))

@@ -11,7 +11,14 @@ with `test_corpus_truth`'s independent reader; nothing of `generator.findings`,
 - every number of every finding's sentence on the model page is one of that
   finding's numbers, or one derived from them, after the page's rounding;
 - `fall_rate` and `convergence` follow the smoothing weight and thresholds the
-  methodology page prints.
+  methodology page prints;
+- `fall_end_step` (Kneedle knee of the loss level) and `stabilised_step` in
+  summary.json, and the level figures of figures.json, follow the methodology's
+  *Loss level*, *Fast fall ended* and *Loss stabilised from* rows;
+- every number of every bullet of the page's "## Analysis" section is one of the
+  model's computed figures (its figures.json download and summary.json entry), a
+  definition constant the methodology page prints, or a simple derivation of them
+  (`independent_findings.Tracer` says which), after the page's rounding.
 
 `-s` prints the findings of every corpus file; the same table is written to
 tests/artifacts/findings_by_file.md.
@@ -45,7 +52,18 @@ CAPPED_AT_THREE = ("best_checkpoints_disagree lists at most 3 task metrics per m
                    "`_best_disagrees`: `found[:3]`); the methodology's definition has no such limit, so the "
                    "further metrics whose best step differs from eval_loss's are missing from summary.json and "
                    "the page")
-KNOWN_DISAGREEMENTS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+LAST_FIFTH = ("stabilised_step in the last fifth of the rows: the methodology says it is 'not given when it only "
+              "settles in the last fifth of the log', but analysis.stabilised_step refuses only "
+              "`first > n - max(3, n // 5)`, so the first row of the last fifth (and with n // 5 rounding down, "
+              "a row past 80% of the log) is given")
+KNOWN_DISAGREEMENTS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
+    ("shape", "008_adaption-autoscientist-challenge-50000-p"): (
+        LAST_FIFTH + ": 81 losses, step 66 is row 66 (index 65 >= 64.8 = 81 - 81/5)", ("stabilised_step",)),
+    ("shape", "015_BERT_Weibo_Rumor"): (
+        LAST_FIFTH + ": 51 losses, step 21000 is row 42 (index 41 >= 40.8 = 51 - 51/5)", ("stabilised_step",)),
+    ("shape", "028_tfm-lora-specialized-adapter"): (
+        LAST_FIFTH + ": 48 losses, step 200 is row 40 (index 39 >= 38.4 = 48 - 48/5)", ("stabilised_step",)),
+}
 """(test, folder) -> (what traindocs does against its own written definition, the problems that show it).
 
 Such a case is a strict xfail that only a KnownDisagreement satisfies: any other problem of that
@@ -251,6 +269,81 @@ def test_fall_rate_and_convergence_follow_the_methodology(site: truth.CorpusSite
         problems.append(f"convergence: summary.json says {model['convergence']!r}, the definition gives {want!r} "
                         f"(rate {rate!r}, start loss {start!r})")
     report("convergence", folder, problems)
+
+
+# --- the loss level: fast fall ended, stabilised ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def methodology(corpus_site: truth.CorpusSite) -> str:
+    return (corpus_site.root / "docs" / "methodology.md").read_text(encoding="utf-8")
+
+
+def figures_of(site: truth.CorpusSite, folder: str) -> dict[str, Any]:
+    """The "figures" of the model's figures.json download."""
+    path = site.root / "docs" / "models" / truth.slug_for(folder) / "figures.json"
+    figures: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))["figures"]
+    return figures
+
+
+def same_or_none(stated: object, expected: float | None) -> bool:
+    return stated is None if expected is None else same_number(stated, expected)
+
+
+@pytest.mark.parametrize("folder", cases("shape"))
+def test_fall_end_and_stabilised_follow_the_methodology(site: truth.CorpusSite, folder: str,
+                                                        methodology: str) -> None:
+    """summary.json's fall_end_step and stabilised_step, figures.json's levels there, by the written rules."""
+    model, figures = model_of(site, folder), figures_of(site, folder)
+    thresholds = ind.shape_from_methodology(methodology)
+    run = ind.read_run(CORPUS / folder)
+    knee, settled = ind.fall_end(run, thresholds), ind.stabilised(run, thresholds)
+    problems = []
+    for key, want in (("fall_end_step", knee), ("stabilised_step", settled)):
+        if model[key] != want:
+            problems.append(f"{key}: summary.json says {model[key]!r}, the definition gives {want!r}")
+        if figures.get(key) != model[key]:
+            problems.append(f"{key}: figures.json says {figures.get(key)!r}, summary.json {model[key]!r}")
+    loss = run.series("loss")
+    if run.kind != "rl" and len(loss) >= thresholds.stable_min_rows:
+        level = ind.loss_level([value for _, value in loss], ind.level_window(len(loss), thresholds))
+        at_knee = level[[step for step, _ in loss].index(knee)] if knee is not None else None
+        share = (level[0] - at_knee) / (level[0] - level[-1]) if at_knee is not None else None
+        for key, value in (("end_level", level[-1]), ("fall_end_level", at_knee),
+                           ("drop_share_at_fall_end", share)):
+            if not same_or_none(figures.get(key), value):
+                problems.append(f"{key}: figures.json says {figures.get(key)!r}, the definition gives {value!r}")
+    report("shape", folder, problems)
+
+
+# --- the Analysis section's numbers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", cases("analysis"))
+def test_analysis_numbers_trace_to_the_figures(site: truth.CorpusSite, folder: str, methodology: str) -> None:
+    """Each number of each Analysis bullet is a computed figure, a definition constant or a simple derivation."""
+    model = model_of(site, folder)
+    constants, trend_share, trend_min = ind.analysis_constants(methodology)
+    tracer = ind.tracer(figures_of(site, folder), model, constants, trend_share, trend_min)
+    bullets = ind.analysis_bullets(site.page(folder))
+    assert bullets, "the page has no Analysis bullets"
+    problems = []
+    for sentence in bullets:
+        wrong = [shown for shown in ind.sentence_numbers(sentence) if not tracer.traced(shown)]
+        if wrong:
+            problems.append(f"{wrong} trace to no figure: {sentence}")
+    report("analysis", folder, problems)
+
+
+def test_the_tracer_refuses_a_number_no_figure_gives() -> None:
+    """The tracer is not vacuous: a span, a share of the steps and a relative change pass, near misses do not."""
+    figures = {"steps": 314, "start_step": 10, "end_step": 310, "fall_end_step": 45, "start_loss": 2.864,
+               "end_loss": 0.3381, "fall_end_level": 0.4055, "end_level": 0.3381, "relative_drop": 0.882}
+    tracer = ind.tracer(figures, {}, (2.0,), 0.1, 3)
+    sentence = "eval_g0_loss, rouge-1 and bleu-4 at step 45 (14% of the 314 steps), another 17%, -3.87e-06."
+    assert ind.sentence_numbers(sentence) == ["45", "14%", "314", "17%", "-3.87e-06"]
+    assert all(tracer.traced(shown) for shown in ("45", "14%", "300", "17%", "88%", "2.864", "2.0", "0.34"))
+    assert not any(tracer.traced(shown) for shown in ("15%", "301", "0.3391", "-2.864", "2.1", "25%"))
 
 
 # --- the table for the report ---------------------------------------------------------------------------
