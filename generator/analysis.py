@@ -86,7 +86,7 @@ def stabilised_step(level: pd.Series, band: float) -> int | None:
     if not len(within):
         return None
     first = int(within[0])
-    if first > n - max(3, n // 5):
+    if first >= n - math.ceil(n / 5):
         return None  # settling in the last fifth is too little evidence that it stays there
     return as_step(level.index[first])
 

@@ -78,8 +78,8 @@ def _fall(f: Figures, s: AnalysisSettings) -> str:
     if f.fall_end_step is None or f.fall_end_level is None or f.end_level is None:
         if f.stabilised_step is None:
             return ""
-        return (f"The loss level stayed within {fmt_percent(s.stable_band, 0)} of its value from step "
-                f"{f.stabilised_step}{_share_of_run(f.stabilised_step, f)} on.")
+        return (f"From step {f.stabilised_step}{_share_of_run(f.stabilised_step, f)} on, the loss level varied by "
+                f"at most {fmt_percent(s.stable_band, 0)} of its value there: it stabilised.")
     text = (f"The fast fall of the loss ended around step {f.fall_end_step}{_share_of_run(f.fall_end_step, f)}, "
             f"at a level of {fmt_number(f.fall_end_level)}")
     if f.drop_share_at_fall_end is not None and 0 < f.drop_share_at_fall_end < 1:
@@ -89,14 +89,14 @@ def _fall(f: Figures, s: AnalysisSettings) -> str:
         after = (f.fall_end_level - f.end_level) / f.fall_end_level
         after = after if math.isfinite(after) else None
     if f.stabilised_step is not None and f.stabilised_step <= f.fall_end_step:
-        text += (f"; from there on the loss stayed within {fmt_percent(s.stable_band, 0)} of that level: "
-                 "it stabilised")
+        text += (f"; from there on the loss level varied by at most {fmt_percent(s.stable_band, 0)} of that "
+                 "level: it stabilised")
     elif after is not None and after > 0:
         text += (f"; after it the loss kept falling, more slowly, by another {fmt_percent(after, 0)} to "
                  f"{fmt_number(f.end_level)}")
         if f.stabilised_step is not None:
-            text += (f", and stayed within {fmt_percent(s.stable_band, 0)} of its level from step "
-                     f"{f.stabilised_step} on")
+            text += (f", and from step {f.stabilised_step} on varied by at most {fmt_percent(s.stable_band, 0)} "
+                     "of its level there")
     elif after is not None and after < 0:
         text += f"; after it the loss rose again, to {fmt_number(f.end_level)} at the end"
     return text + " (levels are rolling medians of the logged loss)."

@@ -495,7 +495,8 @@ INTERLEAVED_SHARE = 0.05
 def _interleave_limit(history: list[Any]) -> float:
     """How far back a row may step and still be another writer's row: the usual step forward (the median
     positive step between rows in file order) when such small steps back are a pattern, else 0."""
-    steps = [float(row["step"]) for row in history if isinstance(row, dict) and _number(row.get("step")) is not None]
+    numbers = (_number(row.get("step")) for row in history if isinstance(row, dict))
+    steps = [step for step in numbers if step is not None and math.isfinite(step)]
     forward = sorted(b - a for a, b in itertools.pairwise(steps) if b > a)
     if not forward:
         return 0.0

@@ -612,8 +612,8 @@ def shape_from_methodology(text: str) -> ShapeThresholds:
         level_min_rows=int(number(r"of the logged rows \(at least (\d+)\)")),
         knee_depth=float(number(r"farthest below the straight line from the first to the last row, at least "
                                 r"([\d.]+) below it")),
-        stable_band=float(number(r"stays within \*\*([\d.]+)%\*\* \(`stable_band`\)")) / 100,
-        stable_tail=SHARE_WORDS[number(r"only settles in the last (\w+) of the log")],
+        stable_band=float(number(r"within a span of \*\*([\d.]+)%\*\* \(`stable_band`\)")) / 100,
+        stable_tail=SHARE_WORDS[number(r"only settles in the last (\w+) of the rows")],
         stable_min_rows=int(number(r"or with fewer than (\d+) losses")),
     )
 
@@ -816,7 +816,7 @@ def analysis_constants(text: str) -> tuple[tuple[float, ...], float, int]:
         number(r"start loss is at least \*\*([\d.]+)\*\* \(`high_start_loss`\)"),
         number(r"A start loss below \*\*([\d.]+)\*\* \(`low_start_loss`\)"),
         number(r"`loss_levels` \(now: ([\d.]+)"),
-        number(r"stays within \*\*([\d.]+)%\*\* \(`stable_band`\)") / 100,
+        number(r"within a span of \*\*([\d.]+)%\*\* \(`stable_band`\)") / 100,
         number(r"agrees in sign and is at least ([\d.]+) in size"),
         number(r"Spearman rho is at least \*\*([\d.]+)\*\* \(`entropy_consistency`\)"),
         number(r"last tenth of logged values \(at least (\d+) of"),

@@ -48,22 +48,7 @@ class KnownDisagreement(AssertionError):
     """traindocs against its own written definition, in a case listed in KNOWN_DISAGREEMENTS."""
 
 
-CAPPED_AT_THREE = ("best_checkpoints_disagree lists at most 3 task metrics per model (findings.py "
-                   "`_best_disagrees`: `found[:3]`); the methodology's definition has no such limit, so the "
-                   "further metrics whose best step differs from eval_loss's are missing from summary.json and "
-                   "the page")
-LAST_FIFTH = ("stabilised_step in the last fifth of the rows: the methodology says it is 'not given when it only "
-              "settles in the last fifth of the log', but analysis.stabilised_step refuses only "
-              "`first > n - max(3, n // 5)`, so the first row of the last fifth (and with n // 5 rounding down, "
-              "a row past 80% of the log) is given")
-KNOWN_DISAGREEMENTS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
-    ("shape", "008_adaption-autoscientist-challenge-50000-p"): (
-        LAST_FIFTH + ": 81 losses, step 66 is row 66 (index 65 >= 64.8 = 81 - 81/5)", ("stabilised_step",)),
-    ("shape", "015_BERT_Weibo_Rumor"): (
-        LAST_FIFTH + ": 51 losses, step 21000 is row 42 (index 41 >= 40.8 = 51 - 51/5)", ("stabilised_step",)),
-    ("shape", "028_tfm-lora-specialized-adapter"): (
-        LAST_FIFTH + ": 48 losses, step 200 is row 40 (index 39 >= 38.4 = 48 - 48/5)", ("stabilised_step",)),
-}
+KNOWN_DISAGREEMENTS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
 """(test, folder) -> (what traindocs does against its own written definition, the problems that show it).
 
 Such a case is a strict xfail that only a KnownDisagreement satisfies: any other problem of that

@@ -62,7 +62,7 @@ def test_fall_end_stabilisation_and_speed() -> None:
                             "to 0.41") for s in text)
     assert not any("stabilised" in s for s in text)
     flat = sentences(dataclasses.replace(BASE, stabilised_step=60, end_level=0.49))
-    assert any("from there on the loss stayed within 10% of that level: it stabilised" in s for s in flat)
+    assert any("from there on the loss level varied by at most 10% of that level: it stabilised" in s for s in flat)
     assert any(s.startswith("Convergence speed Fast: the loss fell by 0.38 per 100 steps on average "
                             "(1.5 to 0.4 over 290 steps).") for s in text)
     unknown = sentences(dataclasses.replace(BASE, fall_end_step=None, fall_end_level=None, fall_rate=None,
