@@ -35,7 +35,7 @@ from generator.records import (
 )
 from generator.registry import load_registry
 from generator.remote import shown_url
-from generator.sanitize import shown_base_model
+from generator.sanitize import looks_local, shown_base_model
 from generator.workers import Progress, WorkerPool
 
 if TYPE_CHECKING:
@@ -141,6 +141,9 @@ def build_reports(registry: Registry, shown_base: Path, pool: WorkerPool | None 
         outcome = outcomes[position]
         if isinstance(outcome, EntryProblem):
             problems.append(outcome)
+        elif not registry.site.show_paths and looks_local(outcome.base_model):
+            # `site: show_paths: false`: a base model that is a path on the training machine stays off the pages.
+            reports.append(dataclasses.replace(outcome, base_model="a local model (path not shown)"))
         else:
             reports.append(outcome)
     return reports, problems

@@ -184,7 +184,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         label, _, last = report.figures.headline()  # an RL loss says nothing of progress: its reward does
         badge = badge_svg(label, fmt_number(last))
         artefacts.append(_bytes_artefact(files.badge, badge))
-        page = pages.model_page(report, files, settings, layout, registry.file.resolve().parent)
+        page = pages.model_page(report, files, settings, layout, registry.file.resolve().parent,
+                                registry.site.show_paths)
         artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
 
     groups = []

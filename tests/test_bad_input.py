@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,15 +62,15 @@ def prepare(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     elif case == "unreadable":
         # Tests run as root in CI, where chmod 000 does not stop a read: make the
         # read itself fail the way the operating system does.
-        target = (project / "run/trainer_state.json").resolve()
-        real_read_bytes = Path.read_bytes
+        target = str((project / "run/trainer_state.json").resolve())
+        real_open = os.open
 
-        def read_bytes(path: Path) -> bytes:
-            if path.resolve() == target:
-                raise PermissionError(13, "Permission denied", str(path))
-            return real_read_bytes(path)
+        def refusing_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if os.path.realpath(os.fspath(path)) == target:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_open(path, flags, *args, **kwargs)
 
-        monkeypatch.setattr(Path, "read_bytes", read_bytes)
+        monkeypatch.setattr(os, "open", refusing_open)
     return project
 
 

@@ -58,3 +58,18 @@ def test_a_log_of_many_keys_draws_a_bounded_number_of_panels(tmp_path: Path) -> 
                "metric_050, ...)" in warning for warning in result.warnings())
     assert "12 more keys are not drawn" in (tmp_path / "docs/models/run.md").read_text(encoding="utf-8")
     assert "metric_059" in (tmp_path / "docs/models/run/log_history.csv").read_text(encoding="utf-8")
+
+
+def test_show_paths_false_keeps_paths_off_the_pages(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "secret-project" / "checkpoint-30"
+    write_state(run, sft_rows([2.0, 1.5, 1.2]))
+    (run / "adapter_config.json").write_text('{"base_model_name_or_path": "/data/models/base", "peft_type": "LORA"}',
+                                             encoding="utf-8")
+    registry = tmp_path / "checkpoints.yaml"
+    registry.write_text(f"site:\n  show_paths: false\ncheckpoints:\n  - name: Run\n    path: {run}\n", encoding="utf-8")
+    generate(registry, tmp_path / "docs")
+    published = "\n".join(path.read_text(encoding="utf-8") for path in (tmp_path / "docs").rglob("*")
+                          if path.suffix in (".md", ".json"))
+    assert "secret-project" not in published and "/data/models" not in published
+    assert "a local model (path not shown)" in published
+    assert "SHA-256" in published  # the rest of the Source section stays
