@@ -9,7 +9,9 @@ cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,7 +50,9 @@ END_WINDOW = 0.2
 END_Z = 3.0
 """A trend over the end window counts when Spearman rho x sqrt(n - 1) is at least this in size ..."""
 END_CHANGE = 0.02
-"""... and the median of its second half differs from that of its first half by this share or more."""
+"""... and the median of its second half differs from that of its first half by this share or more ..."""
+END_FLOOR = 0.01
+"""Not called still improving once the loss is below this share of the first logged loss (at its floor)."""
 EVAL_RISE = 0.10
 """Overfitting: the last eval loss at least this share above its minimum (2 or more evaluations after it) ..."""
 EVAL_TRAIN_FALL = 0.20
@@ -77,6 +81,8 @@ CHOSEN_FALL = 0.5
 """DPO: the chosen reward's last tenth at least this share below its peak tenth ..."""
 MARGIN_GROWTH = 0.2
 """... while the margin grew by this share or more since that tenth."""
+SCHEDULE_NEAR_END = 0.99
+"""At or above this share of max_steps a checkpoint is the end of its schedule."""
 SCHEDULE_SHARE = 0.5
 """A checkpoint below this share of max_steps is 'far from its schedule'."""
 SENTINEL_EPOCHS = 1e6
@@ -121,6 +127,8 @@ def _end_slope(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Findin
     change = second / first - 1
     if abs(z) < END_Z or abs(change) < END_CHANGE or (z < 0) != (change < 0):
         return []
+    if change < 0 and second < END_FLOOR * float(loss.iloc[0]):
+        return []  # 0.0002 -> 0.0001 after starting at 0.3: the loss is at its floor, more steps change nothing
     values = {"from_step": as_step(tail.index[0]), "to_step": as_step(tail.index[-1]), "change": change,
               "first_half_median": first, "second_half_median": second, "z": z}
     if change < 0:
@@ -243,10 +251,21 @@ def _train_mean_near(loss: pd.Series, step: int, span: int) -> float | None:
 
 
 def _eval_loss(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    """Eval loss rising after its minimum, or flat while the train loss falls: the model stopped generalising."""
+    """Eval loss rising after its minimum, or flat while the train loss falls: the model stopped generalising.
+
+    Each eval set's loss on its own (`eval_loss`, `eval_<set>_loss`)."""
     if not f.kind.about.reads_loss:
         return []
-    evals = finite_series(run.eval, "eval_loss")
+    columns = sorted(c for c in run.eval.columns if c == "eval_loss" or EVAL_SET_LOSS.fullmatch(c))
+    return [finding for column in columns for finding in _eval_loss_of(run, column, s)]
+
+
+EVAL_SET_LOSS = re.compile(r"eval_[A-Za-z0-9]+_loss")
+"""The loss of one eval set (eval_g0_loss); not eval_nll_loss-style parts of a loss."""
+
+
+def _eval_loss_of(run: TrainingRun, column: str, s: AnalysisSettings) -> list[Finding]:
+    evals = finite_series(run.eval, column)
     loss = finite_series(run.train, "loss")
     if len(evals) < 3 or len(loss) < 10:
         return []
@@ -261,7 +280,7 @@ def _eval_loss(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Findin
             and train_end <= train_at_best * (1 - EVAL_TRAIN_FALL)):
         return [Finding("eval_loss_rising", WARNING, {
             "best": best, "best_step": best_step, "last": last, "last_step": last_step, "rise": last / best - 1,
-            "train_at_best": train_at_best, "train_end": train_end})]
+            "train_at_best": train_at_best, "train_end": train_end}, subject=column)]
     # Second half of the evaluations: did eval keep up with train?
     second = evals.iloc[len(evals) // 2:]
     if len(second) < 2:
@@ -276,7 +295,7 @@ def _eval_loss(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Findin
         return [Finding("eval_loss_flat", WARNING, {
             "from_step": as_step(second.index[0]), "to_step": as_step(second.index[-1]), "eval_from": eval_from,
             "eval_to": eval_to, "eval_change": eval_change, "train_from": train_from, "train_to": train_to,
-            "train_change": train_change})]
+            "train_change": train_change}, subject=column)]
     return []
 
 
@@ -441,6 +460,8 @@ def _schedule(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding
     if global_step is None or max_steps is None or max_steps <= 0 or global_step >= max_steps:
         return []
     share = global_step / max_steps
+    if share >= SCHEDULE_NEAR_END:
+        return []  # a step or two short of max_steps is how some schedules round: the run is done
     severity = WARNING if share < SCHEDULE_SHARE else NOTE
     return [Finding("before_max_steps", severity, {"step": global_step, "max_steps": max_steps, "share": share})]
 
@@ -497,6 +518,10 @@ def find(run: TrainingRun, figures: Figures, settings: AnalysisSettings) -> tupl
     """Every finding of one run: warnings first, then notes, each in catalogue order."""
     with np.errstate(all="ignore"):
         found = [finding for rule in RULES for finding in rule.check(run, figures, settings)]
+    if any(item.code in ("eval_loss_rising", "eval_loss_flat") for item in found):
+        # More steps would lower the training loss, not the eval loss: the sentence must not advise them.
+        found = [dataclasses.replace(item, values={**item.values, "eval_disagrees": 1.0})
+                 if item.code == "still_improving" else item for item in found]
     return tuple(sorted(found, key=lambda item: (item.severity != WARNING, CATALOGUE_ORDER[item.code])))
 
 
@@ -525,12 +550,12 @@ RULES = (
                    f"step times sqrt(n - 1) is at least {END_Z:g}, and the median of the second half of that window "
                    f"is at least {_pct(END_CHANGE)} above that of the first half.", _end_slope),
     Rule("eval_loss_rising", WARNING, "Eval loss rising (overfitting)",
-         lambda s: f"The last `eval_loss` is at least {_pct(EVAL_RISE)} above its minimum, with 2 or more evaluations "
+         lambda s: f"For `eval_loss` and each eval set's `eval_<set>_loss`: the last value is at least {_pct(EVAL_RISE)} above its minimum, with 2 or more evaluations "
                    f"after the minimum, while the train loss (mean of its last tenth) is at least "
                    f"{_pct(EVAL_TRAIN_FALL)} below the train loss around the minimum's step (+/- 5% of the run).",
          _eval_loss),
     Rule("eval_loss_flat", WARNING, "Eval loss flat while train loss falls",
-         lambda s: f"Over the second half of the evaluations, `eval_loss` improved by less than {_pct(EVAL_FLAT_GAIN)} "
+         lambda s: f"Over the second half of the evaluations, an eval loss improved by less than {_pct(EVAL_FLAT_GAIN)} "
                    f"while the train loss around those steps fell by {_pct(EVAL_TRAIN_FALL)} or more: the gains on "
                    "the training data do not carry over to held-out data. Checked when *Eval loss rising* does not "
                    "fire.", _no_check),
@@ -567,14 +592,18 @@ RULES = (
          lambda s: "More rows meet the spike rule than *Loss spikes* allows: jumps that frequent are the loss's own "
                    "batch-to-batch noise, not isolated events, and no step is marked as a spike.", _no_check),
     Rule("before_max_steps", NOTE, "Checkpoint before max_steps",
-         lambda s: f"`global_step` is below `max_steps`; a warning below {_pct(SCHEDULE_SHARE)} of it.", _schedule),
+         lambda s: f"`global_step` is below {_pct(SCHEDULE_NEAR_END)} of `max_steps`; a warning below "
+                   f"{_pct(SCHEDULE_SHARE)} of it.", _schedule),
     Rule("hidden_resume", NOTE, "Resumed run (from the summary row)",
          lambda s: f"The summary row's `train_loss` is below {HIDDEN_RESUME_RATIO:g} times the step-weighted mean of "
                    "the logged losses. The Trainer divides the losses of its last session by all steps, so the run was "
                    "resumed; the step it resumed at is where the logged losses after it add up to that total. "
                    "`train_loss` and `train_runtime` then cover the last session only.", _hidden_resume),
     Rule("still_improving", NOTE, "Still improving at the end",
-         lambda s: "As *Loss rising at the end*, falling instead: more steps would likely lower the loss further.",
+         lambda s: "As *Loss rising at the end*, falling instead, while the second half's median is still at least "
+                   f"{_pct(END_FLOOR)} of the first logged loss (below that the loss is at its floor): more steps "
+                   "would likely lower the training loss further (not advised when an eval loss warning says the eval "
+                   "loss would not follow).",
          _no_check),
     Rule("best_checkpoints_disagree", NOTE, "Best by eval loss is not best by the task metric",
          lambda s: "The step with the lowest `eval_loss` is not the step with the best value of a rated task metric "

@@ -396,17 +396,19 @@ FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
     "still_improving": lambda x, s: (
         f"Still improving at the end: between steps {int(x.values['from_step'])} and {int(x.values['to_step'])} "
         f"(the last fifth of the log) the median loss fell from {fmt_number(x.values['first_half_median'])} to "
-        f"{fmt_number(x.values['second_half_median'])} ({_pp(x.values['change'])}); more steps would likely lower "
-        "it further."),
+        f"{fmt_number(x.values['second_half_median'])} ({_pp(x.values['change'])})"
+        + ("; the training loss had not levelled off, but the eval loss says more steps would not help."
+           if x.values.get("eval_disagrees") else "; more steps would likely lower it further.")),
     "eval_loss_rising": lambda x, s: (
-        f"Overfitting: eval loss was lowest at step {int(x.values['best_step'])} ({fmt_number(x.values['best'])}) "
-        f"and rose by {_pp(x.values['rise'])} to {fmt_number(x.values['last'])} at step "
-        f"{int(x.values['last_step'])}, while the train loss kept falling ({fmt_number(x.values['train_at_best'])} "
-        f"around that step, {fmt_number(x.values['train_end'])} at the end)."),
+        f"Overfitting: {_eval_loss_name(x)} was lowest at step {int(x.values['best_step'])} "
+        f"({fmt_number(x.values['best'])}) and rose by {_pp(x.values['rise'])} to {fmt_number(x.values['last'])} at "
+        f"step {int(x.values['last_step'])}, while the train loss kept falling (mean "
+        f"{fmt_number(x.values['train_at_best'])} around that step, {fmt_number(x.values['train_end'])} over the last "
+        "tenth of the log)."),
     "eval_loss_flat": lambda x, s: (
         f"Train and eval diverge: between steps {int(x.values['from_step'])} and {int(x.values['to_step'])} the "
         f"train loss fell by {_pp(-x.values['train_change'])} ({fmt_number(x.values['train_from'])} to "
-        f"{fmt_number(x.values['train_to'])}) while the eval loss went from {fmt_number(x.values['eval_from'])} to "
+        f"{fmt_number(x.values['train_to'])}) while {_eval_loss_name(x)} went from {fmt_number(x.values['eval_from'])} to "
         f"{fmt_number(x.values['eval_to'])} ({'+' if x.values['eval_change'] >= 0 else ''}"
         f"{_pp(x.values['eval_change'])}): the gains on the training data do not carry over to held-out data."),
     "epoch_step_down": lambda x, s: (
@@ -459,6 +461,10 @@ FINDING_TEXT: dict[str, Callable[[Finding, AnalysisSettings], str]] = {
         f"{fmt_number(x.values['uniform_loss'])} for a vocabulary of {fmt_count(x.values['vocab_size'])}, the loss of "
         "guessing uniformly; there was no pretrained model to start from."),
 }
+
+
+def _eval_loss_name(x: Finding) -> str:
+    return "the eval loss" if x.subject in ("", "eval_loss") else x.subject
 
 
 def _ordinal(number: int) -> str:
@@ -612,7 +618,8 @@ def _why_not_converged(f: Figures) -> str:
     codes = [finding.code for finding in f.findings if finding.code in WARNINGS_AGAINST_CONVERGENCE]
     reasons = {
         "loss_not_falling": "its loss did not fall", "loss_rising_at_end": "its loss rose at the end",
-        "eval_loss_rising": "its eval loss rose after its minimum", "eval_loss_flat": "its eval loss stayed flat",
+        "eval_loss_rising": "its eval loss rose after its minimum (overfitting)",
+        "eval_loss_flat": "its eval loss stayed flat while the train loss fell",
         "non_finite": "it logged non-finite values",
     }
     if codes:
@@ -638,7 +645,7 @@ def conclusion(models: Sequence[Compared], settings: AnalysisSettings) -> str:
             text = f"{every} runs converged: each loss fell and its fast fall ended"
         text += ", with no warning against it"
     else:
-        parts = [f"{m.name} did not converge ({_why_not_converged(m.figures)})" for m in others]
+        parts = [f"{m.name} is not counted as converged: {_why_not_converged(m.figures)}" for m in others]
         text = (f"{join_words([m.name for m in converged])} converged (loss fell and its fast fall ended); " if converged
                 else "") + "; ".join(parts)
     still = [m.name for m in converged if any(x.code == "still_improving" for x in m.figures.findings)]

@@ -303,7 +303,7 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
     for warning in run.warnings:
         source.append(f"- Note: {md_text(warning)}")
     parts.append("\n".join(source) + "\n")
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)  # a section with nothing to show leaves no blank lines
 
 
 def findings_list(findings: Sequence[Finding], settings: AnalysisSettings) -> str:
@@ -348,7 +348,8 @@ def _evaluation_section(report: ModelReport, files: ModelFiles) -> str:
         lines.append(_table(["Step", *(md_code(c) for c in columns)], table_rows,
                             ["---:"] * (len(columns) + 1)))
         if len(f.eval_metrics) > len(columns):
-            lines.append(f"The other {len(f.eval_metrics) - len(columns)} eval columns are in the CSV download.\n")
+            more = len(f.eval_metrics) - len(columns)
+            lines.append(f"The other {more} eval column{'s are' if more > 1 else ' is'} in the CSV download.\n")
     elif f.eval_rows:
         lines.append(f"{f.eval_rows} evaluations: the full table is in the log history CSV below.\n")
     return "\n".join(lines)
@@ -482,7 +483,9 @@ def _index_row_cells(report: ModelReport) -> tuple[list[str], list[str], list[st
         cells += [fmt_number(margin.end) if margin else "n/a", fmt_percent(accuracy.end) if accuracy else "n/a"]
     if f.kind is RunKind.EVALUATION:
         rated = [m for m in f.eval_metrics if m.direction and m.column != "eval_loss"]
-        headline = rated[0] if rated else None
+        # The metric the Trainer chose the best checkpoint by, when it is a rated one; else the first rated.
+        chosen = f.best_checkpoint.metric_column if f.best_checkpoint else ""
+        headline = next((m for m in rated if m.column == chosen), rated[0] if rated else None)
         best = f.best_checkpoint
         header += ["Best eval metric", "Best checkpoint"]
         align += [":---", "---:"]

@@ -265,6 +265,8 @@ def end_slope(run: Run) -> list[Expected]:
     change = second / first - 1
     if abs(z) < END_Z or abs(change) < END_CHANGE or (z < 0) != (change < 0):
         return []
+    if change < 0 and second < 0.01 * loss[0][1]:
+        return []  # the methodology: not when the second half's median is below 1% of the first logged loss
     values = {"from_step": tail[0][0], "to_step": tail[-1][0], "change": change, "first_half_median": first,
               "second_half_median": second, "z": z}
     if change < 0:
@@ -285,7 +287,14 @@ def eval_loss(run: Run, min_losses: int = 10) -> list[Expected]:
     asks for 10 (see the tests for the corpus files where that matters)."""
     if run.kind == "rl":
         return []
-    evals, loss = run.series("eval_loss", "eval"), run.series("loss")
+    # The methodology: eval_loss and each eval set's eval_<set>_loss, each on its own.
+    columns = sorted({key for row in run.evals for key in row
+                      if key == "eval_loss" or re.fullmatch(r"eval_[A-Za-z0-9]+_loss", key)})
+    return [found for column in columns for found in _eval_loss_of(run, column, min_losses)]
+
+
+def _eval_loss_of(run: Run, column: str, min_losses: int) -> list[Expected]:
+    evals, loss = run.series(column, "eval"), run.series("loss")
     if len(evals) < 3 or len(loss) < max(1, min_losses):
         return []
     last_step, last = evals[-1]
@@ -300,7 +309,7 @@ def eval_loss(run: Run, min_losses: int = 10) -> list[Expected]:
             and train_end <= train_at_best * (1 - EVAL_TRAIN_FALL)):
         return [Expected("eval_loss_rising", "warning", {
             "best": best, "best_step": best_step, "last": last, "last_step": last_step, "rise": last / best - 1,
-            "train_at_best": train_at_best, "train_end": train_end})]
+            "train_at_best": train_at_best, "train_end": train_end}, subject=column)]
     second = evals[len(evals) // 2:]
     if len(second) < 2:
         return []
@@ -313,7 +322,7 @@ def eval_loss(run: Run, min_losses: int = 10) -> list[Expected]:
         return [Expected("eval_loss_flat", "warning", {
             "from_step": from_step, "to_step": to_step, "eval_from": eval_from, "eval_to": eval_to,
             "eval_change": eval_change, "train_from": train_from, "train_to": train_to,
-            "train_change": train_change})]
+            "train_change": train_change}, subject=column)]
     return []
 
 
@@ -413,6 +422,8 @@ def before_max_steps(run: Run) -> list[Expected]:
     if global_step is None or max_steps is None or max_steps <= 0 or global_step >= max_steps:
         return []
     share = global_step / max_steps
+    if share >= 0.99:  # the methodology: below 99% of max_steps
+        return []
     return [Expected("before_max_steps", "warning" if share < SCHEDULE_SHARE else "note",
                      {"step": global_step, "max_steps": float(max_steps), "share": share})]
 

@@ -153,6 +153,7 @@ def test_conclusion_says_converged_only_for_runs_that_did() -> None:
     overfit = Finding("eval_loss_rising", Severity.WARNING, {"rise": 0.37})
     with_warning = compared(("A", figures(1.0, 0.5)), ("B", figures(1.0, 0.4, findings=(overfit,))))
     text = conclusion(with_warning, SETTINGS)
-    assert text.startswith("A converged") and "B did not converge (its eval loss rose after its minimum)" in text
+    assert text.startswith("A converged") and "B is not counted as converged: its eval loss rose after its minimum (overfitting)" in text
     no_knee = compared(("A", figures(1.0, 0.5, knee=None)))
-    assert "did not converge (no end of its fall was found within the logged steps)" in conclusion(no_knee, SETTINGS)
+    assert "is not counted as converged: no end of its fall was found within the logged steps" in conclusion(
+        no_knee, SETTINGS)

@@ -560,11 +560,11 @@ def assert_conclusion_is_true(models: list[tuple[str, Figures]], text: str) -> N
         return
     assert not NON_FINITE_WORD.search(text), text
     first = text.split(". ")[0]
-    denied = set(re.findall(r"(\w+) did not converge", first))
+    denied = set(re.findall(r"(\w+) is not counted as converged", first))
     if re.match(r"(All \w+|Both) runs converged", first):
         said = set(rated)
     else:
-        claimed = first.split(" converged")[0] if not first.startswith(tuple(f"{n} did not" for n in rated)) else ""
+        claimed = first.split(" converged")[0] if not first.startswith(tuple(f"{n} is not" for n in rated)) else ""
         said = {name for name in rated if re.search(rf"\b{name}\b", claimed)}
     assert said | denied == set(rated) and not said & denied, first
     for name in said:
