@@ -227,68 +227,96 @@ def _from_models_dir(docs_path: str) -> str:
 
 def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSettings, layout: SiteLayout,
                registry_dir: Path, show_paths: bool = True) -> str:
-    """The Markdown page of one model (it lives in models/)."""
-    entry, run = report.entry, report.run
+    """The Markdown page of one model (it lives in models/): findings, then the plots, then the detail."""
+    entry = report.entry
     parts = [f"# {md_text(entry.name)}\n", GENERATED_NOTE]
     if entry.description:
         parts.append(f"> {md_text(entry.description)}\n")
     if entry.tags:
         parts.append("Tags: " + ", ".join(md_code(tag) for tag in entry.tags) + "\n")
     if report.figures.findings:
-        parts.append("## Findings\n")
-        parts.append(findings_list(report.figures.findings, settings))
-    parts.append("## Summary\n")
-    parts.append(_table(["Figure", "Value"], _figure_rows(report, settings)))
-    parts.append("See [how the figures are computed](../methodology.md).\n")
+        parts += ["## Findings\n", findings_list(report.figures.findings, settings)]
+    parts += _plots_section(report, files)
     if report.analysis:
         parts.append("## Analysis\n")
         parts.append("\n".join(f"- {md_text(sentence)}" for sentence in report.analysis) + "\n")
-    name = md_text(entry.name)
-    if files.loss:
-        parts.append("## Loss\n")
-        parts.append(f"![Loss curve of {name}]({_from_models_dir(files.loss)})\n")
-    if files.metrics:
-        parts.append("## Training metrics\n")
-        parts.append(f"![Training metrics of {name}]({_from_models_dir(files.metrics)})\n")
-    if files.kind_plot:
-        title = report.figures.kind.about.section
-        parts.append(f"## {title}\n")
-        parts.append(f"![{title} of {name}]({_from_models_dir(files.kind_plot)})\n")
+    parts.append("## Summary\n")
+    parts.append(_table(["Figure", "Value"], _figure_rows(report, settings)))
+    parts.append("See [how the figures are computed](../methodology.md).\n")
     parts.append(_evaluation_section(report, files))
     parts.append(_progression_section(report))
-    if run.predict:
-        parts.append("## Prediction results\n")
-        parts.append("Logged without a step (after training), as written:\n")
-        parts.append(_table(["Metric", "Value"], [[md_code(k), fmt_number(v)] for k, v in sorted(run.predict.items())],
-                            [":---", "---:"]))
-    if files.other_plots:
-        parts.append("## Other metrics\n")
-        parts.append("Logged keys that the sections above do not show, each on its own panel:\n")
-        if report.figures.other_metrics_left_out:
-            parts.append(f"{len(report.figures.other_metrics_left_out)} more keys are not drawn (a page draws at most "
-                         f"{len(report.figures.other_metrics)}); every value is in the log history CSV.\n")
-        for path, _ in files.other_plots:
-            parts.append(f"![Other metrics of {name}]({_from_models_dir(path)})\n")
-    if run.adapter is not None:
-        adapter = run.adapter
-        parts.append("## Adapter\n")
-        rows = [
-            ("PEFT type", md_text(adapter.peft_type) or "n/a"),
-            ("Task type", md_text(adapter.task_type) or "n/a"),
-            ("Rank r", str(adapter.r) if adapter.r is not None else "n/a"),
-            ("lora_alpha", fmt_number(adapter.lora_alpha)),
-            ("lora_dropout", fmt_number(adapter.lora_dropout)),
-            ("Target modules", ", ".join(md_code(m) for m in adapter.target_modules) or "n/a"),
-        ]
-        parts.append(_table(["Setting", "Value"], rows))
+    parts.append(_predictions_section(report))
+    parts.append(_other_metrics_section(report, files))
+    parts.append(_adapter_section(report))
     parts.append(_links_section(report, files, layout))
-    parts.append("## Source\n")
-    registered = shown_url(entry.path) if is_remote(entry.path) else shown_local_path(entry.path, registry_dir)
+    parts.append(_source_section(report, registry_dir, show_paths))
+    return "\n".join(part for part in parts if part)  # a section with nothing to show leaves no blank lines
+
+
+def _plots_section(report: ModelReport, files: ModelFiles) -> list[str]:
+    """The main plots, the kind's own first when the loss is not its measure of progress (RL: the reward)."""
+    name = md_text(report.entry.name)
+    loss = ["## Loss\n", f"![Loss curve of {name}]({_from_models_dir(files.loss)})\n"] if files.loss else []
+    metrics = (["## Training metrics\n", f"![Training metrics of {name}]({_from_models_dir(files.metrics)})\n"]
+               if files.metrics else [])
+    kind: list[str] = []
+    if files.kind_plot:
+        title = report.figures.kind.about.section
+        kind = [f"## {title}\n", f"![{title} of {name}]({_from_models_dir(files.kind_plot)})\n"]
+    if not report.figures.kind.about.reads_loss:
+        return kind + metrics + loss
+    return loss + metrics + kind
+
+
+def _predictions_section(report: ModelReport) -> str:
+    predict = report.run.predict
+    if not predict:
+        return ""
+    return "\n".join([
+        "## Prediction results\n",
+        "Logged without a step (after training), as written:\n",
+        _table(["Metric", "Value"], [[md_code(k), fmt_number(v)] for k, v in sorted(predict.items())],
+               [":---", "---:"]),
+    ])
+
+
+def _other_metrics_section(report: ModelReport, files: ModelFiles) -> str:
+    if not files.other_plots:
+        return ""
+    lines = ["## Other metrics\n", "Logged keys that the sections above do not show, each on its own panel:\n"]
+    left_out = report.figures.other_metrics_left_out
+    if left_out:
+        lines.append(f"{len(left_out)} more keys are not drawn (a page draws at most "
+                     f"{len(report.figures.other_metrics)}); every value is in the log history CSV.\n")
+    name = md_text(report.entry.name)
+    lines += [f"![Other metrics of {name}]({_from_models_dir(path)})\n" for path, _ in files.other_plots]
+    return "\n".join(lines)
+
+
+def _adapter_section(report: ModelReport) -> str:
+    adapter = report.run.adapter
+    if adapter is None:
+        return ""
+    rows = [
+        ("PEFT type", md_text(adapter.peft_type) or "n/a"),
+        ("Task type", md_text(adapter.task_type) or "n/a"),
+        ("Rank r", str(adapter.r) if adapter.r is not None else "n/a"),
+        ("lora_alpha", fmt_number(adapter.lora_alpha)),
+        ("lora_dropout", fmt_number(adapter.lora_dropout)),
+        ("Target modules", ", ".join(md_code(m) for m in adapter.target_modules) or "n/a"),
+    ]
+    return "\n".join(["## Adapter\n", _table(["Setting", "Value"], rows)])
+
+
+def _source_section(report: ModelReport, registry_dir: Path, show_paths: bool) -> str:
+    """Where the data came from: the file's hash, its rows, the Trainer's settings, the reader's notes."""
+    entry, run = report.entry, report.run
     source = [
         f"- {md_text(run.state_file.name)} SHA-256: `{run.state_sha256[:16]}`",
         f"- Logged rows: {report.figures.logged_rows} with a training loss, {report.figures.eval_rows} evaluations",
     ]
     if show_paths:  # `site: show_paths: false` keeps where the runs live off the published pages
+        registered = shown_url(entry.path) if is_remote(entry.path) else shown_local_path(entry.path, registry_dir)
         read = _shown_state_path(report, registry_dir)
         source[:0] = [f"- Registered path: {md_code(registered)}"] + ([f"- Read: {md_code(read)}"]
                                                                        if read != registered else [])
@@ -300,10 +328,8 @@ def model_page(report: ModelReport, files: ModelFiles, settings: AnalysisSetting
                 source.append(f"- {key}: not set (a sentinel: max_steps bounds the run)")
                 continue
             source.append(f"- {key}: {fmt_number(float(value))}")
-    for warning in run.warnings:
-        source.append(f"- Note: {md_text(warning)}")
-    parts.append("\n".join(source) + "\n")
-    return "\n".join(part for part in parts if part)  # a section with nothing to show leaves no blank lines
+    source += [f"- Note: {md_text(warning)}" for warning in run.warnings]
+    return "## Source\n\n" + "\n".join(source) + "\n"
 
 
 def findings_list(findings: Sequence[Finding], settings: AnalysisSettings) -> str:
