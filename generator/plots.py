@@ -213,6 +213,9 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
         if len(eval_loss):
             axes.plot(eval_loss.index, eval_loss.to_numpy(), color=TEXT, linewidth=1.4, marker="o",
                       markersize=4, label="eval loss")
+        if figures.fall_end_step is not None and figures.fall_end_level is not None:
+            axes.plot([figures.fall_end_step], [figures.fall_end_level], marker="D", markersize=6, linestyle="none",
+                      color=TEXT, label=f"fast fall ended (step {figures.fall_end_step})")
         if figures.stabilised_step is not None:
             axes.axvline(figures.stabilised_step, color="#666666", linestyle=":", linewidth=1.3,
                          label=f"stabilised (step {figures.stabilised_step})")
