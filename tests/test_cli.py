@@ -191,7 +191,7 @@ def test_fail_on_turns_findings_into_status_1(tmp_path: Path, capsys: pytest.Cap
     capsys.readouterr()
     assert main(["generate", "--config", str(registry), "--fail-on", "warning"]) == 1
     err = capsys.readouterr().err
-    assert "warning: checkpoints[0] (Overfit): eval_loss_rising: Overfitting: eval loss was lowest at step 200" in err
+    assert "warning: checkpoints[0] (Overfit): eval_loss_rising: Overfitting: the eval loss was lowest at step 200" in err
 
 
 def test_fail_on_passes_a_site_without_findings(example_project: Path) -> None:
