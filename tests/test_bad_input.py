@@ -13,6 +13,8 @@ import pytest
 from conftest import REPO
 from generator.cli import main
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 FIXTURES = REPO / "tests" / "fixtures"
 STATE = "run/trainer_state.json (checkpoints[1] (Bad))"
 

@@ -18,6 +18,8 @@ from generator.narrative import model_analysis
 from generator.reader import read_run
 from generator.records import AnalysisSettings, CheckpointEntry, TrainingRun
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 SETTINGS = AnalysisSettings()
 
 

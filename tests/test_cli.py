@@ -12,6 +12,8 @@ import pytest
 from conftest import sft_rows, write_state
 from generator.cli import main
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 
 def test_help_reads_like_a_man_page(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

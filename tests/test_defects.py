@@ -10,6 +10,8 @@ import pytest
 from conftest import sft_rows, write_state
 from generator.cli import main
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 MANIFEST = ".traindocs-manifest.json"
 
 

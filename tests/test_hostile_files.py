@@ -13,6 +13,8 @@ import pytest
 from conftest import sft_rows, write_state
 from generator.reader import MAX_KEY_LENGTH
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 SIDE_FILES = ("adapter_config.json", "config.json", "README.md")
 
 

@@ -11,6 +11,8 @@ import pytest
 from conftest import sft_rows, write_state
 from generator.site import generate
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 
 def project(tmp_path: Path, entries: str) -> Path:
     registry = tmp_path / "checkpoints.yaml"

@@ -21,6 +21,8 @@ from generator.records import CheckpointEntry
 from generator.registry import load_registry
 from generator.remote import RemoteOptions, credentials_problem, localise, scrub, shown_url
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 # Real-shaped AWS keys: a 20-character key id, a 40-character secret with '/' and '+'.
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY+EXAMPLEKEY"

@@ -16,6 +16,8 @@ from generator.errors import TraindocsError
 from generator.scaffold import init_project
 from generator.site import generate
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 
 def small_project(root: Path, entries: int = 1, same_file: bool = False) -> Path:
     write_state(root / "run", sft_rows([2.0, 1.5, 1.2, 1.0, 0.9]))

@@ -252,6 +252,7 @@ def _mixed_registry(tmp_path: Path) -> Path:
     return registry
 
 
+@pytest.mark.slow  # builds a site
 def test_index_has_one_table_and_one_overview_per_kind(tmp_path: Path) -> None:
     result = generate(_mixed_registry(tmp_path), tmp_path / "docs")
     docs = tmp_path / "docs"
@@ -301,6 +302,7 @@ def test_progression_table_for_a_run_folder(tmp_path: Path) -> None:
     assert "| checkpoint-60 | 0.85 (step 60) | 1.15 | read for this page |" in page
 
 
+@pytest.mark.slow  # builds a site
 def test_overview_plots_read_against_epochs_and_tokens(tmp_path: Path) -> None:
     # The GRPO run logs num_tokens: its overview gets a tokens panel, which makes the image taller than two panels.
     generate(_mixed_registry(tmp_path), tmp_path / "docs")

@@ -60,6 +60,7 @@ GOLDEN_FILES = [
 ]
 
 
+@pytest.mark.slow  # builds a site
 def test_example_site_matches_golden_files(example_project: Path, update_golden: bool) -> None:
     """The generated Markdown of the example site; refresh with `pytest --update-golden`."""
     docs = example_project / "docs"
@@ -217,6 +218,7 @@ def _differences(docs: Path, golden_dir: Path, names: list[str], update: bool) -
     return differing
 
 
+@pytest.mark.slow  # builds a site
 def test_pages_of_each_kind_match_golden_files(tmp_path: Path, update_golden: bool) -> None:
     """A DPO, a GRPO and a classification run in one site; refresh with `pytest --update-golden`."""
     lines = ["site:\n  title: Runs of each kind\ncheckpoints:\n"]

@@ -15,6 +15,8 @@ from conftest import REPO
 from generator.records import SiteLayout
 from generator.site import generate
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "traindocs tests", "GIT_AUTHOR_EMAIL": "tests@traindocs.invalid",
     "GIT_COMMITTER_NAME": "traindocs tests", "GIT_COMMITTER_EMAIL": "tests@traindocs.invalid",

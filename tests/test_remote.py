@@ -34,6 +34,8 @@ from generator.records import CheckpointEntry
 from generator.remote import RemoteOptions, localise, recording_downloads, shown_url
 from generator.site import generate
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 EXAMPLES = REPO / "examples"
 ADMIN_KEY_ID = "AKIATRAINDOCSADMIN01"
 ADMIN_SECRET = "traindocs-fake-admin-secret-never-shown"

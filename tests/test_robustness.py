@@ -20,6 +20,8 @@ from generator.cli import main
 from generator.errors import GenerationBusyError
 from generator.site import LOCK_FILE, MANIFEST, generate
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 
 def snapshot(docs: Path) -> dict[str, bytes]:
     return {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*"))

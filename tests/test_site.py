@@ -14,6 +14,8 @@ from generator import plan, site, workers
 from generator.errors import ConfigError
 from generator.site import MANIFEST, generate, watched_files
 
+pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
+
 
 def registry(project: Path, entries: str) -> Path:
     path = project / "checkpoints.yaml"
