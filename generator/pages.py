@@ -635,7 +635,7 @@ On the index, each kind has its own table and overview plot: runs of different k
 
 | Figure | Definition |
 | :--- | :--- |
-| Eval metrics | Every `eval_*` column except speed figures and counters (`*_runtime`, `*_samples_per_second`, `*_steps_per_second`, `*_num_tokens`): its last finite value and, when the name says which way is better, its best. Lower is better for names with loss, wer, cer, perplexity, error, mse, mae; higher for accuracy, f1, precision, recall, rouge, bleu, exact_match, auc, matthews, pearson, spearman, meteor, chrf, margins. Several eval sets are logged as `eval_<set>_<metric>` and recognised from their `eval_<set>_loss`. |
+| Eval metrics | Every `eval_*` column except speed figures and counters (`*_runtime`, `*_samples_per_second`, `*_steps_per_second`, `*_num_tokens`): its last finite value and, when the name says which way is better, its best. Lower is better when a word of the name (split at `_`, `-`, `/`, `.`) is one of {_lower_words()}; higher when a word starts with one of {_higher_words()}. Several eval sets are logged as `eval_<set>_<metric>` and recognised from their `eval_<set>_loss`. |
 | Best checkpoint | `best_global_step` when written, else the N of `checkpoint-N` at the end of `best_model_checkpoint` (absolute and Windows paths from the training machine are matched by that name). The eval column whose value at that step equals `best_metric` is named when exactly one does. |
 | Resumed runs | Reading rows in file order, a row whose step is lower than one logged before it starts a new segment: earlier rows from that step on are dropped, so the latest segment counts, and the page says where the log went back. Except interleaved writers: when steps back by no more than the usual step forward (the median positive step between consecutive rows) happen on at least 3 rows and 5% of them, those rows are another process writing the same log: they are merged by step (the later value wins), a warning says so, and only larger steps back count as restarts. A resume the steps do not show is read from the summary row (see *Resumed run* under Findings). |
 | Non-finite values | The first NaN or Infinity of each column is named with its step; such values are gaps in the plots. |
@@ -652,6 +652,15 @@ Each model page opens with its findings, warnings first; `summary.json` lists th
 per model (`code`, `severity`, `values`, `steps`) so a CI job can act on them.
 
 {_findings_table(s)}"""
+
+
+def _lower_words() -> str:
+    return ", ".join(f"`{word}`" for word in sorted(kinds.LOWER_IS_BETTER))
+
+
+def _higher_words() -> str:
+    """From the table `kinds.direction` uses: the page cannot drift from it."""
+    return ", ".join(f"`{word}`" for word in kinds.HIGHER_IS_BETTER)
 
 
 def _findings_table(settings: AnalysisSettings) -> str:
