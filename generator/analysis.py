@@ -252,6 +252,7 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     )
     figures.update(_eval_table(run, figures["eval_metrics"]))  # type: ignore[arg-type]
     figures["saved_checkpoints"] = _saved_checkpoints(run)
+    figures.update(resumes=run.resumes, global_step=run.global_step, logging_interval=_logging_interval(run))
     if kind.about.reads_loss:  # an RL loss hovers around zero: a ratio to the median means nothing there
         jumps = spikes(loss, settings)
         # Isolated events are spikes; jumps on more than one logged row in 50 are the loss's own heavy-tailed
@@ -279,6 +280,27 @@ def _eval_table(run: TrainingRun, metrics: tuple[EvalMetric, ...]) -> dict[str, 
         for step, row in zip(run.eval["step"].to_numpy(), values, strict=True)
     )
     return {"eval_table_columns": columns, "eval_table": rows}
+
+
+def _positive_state(run: TrainingRun, key: str) -> float | None:
+    """A top-level number of trainer_state.json when it is finite and above 0."""
+    value = run.state.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _logging_interval(run: TrainingRun) -> float | None:
+    """`logging_steps` in steps; transformers reads a value below 1 as a share of max_steps."""
+    interval = _positive_state(run, "logging_steps")
+    if interval is not None and interval < 1:
+        max_steps = _positive_state(run, "max_steps")
+        return float(math.ceil(interval * max_steps)) if max_steps is not None else None
+    return interval
 
 
 def _saved_checkpoints(run: TrainingRun) -> tuple[SavedCheckpoint, ...]:

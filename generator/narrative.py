@@ -24,11 +24,11 @@ from generator.formatting import (
     join_words,
 )
 from generator.kinds import REWARD_FUNCTION
-from generator.records import AnalysisSettings, CheckpointEntry, Figures, Finding, SeriesSummary, TrainingRun
+from generator.records import AnalysisSettings, CheckpointEntry, Figures, Finding, SeriesSummary
 from generator.series import edge_rows
 
 
-def model_analysis(figures: Figures, run: TrainingRun, settings: AnalysisSettings) -> list[str]:
+def model_analysis(figures: Figures, settings: AnalysisSettings) -> list[str]:
     """Analysis bullets for one model page, in reading order."""
     rules: tuple[Callable[[Figures, AnalysisSettings], str], ...]
     if not figures.kind.about.reads_loss:  # RL: the reward tells, not the loss
@@ -40,7 +40,7 @@ def model_analysis(figures: Figures, run: TrainingRun, settings: AnalysisSetting
     sentences += [sentence for rule in rules if (sentence := rule(figures, settings))]
     sentences += [sentence for rule in (_eval_metrics, _best_checkpoint, _few_rows)
                   if (sentence := rule(figures, settings))]
-    sentences += [sentence for sentence in (_resumed(run), _log_gap(figures, run)) if sentence]
+    sentences += [sentence for rule in (_resumed, _log_gap) if (sentence := rule(figures, settings))]
     return sentences
 
 
@@ -298,49 +298,32 @@ def _few_rows(f: Figures, s: AnalysisSettings) -> str:
     return ""
 
 
-def _resumed(run: TrainingRun) -> str:
-    if not run.resumes:
+def _resumed(f: Figures, s: AnalysisSettings) -> str:
+    if not f.resumes:
         return ""
-    at, after = run.resumes[-1]
-    if len(run.resumes) == 1:
+    at, after = f.resumes[-1]
+    if len(f.resumes) == 1:
         return (
             f"The run was resumed: the log goes back from step {after} to step {at}. "
             f"The rows logged from step {at} on before the restart are replaced by the later ones."
         )
     return (
-        f"The log goes back in steps {len(run.resumes)} times (a run resumed several times, or several "
+        f"The log goes back in steps {len(f.resumes)} times (a run resumed several times, or several "
         f"writers in one log); the last time from step {after} to step {at}. Each time, the later rows replace "
         "the earlier ones from the step the log went back to."
     )
 
 
-def _positive_state(run: TrainingRun, key: str) -> float | None:
-    """A top-level number of trainer_state.json when it is finite and above 0."""
-    value = run.state.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond any float
-        return None
-    return number if math.isfinite(number) and number > 0 else None
-
-
-def _log_gap(f: Figures, run: TrainingRun) -> str:
+def _log_gap(f: Figures, s: AnalysisSettings) -> str:
     """Say when the log stops more than one logging interval before the checkpoint's step."""
-    last = f.last_logged_step
-    if run.global_step is None or last is None or last >= run.global_step:
+    last, global_step, interval = f.last_logged_step, f.global_step, f.logging_interval
+    if global_step is None or last is None or last >= global_step:
         return ""
-    gap = run.global_step - last
-    interval = _positive_state(run, "logging_steps")
-    if interval is not None and interval < 1:
-        # transformers reads logging_steps below 1 as a share of max_steps.
-        max_steps = _positive_state(run, "max_steps")
-        interval = math.ceil(interval * max_steps) if max_steps is not None else None
+    gap = global_step - last
     if interval is not None and gap < interval:
         return ""  # how every log ends: the next logging step was never reached
     text = (
-        f"The last logged step is {last}, but the checkpoint is at step {run.global_step} (global_step): "
+        f"The last logged step is {last}, but the checkpoint is at step {global_step} (global_step): "
         f"the last {gap} step{'s are' if gap > 1 else ' is'} not in the log"
     )
     if interval is not None:

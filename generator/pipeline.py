@@ -217,7 +217,7 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
         message = f"{registry_shown}: {entry.label}: path '{shown_url(entry.path)}': cannot read: {reason}"
         return EntryProblem(label=entry.label, message=message, name=entry.name)
     figures = analyse(run, settings)
-    analysis = tuple(narrative.model_analysis(figures, run, settings))
+    analysis = tuple(narrative.model_analysis(figures, settings))
     if cache is not None:
         cache.store(key, Cached(_unlabelled(run, entry, shown), figures, analysis))
     return _report(entry, run, figures, analysis, shown_base)

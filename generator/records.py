@@ -417,6 +417,12 @@ class Figures:
     """Keys past the page's cap on 'Other metrics' panels: only in the CSV download."""
     findings: tuple[Finding, ...] = ()
     """What the analysis found, warnings first (see `generator.findings`)."""
+    resumes: tuple[tuple[int, int], ...] = ()
+    """Where the log went back: (step it restarted at, highest step before), in file order."""
+    global_step: int | None = None
+    """`global_step` of the checkpoint, when the state gives one."""
+    logging_interval: float | None = None
+    """`logging_steps` in steps (a value below 1 is a share of max_steps), when known and positive."""
     eval_table_columns: tuple[str, ...] = ()
     """Eval columns of the per-step table (the first few rated ones)."""
     eval_table: tuple[EvalRow, ...] = ()

@@ -26,7 +26,7 @@ def corpus_run(corpus: Path, prefix: str) -> tuple[TrainingRun, Figures, list[st
     folder = next(path for path in sorted(corpus.iterdir()) if path.name.startswith(prefix))
     run = read_run(CheckpointEntry(index=0, name=prefix, slug="x", path=str(folder), resolved=folder))
     figures = analyse(run, SETTINGS)
-    text = [finding_sentence(item, SETTINGS) for item in figures.findings] + model_analysis(figures, run, SETTINGS)
+    text = [finding_sentence(item, SETTINGS) for item in figures.findings] + model_analysis(figures, SETTINGS)
     return run, figures, text
 
 

@@ -54,7 +54,7 @@ def test_the_cached_reading_equals_a_fresh_one(tmp_path: Path) -> None:
     entry = CheckpointEntry(0, "Run", "run", "run", tmp_path / "run")
     run = read_run(entry, shown_file="run/checkpoint-50/trainer_state.json")
     figures = analyse(run, SETTINGS)
-    analysis = tuple(model_analysis(figures, run, SETTINGS))
+    analysis = tuple(model_analysis(figures, SETTINGS))
     cache = RunCache(tmp_path / "cache")
     key = inputs_key(state, entry.resolved, "shown", SETTINGS)
     cache.store(key, Cached(run, figures, analysis))

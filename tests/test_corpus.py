@@ -47,7 +47,7 @@ def test_each_corpus_file_is_read_or_refused_with_a_reason(corpus_dir: Path) -> 
             refused.append(path.parent.name)
             continue
         figures = analyse(run, AnalysisSettings())
-        sentences = model_analysis(figures, run, AnalysisSettings())
+        sentences = model_analysis(figures, AnalysisSettings())
         read += 1
         # Independent reading: the first and last finite train losses in file order.
         history = json.loads(path.read_text(encoding="utf-8-sig"))["log_history"]

@@ -24,7 +24,7 @@ SETTINGS = AnalysisSettings()
 def sentences_of(run: TrainingRun) -> list[str]:
     """The page's findings, then its analysis bullets."""
     figures = analyse(run, SETTINGS)
-    return [finding_sentence(x, SETTINGS) for x in figures.findings] + model_analysis(figures, run, SETTINGS)
+    return [finding_sentence(x, SETTINGS) for x in figures.findings] + model_analysis(figures, SETTINGS)
 
 
 def read(path: Path) -> TrainingRun:

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from generator.narrative import Compared, base_family, comparison, conclusion, model_analysis
-from generator.records import AnalysisSettings, Figures, Finding, SeriesSummary, Severity, TrainingRun
+from generator.records import AnalysisSettings, Figures, Finding, SeriesSummary, Severity
 
 SETTINGS = AnalysisSettings()
-
-
-def run(state: dict[str, object] | None = None) -> TrainingRun:
-    return TrainingRun(
-        state_file=Path("trainer_state.json"), checkpoint_dir=Path("."), train=pd.DataFrame({"step": [1]}),
-        eval=pd.DataFrame({"step": []}), summary={}, state=state or {}, state_sha256="0" * 64,
-    )
 
 
 BASE = Figures(
@@ -28,8 +19,8 @@ BASE = Figures(
 )
 
 
-def sentences(figures: Figures, state: dict[str, object] | None = None) -> list[str]:
-    return model_analysis(figures, run(state), SETTINGS)
+def sentences(figures: Figures) -> list[str]:
+    return model_analysis(figures, SETTINGS)
 
 
 def test_start_loss_is_called_low_only_below_the_threshold() -> None:

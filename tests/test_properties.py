@@ -465,7 +465,7 @@ def test_figures_agree_with_the_log(run: TrainingRun, s: AnalysisSettings) -> No
 def test_model_sentences_agree_with_the_figures(run: TrainingRun, s: AnalysisSettings) -> None:
     """model_analysis() never raises and says nothing the figures contradict."""
     figures = analyse(run, s)
-    sentences = model_analysis(figures, run, s)
+    sentences = model_analysis(figures, s)
     assert_sentences_match_the_figures(figures, sentences, run, s)
 
 
@@ -504,7 +504,7 @@ def test_conclusion_about_one_run_agrees_with_its_figures(run: TrainingRun, s: A
 def test_any_state_values_are_survived(run: TrainingRun) -> None:
     """global_step/max_steps as the reader passes them on (any JSON scalar: NaN, inf, text, ...) never crash."""
     figures = analyse(run, DEFAULTS)
-    assert_sentences_match_the_figures(figures, model_analysis(figures, run, DEFAULTS), run, DEFAULTS)
+    assert_sentences_match_the_figures(figures, model_analysis(figures, DEFAULTS), run, DEFAULTS)
 
 
 @settings(derandomize=True, deadline=None, max_examples=FEW, report_multiple_bugs=False)
@@ -513,7 +513,7 @@ def test_extreme_finite_losses_are_survived(run: TrainingRun) -> None:
     """Finite losses of any magnitude (up to 1.8e308) give figures and sentences without a crash or 'inf'."""
     figures = analyse(run, DEFAULTS)
     assert_figures_match_the_log(run, figures)
-    assert_sentences_match_the_figures(figures, model_analysis(figures, run, DEFAULTS), run, DEFAULTS)
+    assert_sentences_match_the_figures(figures, model_analysis(figures, DEFAULTS), run, DEFAULTS)
 
 
 # --- across models: comparison and conclusion --------------------------------------------------
