@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from generator import __version__, narrative, pages
+from generator import __version__, downloads, narrative, pages
 from generator.analysis import finite_series
 from generator.badges import badge_svg
 from generator.cache import code_version
@@ -175,12 +175,12 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                 artefacts.append(Artefact(plot_path, _key(what, plot_path, *plot_inputs), job, expensive=True))
         artefacts.append(
             Artefact(files.log_csv, _key("csv", versions, run.state_sha256),
-                     partial(pages.log_history_csv, report), expensive=True)
+                     partial(downloads.log_history_csv, report), expensive=True)
         )
         # Keyed by its inputs, so an unchanged model's figures.json is not even serialised.
         figures_inputs = (versions, name, slug, report.base_model, run.state_sha256, settings_json)
         artefacts.append(Artefact(files.figures_json, _key("figures", *figures_inputs),
-                                  partial(pages.figures_document, report)))
+                                  partial(downloads.figures_document, report)))
         label, _, last = report.figures.headline()  # an RL loss says nothing of progress: its reward does
         badge = badge_svg(label, fmt_number(last))
         artefacts.append(_bytes_artefact(files.badge, badge))
@@ -214,7 +214,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     index = pages.index_page(registry.site, groups, problems)
     artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
-    artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, pages.summary_document(reports, problems, layout)))
+    artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, downloads.summary_document(reports, problems, layout)))
     artefacts.append(_bytes_artefact(pages.TABLESORT_SCRIPT, _tablesort_js()))
     return artefacts
 

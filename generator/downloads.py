@@ -1,0 +1,135 @@
+"""The downloads beside the pages: summary.json, each model's figures.json and log_history.csv.
+
+Numbers are written exactly as read or computed; JSON has no NaN, so a value that
+is not finite is null. The CSV is opened in spreadsheets: its text cells are
+neutralised against formulas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from generator.pages import model_page_path
+from generator.records import EntryProblem, Figures, Finding, ModelReport, SiteLayout
+from generator.sanitize import csv_safe_table
+
+
+def summary_document(reports: Sequence[ModelReport], problems: Sequence[EntryProblem], layout: SiteLayout) -> bytes:
+    """summary.json: every model's headline figures, numbers as read."""
+    models = []
+    for report in reports:
+        f: Figures = report.figures
+        page = layout.page_url(model_page_path(report.entry.slug))
+        model: dict[str, object] = {
+            "name": report.entry.name,
+            "slug": report.entry.slug,
+            "page": page,
+        }
+        if layout.site_url:
+            model["url"] = layout.absolute(page)
+        model.update(
+            {
+                "phase": report.entry.phase,
+                "base_model": report.base_model,
+                "kind": f.kind.value,
+                "steps": f.steps,
+                "last_logged_step": f.last_logged_step,
+                "start_step": f.start_step,
+                "start_loss": _json_number(f.start_loss),
+                "end_step": f.end_step,
+                "end_loss": _json_number(f.end_loss),
+                "min_loss": _json_number(f.min_loss),
+                "min_loss_step": f.min_loss_step,
+                "convergence": f.convergence_label,
+                "fall_rate": _json_number(f.fall_rate),
+                "fall_end_step": f.fall_end_step,
+                "stabilised_step": f.stabilised_step,
+                "findings": [finding_document(finding) for finding in f.findings],
+                "eval": {
+                    m.column: {
+                        "last": _json_number(m.last),
+                        "last_step": m.last_step,
+                        "best": _json_number(m.best),
+                        "best_step": m.best_step,
+                        "direction": m.direction,
+                    }
+                    for m in f.eval_metrics
+                },
+                "best_checkpoint": _json_value(dataclasses.asdict(f.best_checkpoint)) if f.best_checkpoint else None,
+                "resumed": [{"at_step": at, "after_step": after} for at, after in report.run.resumes],
+                "non_finite": [
+                    {"column": item.column, "step": item.step, "value": item.value} for item in f.non_finite
+                ],
+            }
+        )
+        models.append(model)
+    document = {
+        "models": models,
+        "problems": [{"entry": p.label, "message": p.message} for p in problems],
+    }
+    return _json_bytes(document)
+
+
+def finding_document(finding: Finding) -> dict[str, object]:
+    """A finding as summary.json lists it: what a CI job needs to act on it."""
+    return {
+        "code": finding.code,
+        "severity": finding.severity.value,
+        "subject": finding.subject,
+        "values": {key: _json_number(value) for key, value in finding.values.items()},
+        "steps": list(finding.steps),
+    }
+
+
+def figures_document(report: ModelReport) -> bytes:
+    """figures.json of one model: every computed figure, exactly as computed."""
+    figures = dataclasses.asdict(report.figures)
+    figures["convergence_label"] = report.figures.convergence_label
+    figures["level_crossings"] = [{"level": level, "step": step} for level, step in report.figures.level_crossings]
+    figures["findings"] = [finding_document(finding) for finding in report.figures.findings]
+    document = {
+        "name": report.entry.name,
+        "slug": report.entry.slug,
+        "base_model": report.base_model,
+        "trainer_state_sha256": report.run.state_sha256,
+        "figures": {key: _json_value(value) for key, value in figures.items()},
+        "analysis": list(report.analysis),
+    }
+    return _json_bytes(document)
+
+
+def log_history_csv(report: ModelReport) -> bytes:
+    """The train and eval rows as one CSV, by step; `kind` tells which is which."""
+    tables = [table.assign(kind=kind) for kind, table in (("train", report.run.train), ("eval", report.run.eval))
+              if len(table)]
+    if not tables:
+        return b"step,kind\n"
+    merged = pd.concat(tables, ignore_index=True, sort=False)
+    merged["_order"] = merged["kind"].map({"train": 0, "eval": 1})
+    merged = merged.sort_values(["step", "_order"], kind="stable").drop(columns="_order")
+    columns = ["step", "kind", *sorted(c for c in merged.columns if c not in ("step", "kind"))]
+    # Keys and text cells starting like a formula are neutralised: the CSV is opened in spreadsheets.
+    return csv_safe_table(merged[columns]).to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def _json_bytes(document: object) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, float):
+        return _json_number(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    return value
+
+
+def _json_number(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
