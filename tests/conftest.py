@@ -96,3 +96,22 @@ def run_from(train: dict[str, Any], evals: dict[str, Any] | None = None,
         state=state or {},
         state_sha256="0" * 64,
     )
+
+
+def run_of_state(state: dict[str, Any]) -> TrainingRun:
+    """What the reader makes of a trainer_state.json document (its tables, summary row and state), in memory."""
+    from generator.reader import STATE_KEYS, split_log_history
+
+    tables = split_log_history(list(state["log_history"]))
+    assert not tables.skipped, tables.skipped
+    return TrainingRun(
+        state_file=Path("trainer_state.json"),
+        checkpoint_dir=Path("."),
+        train=tables.train,
+        eval=tables.eval,
+        summary=tables.summary,
+        state={key: state[key] for key in STATE_KEYS if key in state},
+        state_sha256="0" * 64,
+        resumes=tables.resumes,
+        non_finite=tables.non_finite,
+    )

@@ -20,14 +20,13 @@ import itertools
 import math
 import zlib
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import run_of_state
 from generator import findings
 from generator.analysis import analyse
-from generator.reader import STATE_KEYS, split_log_history
 from generator.records import AnalysisSettings, Figures, Finding, Severity, TrainingRun
 
 SETTINGS = AnalysisSettings()
@@ -121,19 +120,7 @@ def build(train: Sequence[Row], evals: Sequence[Row] = (), *, summary: Row | Non
         history.append(summary if summary is not None else
                        {"train_runtime": 1000.0, "train_loss": weighted_total(train) / global_step,
                         "step": global_step, "epoch": float(train[-1].get("epoch", 1.0))})
-    tables = split_log_history(list(history))
-    assert not tables.skipped, tables.skipped
-    return TrainingRun(
-        state_file=Path("trainer_state.json"),
-        checkpoint_dir=Path("."),
-        train=tables.train,
-        eval=tables.eval,
-        summary=tables.summary,
-        state={key: top[key] for key in STATE_KEYS if key in top},
-        state_sha256="0" * 64,
-        resumes=tables.resumes,
-        non_finite=tables.non_finite,
-    )
+    return run_of_state({**top, "log_history": history})
 
 
 def codes_of(figures: Figures) -> set[str]:

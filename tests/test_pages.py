@@ -65,18 +65,7 @@ def test_example_site_matches_golden_files(example_project: Path, update_golden:
     """The generated Markdown of the example site; refresh with `pytest --update-golden`."""
     docs = example_project / "docs"
     generate(example_project / "checkpoints.yaml", docs)
-    differing = []
-    for name in GOLDEN_FILES:
-        produced = (docs / name).read_text(encoding="utf-8")
-        golden = GOLDEN / name
-        if update_golden:
-            golden.parent.mkdir(parents=True, exist_ok=True)
-            golden.write_text(produced, encoding="utf-8")
-        elif not golden.is_file() or golden.read_text(encoding="utf-8") != produced:
-            expected = golden.read_text(encoding="utf-8") if golden.is_file() else ""
-            diff = difflib.unified_diff(expected.splitlines(), produced.splitlines(), f"golden/{name}",
-                                        f"generated/{name}", lineterm="", n=1)
-            differing.append("\n".join(list(diff)[:40]))
+    differing = _differences(docs, GOLDEN, GOLDEN_FILES, update_golden)
     assert not differing, "generated files differ from tests/golden (review, then --update-golden):\n" + "\n".join(
         differing)
 

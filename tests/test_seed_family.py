@@ -17,15 +17,14 @@ for sampling; one earlier measurement on a heavily shared machine took 40 s.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 import pytest
 import seed_family
 
-from conftest import REPO
+from conftest import REPO, run_of_state
 from generator.analysis import analyse
-from generator.reader import STATE_KEYS, read_run, split_log_history
+from generator.reader import read_run
 from generator.records import AnalysisSettings, Figures, TrainingRun
 from generator.registry import load_registry
 
@@ -43,22 +42,8 @@ def settings() -> AnalysisSettings:
 
 def run_of(state: dict[str, Any]) -> TrainingRun:
     """What the reader makes of this trainer_state.json document (its tables, summary row and state)."""
-    tables = split_log_history(state["log_history"])
-    assert not tables.skipped, tables.skipped
-    return TrainingRun(
-        state_file=Path("trainer_state.json"),
-        checkpoint_dir=Path("."),
-        train=tables.train,
-        eval=tables.eval,
-        summary=tables.summary,
-        state={key: state[key] for key in STATE_KEYS if key in state},
-        state_sha256="0" * 64,
-        resumes=tables.resumes,
-        non_finite=tables.non_finite,
-    )
+    return run_of_state(state)
 
-
-@functools.cache
 def variants(name: str) -> tuple[tuple[str, dict[str, Any]], ...]:
     """(case id, trainer_state document) of every variant of `name` (built once: about 1 s per seed)."""
     return tuple(seed_family.family(name))
