@@ -68,7 +68,7 @@ def corpus_dir() -> Path:
 def write_state(folder: Path, rows: list[dict[str, object]], **top: object) -> Path:
     """Write a trainer_state.json with `rows` as log_history; returns its path."""
     folder.mkdir(parents=True, exist_ok=True)
-    state: dict[str, object] = {"global_step": max((int(r.get("step", 0)) for r in rows), default=0)}
+    state: dict[str, object] = {"global_step": max((int(r.get("step", 0)) for r in rows), default=0)}  # type: ignore[call-overload]
     state.update(top)
     state["log_history"] = rows
     path = folder / "trainer_state.json"
