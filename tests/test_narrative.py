@@ -16,6 +16,7 @@ BASE = Figures(
     steps=300, logged_rows=30, start_step=10, start_loss=1.5, end_step=300, end_loss=0.4, min_loss=0.38,
     min_loss_step=280, relative_drop=(1.5 - 0.4) / 1.5, fall_end_step=60, fall_end_level=0.5,
     drop_share_at_fall_end=0.9, end_level=0.41, stabilised_step=None, fall_rate=0.38, convergence="Fast",
+    smoothed_start=1.5, smoothed_end=0.4,
 )
 
 
@@ -55,7 +56,7 @@ def test_fall_end_stabilisation_and_speed() -> None:
     flat = sentences(dataclasses.replace(BASE, stabilised_step=60, end_level=0.49))
     assert any("from there on the loss level varied by at most 10% of that level: it stabilised" in s for s in flat)
     assert any(s.startswith("Convergence speed Fast: the loss fell by 0.38 per 100 steps on average "
-                            "(1.5 to 0.4 over 290 steps).") for s in text)
+                            "(smoothed loss 1.5 to 0.4 over 290 steps).") for s in text)
     unknown = sentences(dataclasses.replace(BASE, fall_end_step=None, fall_end_level=None, fall_rate=None,
                                             convergence="n/a"))
     assert not any("fast fall" in s or "Convergence speed" in s for s in unknown)
