@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from generator import findings, kinds
+from generator.kinds import Direction
 from generator.records import (
     AnalysisSettings,
     BestCheckpoint,
@@ -23,6 +24,7 @@ from generator.records import (
     Figures,
     SavedCheckpoint,
     SeriesSummary,
+    SpeedClass,
     TrainingRun,
 )
 from generator.series import (  # re-exported: the figures' building blocks
@@ -91,19 +93,19 @@ def stabilised_step(level: pd.Series, band: float) -> int | None:
     return as_step(level.index[first])
 
 
-def speed_class(rate: float | None, settings: AnalysisSettings) -> str:
-    """'Very Fast' / 'Fast' / 'Steady' / 'Slow' from the loss fall per 100 steps."""
+def speed_class(rate: float | None, settings: AnalysisSettings) -> SpeedClass:
+    """The speed class of a loss fall per 100 steps (thresholds from the settings)."""
     if rate is None:
-        return "n/a"
+        return SpeedClass.NOT_RATED
     if rate <= 0:
-        return "No improvement"
+        return SpeedClass.NO_IMPROVEMENT
     if rate >= settings.very_fast:
-        return "Very Fast"
+        return SpeedClass.VERY_FAST
     if rate >= settings.fast:
-        return "Fast"
+        return SpeedClass.FAST
     if rate >= settings.steady:
-        return "Steady"
-    return "Slow"
+        return SpeedClass.STEADY
+    return SpeedClass.SLOW
 
 
 def first_step_below(smoothed: pd.Series, level: float) -> int | None:
@@ -379,7 +381,7 @@ def eval_metric(evals: pd.DataFrame, column: str) -> EvalMetric:
     better = kinds.direction(column)
     best, best_step = None, None
     if better is not None:
-        label = series.idxmin() if better == "min" else series.idxmax()
+        label = series.idxmin() if better is Direction.LOWER else series.idxmax()
         best, best_step = float(series.to_numpy()[series.index.get_loc(label)]), as_step(label)
     return EvalMetric(
         column=column,

@@ -19,6 +19,7 @@ rewritten.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import hashlib
 import io
@@ -224,6 +225,8 @@ def _decoder(kind: Any) -> Callable[[Any], Any]:
         return lambda value: None if value is None else inner(value)
     if kind is Path:
         return lambda value: Path(value)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return kind  # RunKind, Severity, SpeedClass, Direction: from their JSON value
     if dataclasses.is_dataclass(kind):
         fields = {name: _decoder(hint) for name, hint in typing.get_type_hints(kind).items()}
         build = typing.cast(Any, kind)

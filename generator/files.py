@@ -1,4 +1,4 @@
-"""Writing files whole: through a temporary file renamed into place.
+"""Writing files whole, and locking between processes.
 
 A reader in another process (MkDocs' server, a second generation, a worker
 filling the cache) sees the old file or the new one, never half of one.
@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from generator.errors import TraindocsError
+
+try:  # POSIX; elsewhere (Windows) processes are not serialised
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 def _file_mode() -> int:
@@ -71,3 +78,21 @@ def write_atomic(path: Path, data: bytes, inside: Path | None = None) -> bool:
         Path(temporary).unlink(missing_ok=True)
         raise
     return True
+
+
+@contextmanager
+def held_lock(path: Path, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if missing) between processes.
+
+    The file is opened for appending and never written: its mtime stays put, so
+    `mkdocs serve` sees no change from locking. With `wait=False` a lock held by
+    another process raises `BlockingIOError` at once instead of waiting.
+    """
+    with open(path, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)

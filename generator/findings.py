@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from generator import kinds
-from generator.kinds import RunKind
-from generator.records import AnalysisSettings, Figures, Finding, Severity, TrainingRun
+from generator.kinds import Direction, RunKind
+from generator.records import AnalysisSettings, Figures, Finding, Severity, SpeedClass, TrainingRun
 from generator.series import MIN_ROWS_FOR_TRENDS, as_step, finite_series, spearman
 
 WARNING, NOTE = Severity.WARNING, Severity.NOTE
@@ -137,7 +137,7 @@ def _end_slope(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Findin
 
 
 def _not_falling(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list[Finding]:
-    if f.convergence != "No improvement" or f.start_loss is None or f.smoothed_end is None:
+    if f.convergence is not SpeedClass.NO_IMPROVEMENT or f.start_loss is None or f.smoothed_end is None:
         return []
     return [Finding("loss_not_falling", WARNING, {"start": f.start_loss, "smoothed_end": f.smoothed_end})]
 
@@ -370,7 +370,7 @@ def _metrics_disagree(run: TrainingRun, f: Figures, s: AnalysisSettings) -> list
                 values = pair[column].to_numpy(dtype="float64")
                 with np.errstate(all="ignore"):
                     change = np.diff(values) / np.abs(values[:-1])
-                sign = 1 if kinds.direction(column) == "max" else -1
+                sign = 1 if kinds.direction(column) is Direction.HIGHER else -1
                 gains.append(change * sign)
             opposite = ((gains[0] > DISAGREE_CHANGE) & (gains[1] < -DISAGREE_CHANGE)) | (
                 (gains[0] < -DISAGREE_CHANGE) & (gains[1] > DISAGREE_CHANGE))

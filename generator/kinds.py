@@ -73,13 +73,28 @@ def eval_quality_columns(columns: Iterable[str]) -> list[str]:
     )
 
 
-def direction(column: str) -> str | None:
-    """'min' when lower is better, 'max' when higher is, None when the name does not say."""
+class Direction(str, Enum):
+    """Which way a metric is better; the values are what summary.json has always said."""
+
+    LOWER = "min"
+    HIGHER = "max"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def word(self) -> str:
+        """'lower' or 'higher', as in 'lower is better'."""
+        return "lower" if self is Direction.LOWER else "higher"
+
+
+def direction(column: str) -> Direction | None:
+    """Which way the metric `column` is better, or None when its name does not say."""
     words = [word for word in re.split(r"[^a-z0-9]+", column.removeprefix("eval_").lower()) if word]
     if any(word.startswith(HIGHER_IS_BETTER) for word in words):
-        return "max"
+        return Direction.HIGHER
     if any(word in LOWER_IS_BETTER for word in words):
-        return "min"
+        return Direction.LOWER
     return None
 
 

@@ -114,12 +114,12 @@ def _levels(f: Figures, s: AnalysisSettings) -> str:
 
 
 def _speed(f: Figures, s: AnalysisSettings) -> str:
-    if (f.fall_rate is None or f.convergence in ("n/a", "No improvement") or f.start_step is None
+    if (f.fall_rate is None or not f.convergence.rated or f.start_step is None
             or f.smoothed_start is None or f.smoothed_end is None):
         return ""
     span = (f.end_step or 0) - f.start_step
     # The rate is computed from the smoothed end points: quote those, so the reader can redo the division.
-    return (f"Convergence speed {f.convergence}: the loss fell by {fmt_number(f.fall_rate)} per 100 steps on "
+    return (f"Convergence speed {f.convergence.label}: the loss fell by {fmt_number(f.fall_rate)} per 100 steps on "
             f"average (smoothed loss {fmt_number(f.smoothed_start)} to {fmt_number(f.smoothed_end)} over {span} "
             "steps).")
 
@@ -582,7 +582,7 @@ def _group_comparison(members: Sequence[Compared], settings: AnalysisSettings) -
         assert fastest.figures.fall_rate is not None
         sentences.append(
             f"Fastest fall: {fastest.name}, {fmt_number(fastest.figures.fall_rate)} per 100 steps on average "
-            f"({fastest.figures.convergence})."
+            f"({fastest.figures.convergence.label})."
         )
     return sentences
 

@@ -16,18 +16,13 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-try:  # POSIX; elsewhere generations are not locked
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-
 from generator import __version__, workers
 from generator.errors import GenerationBusyError
-from generator.files import write_atomic
+from generator.files import held_lock, write_atomic
 from generator.workers import Progress, WorkerPool
 
 if TYPE_CHECKING:
@@ -45,22 +40,15 @@ def generation_lock(docs_dir: Path) -> Iterator[None]:
     """Hold docs/.traindocs.lock while writing: two generations at once would mix their files."""
     docs_dir.mkdir(parents=True, exist_ok=True)
     path = docs_dir / LOCK_FILE
-    # Opened for appending and never written: its mtime stays put, so
-    # `mkdocs serve` sees no change in docs/ from locking.
-    with open(path, "a") as handle:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise GenerationBusyError(
-                    f"{path}: another traindocs generation is writing to {docs_dir}; "
-                    "wait for it to finish and run again"
-                ) from None
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = ExitStack()
+    try:
+        lock.enter_context(held_lock(path, wait=False))
+    except BlockingIOError:
+        raise GenerationBusyError(
+            f"{path}: another traindocs generation is writing to {docs_dir}; wait for it to finish and run again"
+        ) from None
+    with lock:
+        yield
 
 
 class OwnedFiles:

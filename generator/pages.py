@@ -346,7 +346,7 @@ def _evaluation_section(report: ModelReport, files: ModelFiles) -> str:
     lines = ["## Evaluation\n"]
     rows = []
     for metric in f.eval_metrics:
-        better = {"min": "lower", "max": "higher"}.get(metric.direction or "", "not known")
+        better = metric.direction.word if metric.direction else "not known"
         rows.append([md_code(metric.column), _loss_cell(metric.last, metric.last_step),
                      _loss_cell(metric.best, metric.best_step) if metric.direction else "n/a", better])
     lines.append(_table(["Metric", "Last (step)", "Best (step)", "Better is"], rows, [":---", "---:", "---:", ":---"]))

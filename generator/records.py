@@ -13,7 +13,45 @@ from pathlib import Path
 
 import pandas as pd
 
-from generator.kinds import RunKind
+from generator.kinds import Direction, RunKind
+
+
+class SpeedClass(str, Enum):
+    """How fast the smoothed loss came down over the whole run (`analysis.speed_class`).
+
+    The value is a stable code (JSON, cache); `label` is what a page shows.
+    """
+
+    VERY_FAST = "very_fast"
+    FAST = "fast"
+    STEADY = "steady"
+    SLOW = "slow"
+    NO_IMPROVEMENT = "no_improvement"
+    """The smoothed loss did not fall."""
+    NOT_RATED = "n/a"
+    """Too few logged losses, or a kind whose loss is not read as progress."""
+
+    def __str__(self) -> str:  # f-strings and JSON take the value, on every Python version
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return SPEED_LABELS[self]
+
+    @property
+    def rated(self) -> bool:
+        """A fall was measured (not n/a, not 'No improvement')."""
+        return self not in (SpeedClass.NOT_RATED, SpeedClass.NO_IMPROVEMENT)
+
+
+SPEED_LABELS = {
+    SpeedClass.VERY_FAST: "Very Fast",
+    SpeedClass.FAST: "Fast",
+    SpeedClass.STEADY: "Steady",
+    SpeedClass.SLOW: "Slow",
+    SpeedClass.NO_IMPROVEMENT: "No improvement",
+    SpeedClass.NOT_RATED: "n/a",
+}
 
 
 @dataclass(frozen=True)
@@ -246,8 +284,8 @@ class EvalMetric:
     rows: int
     last: float
     last_step: int
-    direction: str | None
-    """'min' (lower is better), 'max' (higher is better), or None when the name does not tell."""
+    direction: Direction | None
+    """Which way is better, or None when the name does not tell."""
     best: float | None = None
     best_step: int | None = None
 
@@ -309,8 +347,7 @@ class Finding:
     """The logged key the finding is about, when there is one (e.g. 'grad_norm')."""
 
     def __post_init__(self) -> None:
-        # The reading cache hands back the severity as its JSON string; numpy scalars become floats.
-        object.__setattr__(self, "severity", Severity(self.severity))
+        # numpy scalars become floats.
         object.__setattr__(self, "values", {key: float(value) for key, value in self.values.items()})
 
 
@@ -370,8 +407,8 @@ class Figures:
     """First step from which the loss level stays within `stable_band` of its value there (None: never)."""
     fall_rate: float | None = None
     """Average fall of the loss per 100 optimizer steps, first to last logged loss: the speed class."""
-    convergence: str = "n/a"
-    """Speed class: Very Fast / Fast / Steady / Slow / No improvement / n/a."""
+    convergence: SpeedClass = SpeedClass.NOT_RATED
+    """Speed class from `fall_rate`."""
     high_initial_gap: bool = False
     level_crossings: tuple[tuple[float, int | None], ...] = ()
     """(level, first step where the smoothed loss is below it, or None)."""
@@ -434,10 +471,6 @@ class Figures:
         """The summary of `column`, when it was logged."""
         return next((s for s in self.series if s.column == column), None)
 
-    def __post_init__(self) -> None:
-        # The reading cache hands back the kind as its JSON string.
-        object.__setattr__(self, "kind", RunKind(self.kind))
-
     def headline(self) -> tuple[str, SeriesSummary | None, float | None]:
         """(name, summary when it is a logged series, last value) of the metric that shows this run's
         progress: the reward of an RL run that logged one, else the training loss. Badges and cards show it."""
@@ -453,9 +486,9 @@ class Figures:
     @property
     def convergence_label(self) -> str:
         """The speed class as shown in tables, e.g. 'Very Fast (High Initial Gap)'."""
-        if self.high_initial_gap and self.convergence not in ("n/a", "No improvement"):
-            return f"{self.convergence} (High Initial Gap)"
-        return self.convergence
+        if self.high_initial_gap and self.convergence.rated:
+            return f"{self.convergence.label} (High Initial Gap)"
+        return self.convergence.label
 
 
 @dataclass(frozen=True)

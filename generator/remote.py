@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from generator.errors import CheckpointError
-from generator.files import write_atomic
+from generator.files import held_lock, write_atomic
 from generator.folders import (
     JSONL_LOG,
     MAX_SIDE_BYTES,
@@ -53,11 +53,6 @@ from generator.folders import (
     not_a_state_file,
     nothing_to_read,
 )
-
-try:  # POSIX; elsewhere two processes fetching the same URL at once are not serialised
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -402,22 +397,15 @@ def _locked(folder: Path, required: bool = True) -> Iterator[None]:
 
     Reading offline from a cache we may not write to (`required=False`) goes without it.
     """
+    lock = contextlib.ExitStack()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / LOCK_FILE, "a")  # noqa: SIM115 - closed below, after the body ran
+        lock.enter_context(held_lock(folder / LOCK_FILE))
     except OSError:
         if required:
             raise
+    with lock:
         yield
-        return
-    with handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 _TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar("traindocs_timeout", default=None)

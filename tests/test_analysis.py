@@ -19,7 +19,7 @@ from generator.analysis import (
     stabilised_step,
     trend_of,
 )
-from generator.records import AnalysisSettings
+from generator.records import AnalysisSettings, SpeedClass
 
 
 def series(values: list[float], every: int = 10) -> pd.Series:
@@ -79,7 +79,7 @@ def test_knee_is_where_a_fast_fall_meets_a_slow_glide() -> None:
      (0.009, "Slow"), (0.0, "No improvement"), (-0.2, "No improvement"), (None, "n/a")],
 )
 def test_speed_class_is_the_fall_per_100_steps(rate: float | None, label: str) -> None:
-    assert speed_class(rate, AnalysisSettings()) == label
+    assert speed_class(rate, AnalysisSettings()).label == label
 
 
 @pytest.mark.parametrize(
@@ -139,9 +139,10 @@ def test_analyse_ignores_nan_losses_for_start_end_and_minimum() -> None:
 
 def test_analyse_without_losses_or_with_a_rising_loss() -> None:
     no_loss = analyse(run_from({"step": [10], "learning_rate": [1e-4]}), AnalysisSettings())
-    assert no_loss.start_loss is None and no_loss.convergence == "n/a"
+    assert no_loss.start_loss is None and no_loss.convergence is SpeedClass.NOT_RATED
     rising = analyse(run_from({"step": [1, 2, 3, 4, 5, 6], "loss": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]}), AnalysisSettings())
-    assert rising.convergence == "No improvement"
+    assert rising.convergence is SpeedClass.NO_IMPROVEMENT
+    assert rising.convergence_label == "No improvement"
     assert "loss_not_falling" in {x.code for x in rising.findings}
     assert rising.relative_drop is not None and rising.relative_drop < 0
     assert math.isclose(rising.end_loss or 0, 1.0)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from generator.narrative import Compared, base_family, comparison, conclusion, model_analysis
-from generator.records import AnalysisSettings, Figures, Finding, SeriesSummary, Severity
+from generator.records import AnalysisSettings, Figures, Finding, SeriesSummary, Severity, SpeedClass
 
 SETTINGS = AnalysisSettings()
 
@@ -15,7 +15,7 @@ SETTINGS = AnalysisSettings()
 BASE = Figures(
     steps=300, logged_rows=30, start_step=10, start_loss=1.5, end_step=300, end_loss=0.4, min_loss=0.38,
     min_loss_step=280, relative_drop=(1.5 - 0.4) / 1.5, fall_end_step=60, fall_end_level=0.5,
-    drop_share_at_fall_end=0.9, end_level=0.41, stabilised_step=None, fall_rate=0.38, convergence="Fast",
+    drop_share_at_fall_end=0.9, end_level=0.41, stabilised_step=None, fall_rate=0.38, convergence=SpeedClass.FAST,
     smoothed_start=1.5, smoothed_end=0.4,
 )
 
@@ -58,7 +58,7 @@ def test_fall_end_stabilisation_and_speed() -> None:
     assert any(s.startswith("Convergence speed Fast: the loss fell by 0.38 per 100 steps on average "
                             "(smoothed loss 1.5 to 0.4 over 290 steps).") for s in text)
     unknown = sentences(dataclasses.replace(BASE, fall_end_step=None, fall_end_level=None, fall_rate=None,
-                                            convergence="n/a"))
+                                            convergence=SpeedClass.NOT_RATED))
     assert not any("fast fall" in s or "Convergence speed" in s for s in unknown)
 
 
@@ -96,7 +96,7 @@ def figures(start: float, end: float, rate: float | None = 0.3, knee: int | None
             high: bool = False, findings: tuple[Finding, ...] = ()) -> Figures:
     return dataclasses.replace(
         BASE, start_loss=start, end_loss=end, relative_drop=(start - end) / start, fall_rate=rate,
-        fall_end_step=knee, high_initial_gap=high, convergence="n/a" if rate is None else "Fast", findings=findings,
+        fall_end_step=knee, high_initial_gap=high, convergence=SpeedClass.NOT_RATED if rate is None else SpeedClass.FAST, findings=findings,
     )
 
 

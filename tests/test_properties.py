@@ -423,7 +423,7 @@ def assert_sentences_match_the_figures(f: Figures, sentences: list[str], run: Tr
         if "lowest logged loss was" in sentence:
             assert number_in(r"lowest logged loss was (\S+) at", sentence) == fmt_number(f.min_loss)
         if sentence.startswith("Convergence speed "):
-            assert number_in(r"^Convergence speed (.+?): ", sentence) == f.convergence, sentence
+            assert number_in(r"^Convergence speed (.+?): ", sentence) == f.convergence.label, sentence
             assert f.fall_rate is not None and f.fall_rate > 0, sentence
         if sentence.startswith("The fast fall of the loss ended"):
             assert number_in(r"around step (\d+)", sentence) == str(f.fall_end_step)

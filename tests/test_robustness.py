@@ -149,3 +149,17 @@ def test_the_lock_does_not_touch_docs(example_project: Path) -> None:
     time.sleep(0.05)
     generate(example_project / "checkpoints.yaml", docs)
     assert {p: p.stat().st_mtime_ns for p in docs.rglob("*")} == before
+
+
+def test_held_lock_excludes_a_second_holder_and_leaves_the_file_alone(tmp_path: Path) -> None:
+    """One lock helper serves the generation lock and the remote cache's lock."""
+    from generator.files import held_lock
+
+    path = tmp_path / "lock"
+    with held_lock(path):
+        stamp = path.stat().st_mtime_ns
+        with pytest.raises(BlockingIOError), held_lock(path, wait=False):
+            pass  # pragma: no cover - the lock is held above
+    with held_lock(path, wait=False):  # released: free again
+        pass
+    assert path.stat().st_mtime_ns == stamp and path.read_bytes() == b""
