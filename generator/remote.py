@@ -426,7 +426,35 @@ def _timeout_options(scheme: str, timeout: float) -> dict[str, Any]:
         return {"config_kwargs": {"connect_timeout": timeout, "read_timeout": timeout}}
     if scheme in ("gs", "gcs"):
         return {"timeout": timeout}
+    if scheme == "hf":
+        _hub_timeout(timeout)  # huggingface_hub takes no per-filesystem timeout: it is process-wide
     return {}
+
+
+def _hub_timeout(timeout: float) -> None:
+    """Make huggingface_hub give up on a silent Hub after `timeout` seconds.
+
+    Its metadata and download calls read two module constants at call time (10 s by
+    default), and its shared HTTP client has no timeout at all (a directory listing
+    waited forever): set both.
+    """
+    try:
+        import huggingface_hub
+        from huggingface_hub import constants
+    except ImportError:
+        return  # _filesystem names the missing extra
+    constants.HF_HUB_ETAG_TIMEOUT = constants.HF_HUB_DOWNLOAD_TIMEOUT = timeout  # type: ignore[assignment]
+    try:
+        from huggingface_hub.utils._http import default_client_factory as default_factory
+    except ImportError:  # pragma: no cover - huggingface_hub before 1.0 (the extra asks for 1.0)
+        return
+
+    def client_with_timeout() -> Any:
+        client = default_factory()
+        client.timeout = timeout  # httpx turns a number into the same timeout for connect, read and write
+        return client
+
+    huggingface_hub.set_client_factory(client_with_timeout)
 
 
 def _filesystem(url: str, where: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[AbstractFileSystem, str]:

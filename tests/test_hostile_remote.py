@@ -168,3 +168,27 @@ def test_the_timeout_comes_from_the_environment_and_the_command_line(monkeypatch
 
     args = _parser().parse_args(["generate", "--timeout", "3"])
     assert args.timeout == 3
+
+
+def test_a_silent_hub_times_out_after_the_timeout_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        request: pytest.FixtureRequest) -> None:
+    """hf:// took the Hub library's own waits (10 s per call, none for listings), whatever --timeout said."""
+    pytest.importorskip("huggingface_hub", minversion="1.0")
+    from huggingface_hub import constants, get_session, set_client_factory
+    from huggingface_hub.utils._http import default_client_factory
+
+    request.addfinalizer(lambda: set_client_factory(default_client_factory))  # the timeout is process-wide
+    monkeypatch.setattr(constants, "ENDPOINT", "")  # set below, once the server has a port
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", constants.HF_HUB_ETAG_TIMEOUT)
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", constants.HF_HUB_DOWNLOAD_TIMEOUT)
+    with misbehaving_server(b"") as base:
+        monkeypatch.setattr(constants, "ENDPOINT", base + "/hang")  # every Hub call hangs
+        started = time.monotonic()
+        with pytest.raises(CheckpointError) as error:
+            localise(_entry("hf://someone/some-model/checkpoint-10"), RemoteOptions(cache_dir=tmp_path, timeout=1))
+        waited = time.monotonic() - started
+    message = str(error.value)
+    assert "timed out after 1 s" in message and "cannot connect" not in message, message
+    assert constants.HF_HUB_ETAG_TIMEOUT == constants.HF_HUB_DOWNLOAD_TIMEOUT == 1
+    assert get_session().timeout.read == get_session().timeout.connect == 1
+    assert waited < 9.5  # not a speed target: the Hub's own wait is 10 s per call, and it was taken before
