@@ -163,3 +163,50 @@ def test_held_lock_excludes_a_second_holder_and_leaves_the_file_alone(tmp_path: 
     with held_lock(path, wait=False):  # released: free again
         pass
     assert path.stat().st_mtime_ns == stamp and path.read_bytes() == b""
+
+
+KILLED_PARENT = """
+import os, signal, sys
+from generator.workers import WorkerPool
+
+if __name__ == "__main__":
+    pool = WorkerPool(2).for_work(100, 1)
+    for future in [pool.submit(os.getpid) for _ in range(8)]:
+        future.result()
+    with open(sys.argv[1], "w") as out:  # the workers, idle now, blocked reading their call queue
+        out.write(" ".join(str(pid) for pid in pool._processes))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow  # starts worker processes
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers follow their parent's death on Linux only")
+def test_idle_workers_exit_when_the_generation_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the generating process left its idle workers behind for good (they hold both ends
+    of their call queue, so it never reaches end of file)."""
+    script, pids_file = tmp_path / "killed_parent.py", tmp_path / "pids"
+    script.write_text(KILLED_PARENT, encoding="utf-8")
+    # Output to a file, not a pipe: workers left alive would hold a pipe open and keep run() waiting.
+    with open(tmp_path / "stderr", "wb") as stderr:
+        done = subprocess.run([sys.executable, str(script), str(pids_file)], cwd=REPO, stdout=stderr,
+                              stderr=stderr, timeout=120, check=False)
+    assert done.returncode == -signal.SIGKILL, (tmp_path / "stderr").read_text()
+    pids = [int(pid) for pid in pids_file.read_text().split()]
+    assert len(pids) == 2
+    alive = pids
+    for _ in range(100):  # up to 10 s: the kernel signals them at once, they exit in milliseconds
+        alive = [pid for pid in pids if _running(pid)]
+        if not alive:
+            break
+        time.sleep(0.1)
+    for pid in alive:  # don't leave them behind for the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived the killed generation"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[-1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
