@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -155,12 +156,49 @@ def write_zensical_config(path: Path, mkdocs_yml: Path, settings: dict[str, Any]
     return True
 
 
+GLIGHTBOX_DIR = "assets/traindocs-zensical"
+"""Where the overrides put GLightbox's files (copied, with its licence, from mkdocs-glightbox)."""
+GLIGHTBOX_FILES = ("glightbox.min.js", "glightbox.min.css", "LICENSE.md")
+
+
 @contextmanager
-def theme_overrides() -> Iterator[Path]:
-    """A temporary folder holding TITLE_OVERRIDE as main.html."""
+def theme_overrides(mkdocs_config: Any) -> Iterator[ThemeOverrides]:
+    """A temporary theme folder for Zensical: TITLE_OVERRIDE as main.html and, with the glightbox
+    plugin, GLightbox itself.
+
+    Zensical's theme fetches GLightbox from unpkg.com when the page has not loaded it: the site
+    would ask a third party for it, and zooming a plot would fail offline (the MkDocs build
+    serves it from the site). Zensical copies a theme folder's other files into the site.
+    """
     with tempfile.TemporaryDirectory(prefix="traindocs-zensical-") as folder:
-        (Path(folder) / "main.html").write_text(TITLE_OVERRIDE, encoding="utf-8")
-        yield Path(folder)
+        root = Path(folder)
+        (root / "main.html").write_text(TITLE_OVERRIDE, encoding="utf-8")
+        scripts: list[str] = []
+        stylesheets: list[str] = []
+        source = _glightbox_source() if "glightbox" in mkdocs_config.plugins else None
+        if source is not None:
+            (root / GLIGHTBOX_DIR).mkdir(parents=True)
+            for name in GLIGHTBOX_FILES:
+                shutil.copyfile(source / name, root / GLIGHTBOX_DIR / name)
+            scripts.append(f"{GLIGHTBOX_DIR}/glightbox.min.js")
+            stylesheets.append(f"{GLIGHTBOX_DIR}/glightbox.min.css")
+        yield ThemeOverrides(root, SiteAssets(tuple(scripts), tuple(stylesheets)))
+
+
+@dataclass(frozen=True)
+class ThemeOverrides:
+    folder: Path
+    assets: SiteAssets
+    """Files in `folder` that every page loads, before the generator's own."""
+
+
+def _glightbox_source() -> Path | None:
+    """The folder of GLightbox's files in the installed mkdocs-glightbox, if complete."""
+    spec = importlib.util.find_spec("mkdocs_glightbox")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / "glightbox"
+    return folder if all((folder / name).is_file() for name in GLIGHTBOX_FILES) else None
 
 
 def check_zensical_project(mkdocs_yml: Path, mkdocs_config: Any, site_dir: Path | None) -> None:
@@ -201,6 +239,8 @@ def zensical_serve(config_file: Path, dev_addr: str | None, poll: Callable[[], N
     """
     options = ["--dev-addr", dev_addr] if dev_addr else []
     server = subprocess.Popen(_zensical_command("serve", config_file, options), cwd=config_file.parent)
+    # Stopped by a service manager or `timeout`: still stop the server and remove the config file.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         while server.poll() is None:
             time.sleep(interval)
@@ -215,22 +255,30 @@ def zensical_serve(config_file: Path, dev_addr: str | None, poll: Callable[[], N
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+        signal.signal(signal.SIGTERM, previous)
     return server.returncode or 0
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _settings(mkdocs_config: Any, result: GenerationResult, site_dir: Path | None,
-              overrides_dir: Path) -> dict[str, Any]:
+              overrides: ThemeOverrides) -> dict[str, Any]:
     from generator.navigation import build_nav
 
-    return zensical_settings(mkdocs_config, build_nav(result, Path(mkdocs_config.docs_dir)), site_assets(result),
-                             site_dir, overrides_dir)
+    generated = site_assets(result)
+    assets = SiteAssets(overrides.assets.scripts + generated.scripts,
+                        overrides.assets.stylesheets + generated.stylesheets)
+    return zensical_settings(mkdocs_config, build_nav(result, Path(mkdocs_config.docs_dir)), assets,
+                             site_dir, overrides.folder)
 
 
 def build_with_zensical(mkdocs_yml: Path, mkdocs_config: Any, result: GenerationResult, site_dir: Path | None,
                         strict: bool) -> None:
     """`zensical build` of the docs/ that `result` generated, with traindocs' navigation and scripts."""
     started = time.perf_counter()
-    with theme_overrides() as overrides, \
+    with theme_overrides(mkdocs_config) as overrides, \
             zensical_config(mkdocs_yml.resolve(), _settings(mkdocs_config, result, site_dir, overrides)) as config_file:
         for line in zensical_build(config_file, strict):
             if not line.startswith(("Build started", "Build finished", "No issues found")):
@@ -260,7 +308,7 @@ def serve_with_zensical(mkdocs_yml: Path, mkdocs_config: Any, result: Generation
     mkdocs_yml = mkdocs_yml.resolve()
     seen = stamps()
 
-    with theme_overrides() as overrides, \
+    with theme_overrides(mkdocs_config) as overrides, \
             zensical_config(mkdocs_yml, _settings(mkdocs_config, result, None, overrides)) as config_file:
         def poll() -> None:
             nonlocal seen
