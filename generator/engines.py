@@ -49,6 +49,8 @@ ASSETS_PREFIX = "assets/traindocs/"
 
 INSTALL_HINT = "pip install 'traindocs[zensical]'"
 
+CLASSIC_VARIANT = "classic"
+
 TITLE_OVERRIDE = """\
 {#- traindocs: page titles are user text (a model's name). The theme writes
     `page.title | striptags` into <title>, and striptags turns the escaped heading
@@ -105,7 +107,12 @@ def zensical_settings(mkdocs_config: Any, nav: list[Any] | None, assets: SiteAss
     hand-written nav wins; a script already listed is not listed twice, since Zensical's
     INHERIT appends lists). `overrides_dir` holds TITLE_OVERRIDE.
     """
-    settings: dict[str, Any] = {"theme": {"name": mkdocs_config.theme.name, "custom_dir": str(overrides_dir)}}
+    theme = {"name": mkdocs_config.theme.name, "custom_dir": str(overrides_dir)}
+    if mkdocs_config.theme.get("variant") is None:
+        # Zensical's own look ("modern") differs from Material's; "classic" is Material's, so switching
+        # engines keeps the site's look. `theme: variant: modern` in mkdocs.yml chooses Zensical's.
+        theme["variant"] = CLASSIC_VARIANT
+    settings: dict[str, Any] = {"theme": theme}
     if site_dir is not None:
         settings["site_dir"] = str(site_dir)
     if mkdocs_config.nav is None and nav is not None:

@@ -132,7 +132,15 @@ class _Config:
         self.nav = nav
         self.extra_javascript = list(extra_javascript)
         self.extra_css = list(extra_css)
-        self.theme = type("Theme", (), {"name": "material"})()
+        self.theme = _Theme(name="material")
+
+
+class _Theme(dict[str, Any]):
+    """A loaded MkDocs theme: its name as an attribute, its options as keys."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(options)
+        self.name = name
 
 
 def test_zensical_config_inherits_mkdocs_yml_and_adds_nav_scripts_and_overrides(tmp_path: Path) -> None:
@@ -144,12 +152,19 @@ def test_zensical_config_inherits_mkdocs_yml_and_adds_nav_scripts_and_overrides(
     text = engines.zensical_config_text(tmp_path / "mkdocs.yml", settings)
     assert yaml.safe_load(text) == {
         "INHERIT": "mkdocs.yml",
-        "theme": {"name": "material", "custom_dir": str(tmp_path / "overrides")},
+        "theme": {"name": "material", "custom_dir": str(tmp_path / "overrides"), "variant": "classic"},
         "site_dir": str(tmp_path / "out"),
         "nav": nav,  # phase names that look like YAML syntax stay text
         "extra_javascript": ["assets/traindocs/tablesort.js"],  # z.js is in mkdocs.yml already: INHERIT appends
         "extra_css": ["assets/traindocs/a.css"],
     }
+
+
+def test_a_variant_chosen_in_mkdocs_yml_is_kept() -> None:
+    config = _Config()
+    config.theme = _Theme(name="material", variant="modern")
+    settings = engines.zensical_settings(config, None, engines.SiteAssets((), ()), None, Path("/o"))
+    assert settings["theme"] == {"name": "material", "custom_dir": "/o"}  # INHERIT keeps mkdocs.yml's variant
 
 
 def test_a_hand_written_nav_in_mkdocs_yml_is_kept() -> None:
