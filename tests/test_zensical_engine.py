@@ -406,3 +406,34 @@ def test_a_model_name_that_closes_the_title_stays_text(engine: str, tmp_path: Pa
         tab.goto(url + "models/evil/", wait_until="networkidle")
         assert tab.evaluate("window.__pwned") is None
         assert tab.title().startswith(TITLE_BREAKER)
+
+
+# --- serve ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_serve_regenerates_on_a_registry_edit_and_cleans_up(example_project: Path) -> None:
+    from test_serve import fetch, free_port, wait_until
+
+    url = f"http://127.0.0.1:{free_port()}/"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "generator", "serve", "--engine", "zensical", "--config",
+         str(example_project / "checkpoints.yaml"), "--dev-addr", url[len("http://"):-1]],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: "Remote Training Loss Analysis" in fetch(url), 120, "the first build")
+        assert "Phase 2 Reasoning" in fetch(url)
+        registry = example_project / "checkpoints.yaml"
+        text = registry.read_text(encoding="utf-8")
+        registry.write_text(text.replace("title: Remote Training Loss Analysis", "title: Renamed report")
+                            .replace("phase: Phase 2 Reasoning", "phase: Phase Three", 1), encoding="utf-8")
+        # The page text (docs/ regenerated) and the navigation (a new phase group: the config rewritten).
+        wait_until(lambda: "Renamed report" in fetch(url), 60, "the new title")
+        wait_until(lambda: "Phase Three" in [" ".join(label.get_text().split()) for label in BeautifulSoup(
+            fetch(url), "html.parser").select("nav.md-nav--primary label.md-nav__link")], 60, "the new phase group")
+    finally:
+        server.terminate()  # SIGTERM, as a service manager stops it
+        server.wait(timeout=30)
+    assert not (example_project / engines.ZENSICAL_CONFIG).exists()
+    with pytest.raises(OSError):
+        fetch(url)  # zensical serve stopped with it
