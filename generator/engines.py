@@ -58,7 +58,7 @@ TITLE_OVERRIDE = """\
     `</title><script>` as text (the MkDocs plugin does the same with its filter). -#}
 {% extends "base.html" %}
 {% block htmltitle %}
-{%- if page.title and not (page.meta and page.meta.title) -%}
+{%- if page.title and not page.is_homepage and not (page.meta and page.meta.title) -%}
 <title>{{ page.title | striptags | e }} - {{ config.site_name }}</title>
 {%- else -%}
 {{ super() }}
@@ -168,6 +168,15 @@ GLIGHTBOX_DIR = "assets/traindocs-zensical"
 GLIGHTBOX_FILES = ("glightbox.min.js", "glightbox.min.css", "LICENSE.md")
 
 
+@dataclass(frozen=True)
+class ThemeOverrides:
+    """A theme folder for Zensical (`theme.custom_dir`)."""
+
+    folder: Path
+    assets: SiteAssets
+    """Files in `folder` that every page loads, before the generator's own."""
+
+
 @contextmanager
 def theme_overrides(mkdocs_config: Any) -> Iterator[ThemeOverrides]:
     """A temporary theme folder for Zensical: TITLE_OVERRIDE as main.html and, with the glightbox
@@ -190,13 +199,6 @@ def theme_overrides(mkdocs_config: Any) -> Iterator[ThemeOverrides]:
             scripts.append(f"{GLIGHTBOX_DIR}/glightbox.min.js")
             stylesheets.append(f"{GLIGHTBOX_DIR}/glightbox.min.css")
         yield ThemeOverrides(root, SiteAssets(tuple(scripts), tuple(stylesheets)))
-
-
-@dataclass(frozen=True)
-class ThemeOverrides:
-    folder: Path
-    assets: SiteAssets
-    """Files in `folder` that every page loads, before the generator's own."""
 
 
 def _glightbox_source() -> Path | None:
