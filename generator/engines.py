@@ -44,9 +44,6 @@ ZENSICAL_CONFIG = ".traindocs-zensical.yml"
 site_dir against the folder of the file it is given, so it must sit where mkdocs.yml does."""
 _CONFIG_HEADER = "# Written by `traindocs build --engine zensical` for this build only; removed after it.\n"
 
-ASSETS_PREFIX = "assets/traindocs/"
-"""Where the generator writes the site's own static files (generator.pages.ASSETS_DIR)."""
-
 INSTALL_HINT = "pip install 'traindocs[zensical]'"
 
 CLASSIC_VARIANT = "classic"
@@ -94,8 +91,10 @@ def site_assets(result: GenerationResult) -> SiteAssets:
     Read from what the generation wrote, so a new static file reaches both engines without
     being named here.
     """
+    from generator.pages import ASSETS_DIR
+
     files = sorted({*result.written, *result.unchanged, *result.refused})
-    assets = [path for path in files if path.startswith(ASSETS_PREFIX)]
+    assets = [path for path in files if path.startswith(ASSETS_DIR + "/")]
     return SiteAssets(tuple(p for p in assets if p.endswith(".js")), tuple(p for p in assets if p.endswith(".css")))
 
 
