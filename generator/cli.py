@@ -53,6 +53,7 @@ commands:
   init [DIR]   create mkdocs.yml, checkpoints.yaml and docs/ in DIR (default: .)
   generate     write the Markdown pages, plots and summary.json into docs/
   build        generate, then build the static site into site/ with MkDocs
+               (or Zensical: --engine zensical)
   serve        generate, then serve the site with live reload
   link-cards   add or update a "Training report" section (link and badge) in
                each checkpoint's model card (README.md); needs site_url
@@ -61,6 +62,7 @@ examples:
   traindocs init my-report && cd my-report
   traindocs build --strict
   traindocs serve --dev-addr 127.0.0.1:8000
+  traindocs build --engine zensical
   traindocs link-cards --dry-run
 """
 
@@ -113,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[common], help=help_text, description=help_text.capitalize() + ".")
         command.add_argument("--mkdocs-config", "-f", type=Path, default=None,
                              help="mkdocs.yml (default: mkdocs.yml beside the registry)")
+        # Any text: an unknown name is reported in one line (argparse's choices print the usage too).
+        command.add_argument("--engine", default="mkdocs", metavar="ENGINE",
+                             help="mkdocs (default) or zensical: the static site generator that builds the "
+                             "site from the generated pages (zensical: pip install 'traindocs[zensical]')")
         if name == "build":
             command.add_argument("--site-dir", "-d", type=Path, default=None,
                                  help="output folder (default: site_dir of mkdocs.yml, usually site/)")
@@ -382,16 +388,31 @@ def _link_cards(args: argparse.Namespace) -> int:
 def _build_or_serve(args: argparse.Namespace) -> int:
     from mkdocs.exceptions import MkDocsException
 
-    from generator import mkdocs_plugin
+    from generator import engines, mkdocs_plugin
     from generator.mkdocs_plugin import site_layout
 
+    try:
+        engines.check_engine(args.engine)
+    except engines.UnknownEngine as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     mkdocs_yml = _mkdocs_yml(args)
     if not mkdocs_yml.is_file():
         raise TraindocsError(f"{mkdocs_yml}: not found; create one with 'traindocs init' or pass --mkdocs-config")
     config = _load_mkdocs_config(mkdocs_yml, args)
+    if args.engine == engines.ZENSICAL:
+        engines.check_zensical_project(mkdocs_yml, config, getattr(args, "site_dir", None))
     result, status = _run_generation(args.config, Path(config.docs_dir), site_layout(config), args)
     if status:
         return status
+    if args.engine == engines.ZENSICAL:
+        site_dir = getattr(args, "site_dir", None)
+        if args.command == "serve":
+            return engines.serve_with_zensical(
+                mkdocs_yml, config, result, args.dev_addr, args.config.resolve(),
+                regenerate=lambda: _run_generation(args.config, Path(config.docs_dir), site_layout(config), args)[0])
+        engines.build_with_zensical(mkdocs_yml, config, result, site_dir.resolve() if site_dir else None, args.strict)
+        return 0
     if args.command == "serve":
         from mkdocs.commands.serve import serve
 

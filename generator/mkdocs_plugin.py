@@ -18,8 +18,8 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
 
 from generator import navigation
+from generator.engines import site_assets
 from generator.errors import TraindocsError
-from generator.pages import TABLESORT_SCRIPT
 from generator.records import SiteLayout
 from generator.remote import RemoteOptions, options_from_env
 from generator.site import GenerationResult, default_jobs, generate, watched_files
@@ -97,8 +97,10 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
                 log.error(refusal)
         if config.nav is None:
             config.nav = navigation.build_nav(result, Path(config.docs_dir))
-        if TABLESORT_SCRIPT not in [str(script) for script in config.extra_javascript]:
-            config.extra_javascript.append(TABLESORT_SCRIPT)
+        assets = site_assets(result)
+        listed_scripts = [str(script) for script in config.extra_javascript]
+        config.extra_javascript.extend(script for script in assets.scripts if script not in listed_scripts)
+        config.extra_css.extend(style for style in assets.stylesheets if style not in config.extra_css)
         return config
 
     def on_env(self, env: Any, config: Any, files: Any) -> Any:
