@@ -294,6 +294,9 @@ class Timing:
     event: str
     step: int
     seconds: float
+    """Wall-clock time."""
+    cpu_seconds: float
+    """CPU time of this process (the work is done in it: generation runs with one job)."""
 
 
 class ReportWriter:
@@ -340,13 +343,14 @@ class ReportWriter:
     # -- the work --
 
     def _timed(self, event: str, state: Any, work: Any) -> None:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             work()
         except Exception as exc:  # the report must never stop a training run
             log.warning("traindocs: the training report was not updated at step %s (%s)", state.global_step,
                         _one_line(exc))
-        self.timings.append(Timing(event, int(state.global_step), time.perf_counter() - started))
+        self.timings.append(Timing(event, int(state.global_step), time.perf_counter() - started,
+                                   time.process_time() - cpu_started))
 
     def run_name(self, args: Any) -> str:
         """The run's name in the registry (see the class docstring)."""

@@ -232,6 +232,11 @@ SENTENCES = [
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
     require_training()
+    return tiny_tokenizer()
+
+
+def tiny_tokenizer() -> Any:
+    """A byte-level BPE tokenizer trained here on SENTENCES."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
