@@ -430,6 +430,7 @@ def test_pushed_model_cards_carry_the_report_section(tmp_path: Path, tokenizer: 
     # Each checkpoint push carried the section of that checkpoint; the final push, Trainer's own card with it.
     assert [u["message"] for u in hub.uploads] == [
         "Training in progress, step 10", "Training in progress, step 20", "End of training"]
+    assert [MARKER_START in (u["readme"] or "") for u in hub.uploads] == [True, True, True]
     pushed_steps = [next(line for line in u["readme"].splitlines() if line.startswith("| Steps |")) for u in hub.uploads]
     assert pushed_steps == ["| Steps | 10 |", "| Steps | 20 |", "| Steps | 20 |"]
     final_card = hub.uploads[-1]["readme"]
