@@ -106,9 +106,11 @@ def _content_end(node: yaml.Node) -> int:
 
 
 def _line_end(text: str, index: int) -> int:
-    """Index of the newline ending the line that holds `index` (len(text) on the last line)."""
+    """Index of the line break ending the line that holds `index` (len(text) on the last line)."""
     end = text.find("\n", index)
-    return len(text) if end < 0 else end
+    if end < 0:
+        return len(text)
+    return end - 1 if end > 0 and text[end - 1] == "\r" else end
 
 
 def _entry_lines(name: str, path: str, slug: str | None, first_prefix: str, indent: str) -> list[str]:
@@ -139,6 +141,7 @@ def registry_with_run(text: str, name: str, path: str, base_dir: Path, run_dir: 
     from generator.registry import parse_yaml, slugify
 
     parse_yaml(text, shown)  # a syntax error as the CLI words it
+    newline = "\r\n" if "\r\n" in text else "\n"  # the new lines end like the file's
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     if root is not None and not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{shown}: expected a mapping with a 'checkpoints' list at the top")
@@ -162,19 +165,19 @@ def registry_with_run(text: str, name: str, path: str, base_dir: Path, run_dir: 
             elif item_name is not None and isinstance(item_name[1], yaml.ScalarNode):
                 taken.add(slugify(str(item_name[1].value)))
         slug = _free_slug(slugify(name), taken)
-        return _appended(text, found[0], found[1], name, path, slug, shown)
+        return _appended(text, found[0], found[1], name, path, slug, shown, newline)
     if found is not None and not (isinstance(found[1], yaml.ScalarNode) and found[1].tag.endswith(":null")):
         raise ConfigError(f"{shown}: checkpoints: expected a list; the run was not registered")
     lines = _entry_lines(name, path, None, "  - ", "    ")
     if found is None:  # no `checkpoints:` at all: add it at the end
-        separator = "" if not text or text.endswith("\n") else "\n"
-        return text + separator + "checkpoints:\n" + "\n".join(lines) + "\n"
+        separator = "" if not text or text.endswith("\n") else newline
+        return text + separator + "checkpoints:" + newline + newline.join(lines) + newline
     key, value = found
     if value.end_mark.index > value.start_mark.index:  # `checkpoints: ~` or `null`: the list replaces it
-        return _replaced_by_block(text, key, value, lines)
+        return _replaced_by_block(text, key, value, lines, newline)
     # `checkpoints:` with nothing after it: the list goes under the key's line (after its comment, if any).
     at = _line_end(text, key.end_mark.index)
-    return text[:at] + "\n" + "\n".join(lines) + text[at:]
+    return text[:at] + newline + newline.join(lines) + text[at:]
 
 
 def _with_path(text: str, item: yaml.Node, item_path: tuple[yaml.Node, yaml.Node] | None, path: str,
@@ -191,14 +194,14 @@ def _with_path(text: str, item: yaml.Node, item_path: tuple[yaml.Node, yaml.Node
     return text[: value.start_mark.index] + _yaml_scalar(path) + text[value.end_mark.index:]
 
 
-def _replaced_by_block(text: str, key: yaml.Node, value: yaml.Node, lines: list[str]) -> str:
+def _replaced_by_block(text: str, key: yaml.Node, value: yaml.Node, lines: list[str], newline: str) -> str:
     """`text` with the value of `key` (from the colon on) replaced by the block list `lines`."""
     colon = text.index(":", key.end_mark.index) + 1
-    return text[:colon] + "\n" + "\n".join(lines) + text[value.end_mark.index:]
+    return text[:colon] + newline + newline.join(lines) + text[value.end_mark.index:]
 
 
 def _appended(text: str, key: yaml.Node, sequence: yaml.SequenceNode, name: str, path: str,
-              slug: str | None, shown: str) -> str:
+              slug: str | None, shown: str, newline: str) -> str:
     """`text` with a new entry at the end of the `checkpoints` list."""
     if sequence.flow_style:
         flow = "{" + ", ".join(
@@ -206,7 +209,7 @@ def _appended(text: str, key: yaml.Node, sequence: yaml.SequenceNode, name: str,
             for field, value in (("name", name), ("path", path), ("slug", slug)) if value
         ) + "}"
         if not sequence.value:  # `checkpoints: []`, as `traindocs init` writes it: a block list replaces it
-            return _replaced_by_block(text, key, sequence, _entry_lines(name, path, slug, "  - ", "    "))
+            return _replaced_by_block(text, key, sequence, _entry_lines(name, path, slug, "  - ", "    "), newline)
         close = text.rfind("]", sequence.start_mark.index, sequence.end_mark.index)
         if close < 0:
             raise ConfigError(f"{shown}: checkpoints: cannot find the end of the list; the run was not registered")
@@ -219,7 +222,7 @@ def _appended(text: str, key: yaml.Node, sequence: yaml.SequenceNode, name: str,
         prefix = " " * key.start_mark.column + "  - "
     indent = " " * len(prefix)
     at = _line_end(text, _content_end(last))
-    return text[:at] + "\n" + "\n".join(_entry_lines(name, path, slug, prefix, indent)) + text[at:]
+    return text[:at] + newline + newline.join(_entry_lines(name, path, slug, prefix, indent)) + text[at:]
 
 
 @contextmanager

@@ -99,8 +99,11 @@ def test_finds_the_run_by_its_folder_under_another_name(tmp_path: Path) -> None:
         ("site:\n  title: T", "site:\n  title: T\ncheckpoints:\n  - name: tiny run\n    path: ../outputs/tiny\n"),
         ("", "checkpoints:\n  - name: tiny run\n    path: ../outputs/tiny\n"),
         ("checkpoints:\n- name: a\n  path: b\n", "checkpoints:\n- name: a\n  path: b\n- name: tiny run\n  path: ../outputs/tiny\n"),
+        ("checkpoints:\r\n  - name: a\r\n    path: b # c\r\n",
+         "checkpoints:\r\n  - name: a\r\n    path: b # c\r\n  - name: tiny run\r\n    path: ../outputs/tiny\r\n"),
+        ("checkpoints: []\r\n", "checkpoints:\r\n  - name: tiny run\r\n    path: ../outputs/tiny\r\n"),
     ],
-    ids=["flow-list", "empty-value", "null", "no-checkpoints-key", "empty-file", "unindented-list"],
+    ids=["flow-list", "empty-value", "null", "no-checkpoints-key", "empty-file", "unindented-list", "crlf", "crlf-empty"],
 )
 def test_other_shapes_of_the_list(tmp_path: Path, original: str, expected: str) -> None:
     assert _register(original, tmp_path) == expected
