@@ -12,6 +12,7 @@ import copy
 import importlib.util
 import json
 import logging
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, copy_example_project
+from conftest import REPO, copy_example_project, sft_rows
 from generator.callback import ReportWriter, register_run, registry_with_run
 from generator.cards import MARKER_START
 from generator.errors import ConfigError
@@ -143,6 +144,30 @@ def test_register_run_writes_a_registry_that_loads(tmp_path: Path) -> None:
     assert not register_run(registry, "tiny run", run / "checkpoint-10", run)
 
 
+def _register_runs(registry: str, first: int, count: int) -> None:
+    for number in range(first, first + count):
+        run = Path(registry).parent.parent / "outputs" / f"run-{number}"
+        register_run(Path(registry), f"run {number}", run, run)
+
+
+@pytest.mark.slow  # four processes started with spawn
+def test_runs_registering_at_once_lose_no_entry(tmp_path: Path) -> None:
+    init_project(tmp_path / "report")
+    registry = tmp_path / "report" / "checkpoints.yaml"
+    for number in range(24):
+        (tmp_path / "outputs" / f"run-{number}").mkdir(parents=True)
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_register_runs, args=(str(registry), 6 * i, 6)) for i in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+    assert [writer.exitcode for writer in writers] == [0, 0, 0, 0]
+    loaded = load_registry(registry)
+    assert not loaded.problems
+    assert sorted(e.name for e in loaded.entries) == sorted(f"run {n}" for n in range(24))
+
+
 # ---------------------------------------------------------------------------
 # The callback's events without a trainer.
 
@@ -158,7 +183,7 @@ class FakeState:
 
 
 def _args(output_dir: Path, **more: Any) -> SimpleNamespace:
-    return SimpleNamespace(output_dir=str(output_dir), run_name=None, push_to_hub=False, **more)
+    return SimpleNamespace(**{"output_dir": str(output_dir), "run_name": None, "push_to_hub": False, **more})
 
 
 def test_nothing_is_written_on_other_processes(tmp_path: Path) -> None:
@@ -189,6 +214,28 @@ def test_a_failing_report_logs_one_line_and_training_goes_on(tmp_path: Path, cap
     ]
     assert (report / "checkpoints.yaml").read_text() == "checkpoints: [\n"
     assert [t.event for t in writer.timings] == ["train_end"]
+
+
+def test_the_card_links_to_mkdocs_site_url_when_the_run_pushes(tmp_path: Path) -> None:
+    report = tmp_path / "report"
+    init_project(report)
+    mkdocs_yml = report / "mkdocs.yml"
+    mkdocs_yml.write_text(mkdocs_yml.read_text().replace(
+        "# site_url: https://example.github.io/training-report/", "site_url: https://example.github.io/training-report/"))
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "README.md").write_text("---\nlicense: mit\n---\n\n# My model\n")
+    rows = [{**row, "step": row["step"] // 10} for row in sft_rows([2.0, 1.5, 1.2, 1.1])]
+    writer = ReportWriter(report)
+    writer.on_train_end(_args(output, push_to_hub=True), FakeState(global_step=4, log_history=rows), None)
+    card = (output / "README.md").read_text()
+    assert card.startswith("---\nlicense: mit\n---\n\n# My model\n\n" + MARKER_START)
+    assert "](https://example.github.io/training-report/models/out/)" in card
+    assert "| Steps | 4 |" in card and "| End loss | 1.1 |" in card
+    # Without a push the card is not touched.
+    (output / "README.md").write_text("# untouched\n")
+    writer.on_train_end(_args(output), FakeState(global_step=4, log_history=rows), None)
+    assert (output / "README.md").read_text() == "# untouched\n"
 
 
 def test_the_name_comes_from_run_name_else_the_output_folder(tmp_path: Path) -> None:
