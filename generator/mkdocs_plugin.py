@@ -19,6 +19,7 @@ from mkdocs.plugins import BasePlugin
 
 from generator import navigation
 from generator.errors import TraindocsError
+from generator.ownership import report_folder
 from generator.pages import TABLESORT_SCRIPT
 from generator.records import SiteLayout
 from generator.remote import RemoteOptions, options_from_env
@@ -41,11 +42,16 @@ change, and each one reads the command line's options from here (no environment 
 
 
 def site_layout(config: Any) -> SiteLayout:
-    """URL settings of a loaded MkDocs config."""
+    """URL settings of a loaded MkDocs config, and the report's folder from the traindocs plugin's options.
+
+    The CLI and the plugin both take the layout from here: mkdocs.yml is the one place the folder is set.
+    """
     site_url = config.site_url or ""
     if site_url and not site_url.endswith("/"):
         site_url += "/"
-    return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url)
+    plugin = config.plugins.get("traindocs") if config.plugins else None
+    folder = plugin.config.folder if isinstance(plugin, TraindocsPlugin) else ""
+    return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url, folder=folder)
 
 
 def inert_striptags(value: Any) -> Markup:
@@ -61,9 +67,27 @@ def inert_striptags(value: Any) -> Markup:
     return escape(Markup(str(value)).striptags())
 
 
+class FolderOption(config_options.Type[str]):
+    """A folder under docs/, checked when mkdocs.yml is loaded: a bad one is one line naming the option."""
+
+    def __init__(self) -> None:
+        super().__init__(str, default="")
+
+    def run_validation(self, value: object) -> str:
+        try:
+            return report_folder(super().run_validation(value))
+        except ValueError as exc:
+            raise config_options.ValidationError(str(exc)) from None
+
+
 class TraindocsConfig(Config):
     registry = config_options.Type(str, default="checkpoints.yaml")
     """The registry, relative to mkdocs.yml."""
+    folder = FolderOption()
+    """Where under docs/ the report goes ('' = docs/ itself): e.g. 'reports' in an existing site, whose
+    own pages and nav traindocs then leaves alone."""
+    nav_section = config_options.Type(str, default=navigation.DEFAULT_SECTION)
+    """With `folder`: the title of the nav section that holds the report."""
 
 
 class TraindocsPlugin(BasePlugin[TraindocsConfig]):
@@ -73,6 +97,8 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         super().__init__()
         self.already_generated: GenerationResult | None = None
         """Set by the traindocs CLI when it has just generated (no second pass)."""
+        self.result: GenerationResult | None = None
+        """This build's generation, for the nav."""
 
     def registry_file(self, config: Any) -> Path:
         """The registry: `traindocs serve --config FILE`'s, else `registry` relative to mkdocs.yml."""
@@ -95,11 +121,29 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
                 log.info(warning)
             for refusal in result.refusals():
                 log.error(refusal)
-        if config.nav is None:
-            config.nav = navigation.build_nav(result, Path(config.docs_dir))
-        if TABLESORT_SCRIPT not in [str(script) for script in config.extra_javascript]:
-            config.extra_javascript.append(TABLESORT_SCRIPT)
+        self.result = result
+        layout = site_layout(config)
+        if not layout.folder:
+            if config.nav is None:
+                config.nav = navigation.build_nav(result, Path(config.docs_dir), layout)
+        elif config.nav is not None:
+            config.nav = navigation.with_report_section(config.nav, result, layout, self.config.nav_section)
+        # else: on_files adds the section to MkDocs' default nav, which needs the list of files.
+        tablesort = layout.file_url(TABLESORT_SCRIPT)
+        if tablesort not in [str(script) for script in config.extra_javascript]:
+            config.extra_javascript.append(tablesort)
         return config
+
+    def on_files(self, files: Any, config: Any) -> Any:
+        layout = site_layout(config)
+        if layout.folder and config.nav is None and self.result is not None:
+            from mkdocs.structure.files import file_sort_key
+
+            user_pages = [file.src_uri for file in sorted(files.documentation_pages(), key=file_sort_key)
+                          if file.inclusion.is_in_nav()]
+            config.nav = navigation.default_nav_with_report(user_pages, self.result, layout,
+                                                            self.config.nav_section)
+        return files
 
     def on_env(self, env: Any, config: Any, files: Any) -> Any:
         # Page titles are user text (a model's name): see inert_striptags.
