@@ -309,15 +309,32 @@ def _load_mkdocs_config(mkdocs_yml: Path, args: argparse.Namespace) -> Any:
         # none when every page in it is generated.
         (mkdocs_yml.parent / "docs").mkdir(exist_ok=True)
     overrides = {"site_dir": str(args.site_dir.resolve())} if getattr(args, "site_dir", None) else {}
+    config_errors = _ConfigErrors()
+    config_logger = logging.getLogger("mkdocs.config")
+    config_logger.addHandler(config_errors)
     try:
         config = load_config(config_file=str(mkdocs_yml), strict=args.strict, **overrides)
     except MkDocsException as exc:
-        raise TraindocsError(f"{mkdocs_yml}: {exc}") from None
+        # MkDocs logs what is wrong and raises "Aborted with a configuration error!": say the former, once.
+        raise TraindocsError(f"{mkdocs_yml}: {'; '.join(config_errors.messages) or exc}") from None
+    finally:
+        config_logger.removeHandler(config_errors)
     plugin = config.plugins.get("traindocs")
     if plugin is not None:
         # The registry named on the command line wins over mkdocs.yml's.
         plugin.config.registry = str(args.config.resolve())
     return config
+
+
+class _ConfigErrors(logging.Handler):
+    """Collects the errors MkDocs logs while it validates mkdocs.yml (e.g. a bad plugin option)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -430,6 +447,8 @@ def _configure_mkdocs_logging(debug: bool) -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if not debug else "%(name)s %(levelname)s: %(message)s"))
+    # Errors in mkdocs.yml are printed once, as traindocs' error line naming the file (see _ConfigErrors).
+    handler.addFilter(lambda record: not (record.name == "mkdocs.config" and record.levelno >= logging.ERROR))
     handler._traindocs = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
