@@ -50,7 +50,8 @@ compares all models. MkDocs with the Material theme publishes it.
 
 EPILOG = """\
 commands:
-  init [DIR]   create mkdocs.yml, checkpoints.yaml and docs/ in DIR (default: .)
+  init [DIR]   create mkdocs.yml, checkpoints.yaml and docs/ in DIR (default: .);
+               with --github-pages also a GitHub Pages workflow
   generate     write the Markdown pages, plots and summary.json into docs/
   build        generate, then build the static site into site/ with MkDocs
   serve        generate, then serve the site with live reload
@@ -102,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="create a new report project", description="Create mkdocs.yml, "
                                "checkpoints.yaml (with a commented example) and docs/ in DIR.")
     init.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR")
+    init.add_argument("--github-pages", action="store_true",
+                      help="also write .github/workflows/pages.yml: build with --strict and deploy to GitHub Pages")
     init.add_argument("--debug", action="store_true", help="show Python tracebacks")
 
     generate = commands.add_parser("generate", parents=[common], help="write the pages into docs/",
@@ -190,10 +193,13 @@ def os_error_line(exc: OSError) -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from generator.scaffold import init_project
+    from generator.scaffold import WORKFLOW_PATH, init_project, install_requirement
 
-    for path in init_project(args.dir):
+    for path in init_project(args.dir, github_pages=args.github_pages):
         print(f"created {path}", file=sys.stderr)
+    if args.github_pages and install_requirement().placeholder:
+        print(f"note: {args.dir / WORKFLOW_PATH}: set TRAINDOCS_PACKAGE to where CI installs traindocs from "
+              "(this copy was not installed from a git URL or a package index)", file=sys.stderr)
     print(f"next: register checkpoints in {args.dir / 'checkpoints.yaml'}, then run "
           f"'traindocs serve' in {args.dir}", file=sys.stderr)
     return 0
