@@ -22,6 +22,7 @@ from generator.errors import TraindocsError
 from generator.ownership import report_folder
 from generator.pages import TABLESORT_SCRIPT
 from generator.records import SiteLayout
+from generator.registry import load_registry
 from generator.remote import RemoteOptions, options_from_env
 from generator.site import GenerationResult, default_jobs, generate, watched_files
 
@@ -88,6 +89,9 @@ class TraindocsConfig(Config):
     own pages and nav traindocs then leaves alone."""
     nav_section = config_options.Type(str, default=navigation.DEFAULT_SECTION)
     """With `folder`: the title of the nav section that holds the report."""
+    generate = config_options.Type(bool, default=True)
+    """False: build docs/ as it is (a committed report, checkpoints not reachable); the nav is still made.
+    In mkdocs.yml as `generate: !ENV [TRAINDOCS_GENERATE, true]`, a CI job can turn it off."""
 
 
 class TraindocsPlugin(BasePlugin[TraindocsConfig]):
@@ -97,8 +101,8 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         super().__init__()
         self.already_generated: GenerationResult | None = None
         """Set by the traindocs CLI when it has just generated (no second pass)."""
-        self.result: GenerationResult | None = None
-        """This build's generation, for the nav."""
+        self.report: navigation.ReportPages | None = None
+        """This build's report (generated now, or as docs/ holds it), for the nav."""
 
     def registry_file(self, config: Any) -> Path:
         """The registry: `traindocs serve --config FILE`'s, else `registry` relative to mkdocs.yml."""
@@ -107,41 +111,50 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         return Path(config.config_file_path).resolve().parent / self.config.registry
 
     def on_config(self, config: Any) -> Any:
-        result = self.already_generated
-        if result is None:
+        layout = site_layout(config)
+        if self.config.generate:
+            result = self.already_generated or self._generate(config, layout)
+            report = navigation.ReportPages.generated(result)
+        else:
             try:
-                result = generate(self.registry_file(config), Path(config.docs_dir), site_layout(config),
-                                  jobs=default_jobs(),
-                                  remote=command_line.remote if command_line is not None else options_from_env())
+                registry = load_registry(self.registry_file(config), display=self.config.registry)
             except TraindocsError as exc:
                 raise PluginError(str(exc)) from None
-            for problem in result.problems:
-                log.warning(problem.message)
-            for warning in result.warnings():
-                log.info(warning)
-            for refusal in result.refusals():
-                log.error(refusal)
-        self.result = result
-        layout = site_layout(config)
+            report = navigation.ReportPages.on_disk(registry, Path(config.docs_dir), layout)
+        self.report = report
         if not layout.folder:
             if config.nav is None:
-                config.nav = navigation.build_nav(result, Path(config.docs_dir), layout)
+                config.nav = navigation.build_nav(report, Path(config.docs_dir), layout)
         elif config.nav is not None:
-            config.nav = navigation.with_report_section(config.nav, result, layout, self.config.nav_section)
+            config.nav = navigation.with_report_section(config.nav, report, layout, self.config.nav_section)
         # else: on_files adds the section to MkDocs' default nav, which needs the list of files.
         tablesort = layout.file_url(TABLESORT_SCRIPT)
         if tablesort not in [str(script) for script in config.extra_javascript]:
             config.extra_javascript.append(tablesort)
         return config
 
+    def _generate(self, config: Any, layout: SiteLayout) -> GenerationResult:
+        try:
+            result = generate(self.registry_file(config), Path(config.docs_dir), layout, jobs=default_jobs(),
+                              remote=command_line.remote if command_line is not None else options_from_env())
+        except TraindocsError as exc:
+            raise PluginError(str(exc)) from None
+        for problem in result.problems:
+            log.warning(problem.message)
+        for warning in result.warnings():
+            log.info(warning)
+        for refusal in result.refusals():
+            log.error(refusal)
+        return result
+
     def on_files(self, files: Any, config: Any) -> Any:
         layout = site_layout(config)
-        if layout.folder and config.nav is None and self.result is not None:
+        if layout.folder and config.nav is None and self.report is not None:
             from mkdocs.structure.files import file_sort_key
 
             user_pages = [file.src_uri for file in sorted(files.documentation_pages(), key=file_sort_key)
                           if file.inclusion.is_in_nav()]
-            config.nav = navigation.default_nav_with_report(user_pages, self.result, layout,
+            config.nav = navigation.default_nav_with_report(user_pages, self.report, layout,
                                                             self.config.nav_section)
         return files
 

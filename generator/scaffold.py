@@ -54,6 +54,8 @@ plugins:
   # `mkdocs serve`, and reloads when a registered trainer_state.json changes.
   - traindocs:
       registry: checkpoints.yaml
+      # TRAINDOCS_GENERATE=false builds a committed docs/ as it is, where the checkpoints are not (CI).
+      generate: !ENV [TRAINDOCS_GENERATE, true]
 
 markdown_extensions:
   - tables
@@ -139,6 +141,9 @@ concurrency:
 env:
   # What pip installs: traindocs from where `traindocs init` was installed, with the Hub and S3 readers.
   TRAINDOCS_PACKAGE: "{requirement}"
+  # Checkpoints on a local disk, and the generated docs/ committed (see .gitignore)? Then build docs/
+  # as it is instead of reading the checkpoints:
+  # TRAINDOCS_GENERATE: "false"
 
 jobs:
   build:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -331,3 +332,18 @@ def test_nav_section_shows_and_its_links_open(built: dict[str, Any]) -> None:
         assert broken_images(page) == []
         page.screenshot(path=str(artifacts / "existing-site-model.png"), full_page=False)
         assert page.console_errors == []
+
+
+@pytest.mark.slow
+def test_a_committed_report_folder_builds_without_its_checkpoints(tmp_path: Path) -> None:
+    """`generate: false` (TRAINDOCS_GENERATE=false in CI): docs/reports/ as committed, the same nav section."""
+    project = existing_site(tmp_path, options=FOLDER_OPTION + "      generate: !ENV [TRAINDOCS_GENERATE, true]\n")
+    assert traindocs(project, "build", "--strict").returncode == 0
+    before = tree(project / "docs")
+    shutil.rmtree(project / "examples")
+    done = subprocess.run([sys.executable, "-m", "generator", "build", "--strict"], capture_output=True, text=True,
+                          check=False, cwd=project, env={**os.environ, "TRAINDOCS_GENERATE": "false"})
+    assert done.returncode == 0, done.stderr
+    assert tree(project / "docs") == before
+    labels = [label for _, label, _ in primary_nav(project / "site" / "about" / "index.html")]
+    assert labels == ["Home", "Guide", "Setup", "About", *EXPECTED_SECTION]

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import venv
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,37 @@ def test_workflow_steps_build_a_fresh_repository(tmp_path: Path) -> None:
     installed = subprocess.run([str(environment / "bin" / "python"), "-c", "import generator; print(generator.__file__)"],
                                capture_output=True, text=True, check=True, env=clean_env(), cwd=tmp_path)
     assert installed.stdout.startswith(str(environment)), installed.stdout
+
+
+@pytest.mark.slow
+def test_committed_docs_build_where_the_checkpoints_are_not(tmp_path: Path) -> None:
+    """Checkpoints on a local disk: generate there, commit docs/, and CI builds it as it is (TRAINDOCS_GENERATE)."""
+    from test_existing_site import primary_nav, tree
+
+    repository = tmp_path / "report"
+    assert main(["init", "--github-pages", str(repository)]) == 0
+    shutil.copytree(REPO / "examples", repository / "examples", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    shutil.copy2(REPO / "checkpoints.yaml", repository / "checkpoints.yaml")
+    traindocs = [sys.executable, "-m", "generator", "build", "--strict"]
+    on_the_training_machine = subprocess.run(traindocs, cwd=repository, capture_output=True, text=True, check=False)
+    assert on_the_training_machine.returncode == 0, on_the_training_machine.stderr
+    nav_there = primary_nav(repository / "site" / "models" / "qwen-7b" / "index.html")
+    docs = tree(repository / "docs")
+    shutil.rmtree(repository / "examples")  # CI has the repository, not the training machine's disk
+    shutil.rmtree(repository / "site")
+
+    workflow = load_workflow(repository)
+    assert "# TRAINDOCS_GENERATE: \"false\"" in (repository / WORKFLOW_PATH).read_text()
+    build = next(step for step in workflow["jobs"]["build"]["steps"] if step.get("run") == "traindocs build --strict")
+    env = {**os.environ, **{name: evaluated(str(value), tmp_path) for name, value in build["env"].items()},
+           "TRAINDOCS_GENERATE": "false"}
+    in_ci = subprocess.run(traindocs, cwd=repository, capture_output=True, text=True, check=False, env=env)
+    assert in_ci.returncode == 0, in_ci.stderr
+    assert "generate is off" in in_ci.stderr
+    assert tree(repository / "docs") == docs  # nothing regenerated, nothing removed
+    assert primary_nav(repository / "site" / "models" / "qwen-7b" / "index.html") == nav_there
+    assert f"{BASE_URL}/" in (repository / "site" / "sitemap.xml").read_text()
+    # Without the switch, the unreachable checkpoints fail the strict build.
+    env.pop("TRAINDOCS_GENERATE")
+    assert subprocess.run(traindocs, cwd=repository, capture_output=True, text=True, check=False,
+                          env=env).returncode == 1
