@@ -202,6 +202,10 @@ def test_links_badges_and_summary_point_into_the_folder(built: dict[str, Any]) -
         assert model["url"] == "https://example.org/acme/" + model["page"]
         assert (site / model["page"] / "index.html").is_file()
         assert (site / f"reports/models/{model['slug']}/badge.svg").is_file()
+    cards = traindocs(project, "link-cards", "--dry-run")
+    assert cards.returncode == 0, cards.stderr
+    assert "(https://example.org/acme/reports/models/qwen-7b/)" in cards.stdout
+    assert "(https://example.org/acme/reports/models/qwen-7b/badge.svg)" in cards.stdout
     # Every relative link and image of the generated pages resolves to a built file.
     for html_file in (site / "reports").rglob("index.html"):
         soup = BeautifulSoup(html_file.read_text(encoding="utf-8"), "html.parser")
