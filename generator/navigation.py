@@ -70,8 +70,10 @@ class ReportPages:
         return cls(entries, frozenset(owned))
 
 
-def build_nav(report: ReportPages, docs_dir: Path, layout: SiteLayout | None = None) -> list[Any]:
+def build_nav(report: ReportPages | GenerationResult, docs_dir: Path, layout: SiteLayout | None = None) -> list[Any]:
     """MkDocs `nav` for a site that is the report: its entries, then hand-written pages."""
+    if isinstance(report, GenerationResult):
+        report = ReportPages.generated(report)
     nav = report_items(report.entries, layout or SiteLayout())
     if docs_dir.is_dir():
         for page in sorted(docs_dir.rglob("*.md")):
