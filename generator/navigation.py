@@ -116,9 +116,14 @@ def with_report_section(nav: list[Any], report: ReportPages, layout: SiteLayout,
 
 def default_nav_with_report(user_pages: Iterable[str], report: ReportPages, layout: SiteLayout,
                             title: str) -> list[Any]:
-    """MkDocs' own nav of the user's pages (`user_pages` in MkDocs' order), then the report's section."""
+    """MkDocs' own nav of the user's pages (`user_pages` in MkDocs' order), then the report's section, which
+    ends with the hand-written pages inside the report's folder."""
     from mkdocs.utils import nest_paths  # what MkDocs builds when mkdocs.yml has no nav
 
     prefix = layout.folder + "/"
+    user_pages = list(user_pages)
     nav: list[Any] = nest_paths(path for path in user_pages if not path.startswith(prefix))
-    return [*nav, report_section(report, layout, title)]
+    section = report_section(report, layout, title)
+    for items in section.values():
+        items.extend(path for path in user_pages if path.startswith(prefix) and path not in report.owned)
+    return [*nav, section]
