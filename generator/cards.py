@@ -191,7 +191,7 @@ def report_section(report: ModelReport, layout: SiteLayout) -> str:
         )
     f = report.figures
     page = layout.absolute(layout.page_url(model_page_path(report.entry.slug)))
-    badge = layout.absolute(model_asset_path(report.entry.slug, "badge.svg"))
+    badge = layout.absolute(layout.file_url(model_asset_path(report.entry.slug, "badge.svg")))
     rows = [
         ("Base model", report.base_model or "unknown"),
         ("Steps", str(f.steps)),

@@ -50,7 +50,8 @@ compares all models. MkDocs with the Material theme publishes it.
 
 EPILOG = """\
 commands:
-  init [DIR]   create mkdocs.yml, checkpoints.yaml and docs/ in DIR (default: .)
+  init [DIR]   create mkdocs.yml, checkpoints.yaml and docs/ in DIR (default: .);
+               with --github-pages also a GitHub Pages workflow
   generate     write the Markdown pages, plots and summary.json into docs/
   build        generate, then build the static site into site/ with MkDocs
                (or Zensical: --engine zensical)
@@ -104,6 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="create a new report project", description="Create mkdocs.yml, "
                                "checkpoints.yaml (with a commented example) and docs/ in DIR.")
     init.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR")
+    init.add_argument("--github-pages", action="store_true",
+                      help="also write .github/workflows/pages.yml: build with --strict and deploy to GitHub Pages")
     init.add_argument("--debug", action="store_true", help="show Python tracebacks")
 
     generate = commands.add_parser("generate", parents=[common], help="write the pages into docs/",
@@ -196,10 +199,13 @@ def os_error_line(exc: OSError) -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from generator.scaffold import init_project
+    from generator.scaffold import WORKFLOW_PATH, init_project, install_requirement
 
-    for path in init_project(args.dir):
+    for path in init_project(args.dir, github_pages=args.github_pages):
         print(f"created {path}", file=sys.stderr)
+    if args.github_pages and install_requirement().placeholder:
+        print(f"note: {args.dir / WORKFLOW_PATH}: set TRAINDOCS_PACKAGE to where CI installs traindocs from "
+              "(this copy was not installed from a git URL or a package index)", file=sys.stderr)
     print(f"next: register checkpoints in {args.dir / 'checkpoints.yaml'}, then run "
           f"'traindocs serve' in {args.dir}", file=sys.stderr)
     return 0
@@ -315,15 +321,32 @@ def _load_mkdocs_config(mkdocs_yml: Path, args: argparse.Namespace) -> Any:
         # none when every page in it is generated.
         (mkdocs_yml.parent / "docs").mkdir(exist_ok=True)
     overrides = {"site_dir": str(args.site_dir.resolve())} if getattr(args, "site_dir", None) else {}
+    config_errors = _ConfigErrors()
+    config_logger = logging.getLogger("mkdocs.config")
+    config_logger.addHandler(config_errors)
     try:
         config = load_config(config_file=str(mkdocs_yml), strict=args.strict, **overrides)
     except MkDocsException as exc:
-        raise TraindocsError(f"{mkdocs_yml}: {exc}") from None
+        # MkDocs logs what is wrong and raises "Aborted with a configuration error!": say the former, once.
+        raise TraindocsError(f"{mkdocs_yml}: {'; '.join(config_errors.messages) or exc}") from None
+    finally:
+        config_logger.removeHandler(config_errors)
     plugin = config.plugins.get("traindocs")
     if plugin is not None:
         # The registry named on the command line wins over mkdocs.yml's.
         plugin.config.registry = str(args.config.resolve())
     return config
+
+
+class _ConfigErrors(logging.Handler):
+    """Collects the errors MkDocs logs while it validates mkdocs.yml (e.g. a bad plugin option)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -402,10 +425,17 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     config = _load_mkdocs_config(mkdocs_yml, args)
     if args.engine == engines.ZENSICAL:
         engines.check_zensical_project(mkdocs_yml, config, getattr(args, "site_dir", None))
-    result, status = _run_generation(args.config, Path(config.docs_dir), site_layout(config), args)
-    if status:
-        return status
+    plugin = config.plugins.get("traindocs")
+    result = None
+    if plugin is not None and not plugin.config.generate:
+        # A committed docs/ built where the checkpoints are not (CI): the plugin still makes the nav.
+        print(f"traindocs: generate is off in {mkdocs_yml.name}; building {config.docs_dir} as it is", file=sys.stderr)
+    else:
+        result, status = _run_generation(args.config, Path(config.docs_dir), site_layout(config), args)
+        if status:
+            return status
     if args.engine == engines.ZENSICAL:
+        assert result is not None  # check_zensical_project refuses generate: false
         site_dir = getattr(args, "site_dir", None)
         if args.command == "serve":
             return engines.serve_with_zensical(
@@ -429,8 +459,7 @@ def _build_or_serve(args: argparse.Namespace) -> int:
 
     from mkdocs.commands.build import build
 
-    plugin = config.plugins.get("traindocs")
-    if plugin is not None:
+    if plugin is not None and result is not None:
         plugin.already_generated = result
     started = time.perf_counter()
     try:
@@ -451,6 +480,8 @@ def _configure_mkdocs_logging(debug: bool) -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if not debug else "%(name)s %(levelname)s: %(message)s"))
+    # Errors in mkdocs.yml are printed once, as traindocs' error line naming the file (see _ConfigErrors).
+    handler.addFilter(lambda record: not (record.name == "mkdocs.config" and record.levelno >= logging.ERROR))
     handler._traindocs = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from generator.errors import TraindocsError
 
 if TYPE_CHECKING:
     from generator.pipeline import GenerationResult
+    from generator.records import SiteLayout
 
 MKDOCS = "mkdocs"
 ZENSICAL = "zensical"
@@ -85,17 +86,23 @@ class SiteAssets:
     stylesheets: tuple[str, ...]
 
 
-def site_assets(result: GenerationResult) -> SiteAssets:
-    """The scripts and stylesheets the generator put under assets/traindocs/, in a stable order.
+def site_assets(report_files: Iterable[str], layout: SiteLayout | None = None) -> SiteAssets:
+    """The scripts and stylesheets among the report's files (paths under docs/) in its assets
+    folder, in a stable order.
 
-    Read from what the generation wrote, so a new static file reaches both engines without
-    being named here.
+    Read from what the generation wrote (or the manifest lists), so a new static file reaches
+    both engines without being named here.
     """
     from generator.pages import ASSETS_DIR
 
-    files = sorted({*result.written, *result.unchanged, *result.refused})
-    assets = [path for path in files if path.startswith(ASSETS_DIR + "/")]
+    folder = f"{layout.folder}/{ASSETS_DIR}/" if layout is not None and layout.folder else f"{ASSETS_DIR}/"
+    assets = sorted(path for path in set(report_files) if path.startswith(folder))
     return SiteAssets(tuple(p for p in assets if p.endswith(".js")), tuple(p for p in assets if p.endswith(".css")))
+
+
+def generated_files(result: GenerationResult) -> set[str]:
+    """Every file of the report a generation made or kept, as paths under docs/."""
+    return {*result.written, *result.unchanged, *result.refused}
 
 
 def zensical_settings(mkdocs_config: Any, nav: list[Any] | None, assets: SiteAssets,
@@ -211,6 +218,11 @@ def _glightbox_source() -> Path | None:
 
 def check_zensical_project(mkdocs_yml: Path, mkdocs_config: Any, site_dir: Path | None) -> None:
     """What Zensical cannot do for this project, said before generating."""
+    plugin = mkdocs_config.plugins.get("traindocs") if mkdocs_config.plugins else None
+    if plugin is not None and (plugin.config.folder or not plugin.config.generate):
+        option = "folder" if plugin.config.folder else "generate: false"
+        raise TraindocsError(f"{mkdocs_yml}: plugins.traindocs.{option}: not supported with --engine zensical yet "
+                             "(the report would lose its nav section); use --engine mkdocs")
     if getattr(mkdocs_config.theme, "custom_dir", None):
         raise TraindocsError(f"{mkdocs_yml}: theme.custom_dir: traindocs builds with Zensical only without custom "
                              "theme overrides (it sets its own, to escape page titles); use --engine mkdocs")
@@ -275,7 +287,7 @@ def _settings(mkdocs_config: Any, result: GenerationResult, site_dir: Path | Non
               overrides: ThemeOverrides) -> dict[str, Any]:
     from generator.navigation import build_nav
 
-    generated = site_assets(result)
+    generated = site_assets(generated_files(result))
     assets = SiteAssets(overrides.assets.scripts + generated.scripts,
                         overrides.assets.stylesheets + generated.stylesheets)
     return zensical_settings(mkdocs_config, build_nav(result, Path(mkdocs_config.docs_dir)), assets,

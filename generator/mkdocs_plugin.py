@@ -20,7 +20,9 @@ from mkdocs.plugins import BasePlugin
 from generator import navigation
 from generator.engines import site_assets
 from generator.errors import TraindocsError
+from generator.ownership import report_folder
 from generator.records import SiteLayout
+from generator.registry import load_registry
 from generator.remote import RemoteOptions, options_from_env
 from generator.site import GenerationResult, default_jobs, generate, watched_files
 
@@ -41,11 +43,16 @@ change, and each one reads the command line's options from here (no environment 
 
 
 def site_layout(config: Any) -> SiteLayout:
-    """URL settings of a loaded MkDocs config."""
+    """URL settings of a loaded MkDocs config, and the report's folder from the traindocs plugin's options.
+
+    The CLI and the plugin both take the layout from here: mkdocs.yml is the one place the folder is set.
+    """
     site_url = config.site_url or ""
     if site_url and not site_url.endswith("/"):
         site_url += "/"
-    return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url)
+    plugin = config.plugins.get("traindocs") if config.plugins else None
+    folder = plugin.config.folder if isinstance(plugin, TraindocsPlugin) else ""
+    return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url, folder=folder)
 
 
 def inert_striptags(value: Any) -> Markup:
@@ -61,9 +68,30 @@ def inert_striptags(value: Any) -> Markup:
     return escape(Markup(str(value)).striptags())
 
 
+class FolderOption(config_options.Type[str]):
+    """A folder under docs/, checked when mkdocs.yml is loaded: a bad one is one line naming the option."""
+
+    def __init__(self) -> None:
+        super().__init__(str, default="")
+
+    def run_validation(self, value: object) -> str:
+        try:
+            return report_folder(super().run_validation(value))
+        except ValueError as exc:
+            raise config_options.ValidationError(str(exc)) from None
+
+
 class TraindocsConfig(Config):
     registry = config_options.Type(str, default="checkpoints.yaml")
     """The registry, relative to mkdocs.yml."""
+    folder = FolderOption()
+    """Where under docs/ the report goes ('' = docs/ itself): e.g. 'reports' in an existing site, whose
+    own pages and nav traindocs then leaves alone."""
+    nav_section = config_options.Type(str, default=navigation.DEFAULT_SECTION)
+    """With `folder`: the title of the nav section that holds the report."""
+    generate = config_options.Type(bool, default=True)
+    """False: build docs/ as it is (a committed report, checkpoints not reachable); the nav is still made.
+    In mkdocs.yml as `generate: !ENV [TRAINDOCS_GENERATE, true]`, a CI job can turn it off."""
 
 
 class TraindocsPlugin(BasePlugin[TraindocsConfig]):
@@ -73,6 +101,8 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         super().__init__()
         self.already_generated: GenerationResult | None = None
         """Set by the traindocs CLI when it has just generated (no second pass)."""
+        self.report: navigation.ReportPages | None = None
+        """This build's report (generated now, or as docs/ holds it), for the nav."""
 
     def registry_file(self, config: Any) -> Path:
         """The registry: `traindocs serve --config FILE`'s, else `registry` relative to mkdocs.yml."""
@@ -81,27 +111,53 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         return Path(config.config_file_path).resolve().parent / self.config.registry
 
     def on_config(self, config: Any) -> Any:
-        result = self.already_generated
-        if result is None:
+        layout = site_layout(config)
+        if self.config.generate:
+            result = self.already_generated or self._generate(config, layout)
+            report = navigation.ReportPages.generated(result)
+        else:
             try:
-                result = generate(self.registry_file(config), Path(config.docs_dir), site_layout(config),
-                                  jobs=default_jobs(),
-                                  remote=command_line.remote if command_line is not None else options_from_env())
+                registry = load_registry(self.registry_file(config), display=self.config.registry)
             except TraindocsError as exc:
                 raise PluginError(str(exc)) from None
-            for problem in result.problems:
-                log.warning(problem.message)
-            for warning in result.warnings():
-                log.info(warning)
-            for refusal in result.refusals():
-                log.error(refusal)
-        if config.nav is None:
-            config.nav = navigation.build_nav(result, Path(config.docs_dir))
-        assets = site_assets(result)
+            report = navigation.ReportPages.on_disk(registry, Path(config.docs_dir), layout)
+        self.report = report
+        if not layout.folder:
+            if config.nav is None:
+                config.nav = navigation.build_nav(report, Path(config.docs_dir), layout)
+        elif config.nav is not None:
+            config.nav = navigation.with_report_section(config.nav, report, layout, self.config.nav_section)
+        # else: on_files adds the section to MkDocs' default nav, which needs the list of files.
+        assets = site_assets(report.owned, layout)
         listed_scripts = [str(script) for script in config.extra_javascript]
         config.extra_javascript.extend(script for script in assets.scripts if script not in listed_scripts)
         config.extra_css.extend(style for style in assets.stylesheets if style not in config.extra_css)
         return config
+
+    def _generate(self, config: Any, layout: SiteLayout) -> GenerationResult:
+        try:
+            result = generate(self.registry_file(config), Path(config.docs_dir), layout, jobs=default_jobs(),
+                              remote=command_line.remote if command_line is not None else options_from_env())
+        except TraindocsError as exc:
+            raise PluginError(str(exc)) from None
+        for problem in result.problems:
+            log.warning(problem.message)
+        for warning in result.warnings():
+            log.info(warning)
+        for refusal in result.refusals():
+            log.error(refusal)
+        return result
+
+    def on_files(self, files: Any, config: Any) -> Any:
+        layout = site_layout(config)
+        if layout.folder and config.nav is None and self.report is not None:
+            from mkdocs.structure.files import file_sort_key
+
+            user_pages = [file.src_uri for file in sorted(files.documentation_pages(), key=file_sort_key)
+                          if file.inclusion.is_in_nav()]
+            config.nav = navigation.default_nav_with_report(user_pages, self.report, layout,
+                                                            self.config.nav_section)
+        return files
 
     def on_env(self, env: Any, config: Any, files: Any) -> Any:
         # Page titles are user text (a model's name): see inert_striptags.

@@ -186,6 +186,24 @@ class OwnedFiles:
         write_atomic(self.manifest_path, (json.dumps(document, indent=1) + "\n").encode("utf-8"), inside=self.docs_dir)
 
 
+FOLDER_PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+
+
+def report_folder(text: str) -> str:
+    """The plugin's `folder` option as a path under docs/ ('reports/' -> 'reports'); ValueError says what is wrong.
+
+    Letters, digits, '.', '_' and '-' in each part: the folder is part of every URL of the report, and
+    MkDocs skips folders whose name starts with a dot.
+    """
+    folder = text.strip().strip("/")
+    if not folder:
+        return ""
+    if not _is_inside_path(folder) or not all(FOLDER_PART.match(part) for part in folder.split("/")):
+        raise ValueError(f"{text!r} is not a folder inside docs/: use letters, digits, '-', '_' and '.' "
+                         "(not first) in each part, separated by '/', e.g. 'reports'")
+    return folder
+
+
 def _is_inside_path(path: str) -> bool:
     """A manifest path as traindocs writes them: relative, forward slashes, no '..', no NUL."""
     parts = path.split("/")

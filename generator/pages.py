@@ -415,7 +415,8 @@ def _links_section(report: ModelReport, files: ModelFiles, layout: SiteLayout) -
     )
     lines.append(f"![Training report badge of {md_text(name)}]({_from_models_dir(files.badge)})\n")
     page_link = layout.absolute(page) or f"<site_url>{page}"
-    badge_link = layout.absolute(files.badge) or f"<site_url>{files.badge}"
+    badge_url = layout.file_url(files.badge)
+    badge_link = layout.absolute(badge_url) or f"<site_url>{badge_url}"
     # Inside a code block: only what could end the block or the link text must go.
     label = " ".join(name.split()).replace("[", "(").replace("]", ")").replace("`", "'")
     lines.append("To link this report from the model card (README.md), paste:\n")

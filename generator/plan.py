@@ -216,7 +216,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, downloads.summary_document(reports, problems, layout)))
     artefacts.append(_bytes_artefact(pages.TABLESORT_SCRIPT, _tablesort_js()))
-    return artefacts
+    # Pages link each other and their images relatively: the whole report moves into its folder as is.
+    return [dataclasses.replace(artefact, path=layout.docs_path(artefact.path)) for artefact in artefacts]
 
 
 @functools.cache

@@ -108,10 +108,21 @@ class SiteLayout:
     """MkDocs' setting: `models/x.md` is served at `models/x/` (else `models/x.html`)."""
     site_url: str = ""
     """Where the site is published, ending in '/'; empty when unknown."""
+    folder: str = ""
+    """The folder of docs/ the report lives in (the plugin's `folder` option, e.g. 'reports'), without
+    slashes at either end; empty: the report is the whole of docs/."""
 
-    def page_url(self, docs_path: str) -> str:
-        """URL path of a Markdown page relative to the site root ('' for the home page)."""
-        stem = docs_path[: -len(".md")]
+    def docs_path(self, report_path: str) -> str:
+        """Path under docs/ of a path relative to the report's folder."""
+        return f"{self.folder}/{report_path}" if self.folder else report_path
+
+    def file_url(self, report_path: str) -> str:
+        """URL of a non-page file of the report (a badge, a download) relative to the site root."""
+        return self.docs_path(report_path)
+
+    def page_url(self, report_path: str) -> str:
+        """URL of a Markdown page of the report relative to the site root ('' for the home page)."""
+        stem = self.docs_path(report_path)[: -len(".md")]
         if stem == "index":
             return ""
         if stem.endswith("/index"):
