@@ -24,6 +24,7 @@ from bs4 import BeautifulSoup, Tag
 from conftest import REPO, copy_example_project
 from generator import engines
 from generator.cli import main
+from generator.records import SiteLayout
 
 ENGINES = ("mkdocs", "zensical")
 
@@ -179,8 +180,11 @@ def test_site_assets_are_the_scripts_and_stylesheets_the_generator_wrote() -> No
     result = GenerationResult(registry=None,  # type: ignore[arg-type]
                               written=["index.md", "assets/traindocs/tablesort.js", "models/a/loss.png"],
                               unchanged=["assets/traindocs/extra.css"], refused=["assets/traindocs/b.js"])
-    assert engines.site_assets(result) == engines.SiteAssets(
+    assert engines.site_assets(engines.generated_files(result)) == engines.SiteAssets(
         ("assets/traindocs/b.js", "assets/traindocs/tablesort.js"), ("assets/traindocs/extra.css",))
+    in_folder = ["reports/assets/traindocs/tablesort.js", "assets/traindocs/theirs.js", "reports/index.md"]
+    assert engines.site_assets(in_folder, SiteLayout(folder="reports")) == engines.SiteAssets(
+        ("reports/assets/traindocs/tablesort.js",), ())
 
 
 @pytest.mark.slow
