@@ -17,9 +17,9 @@ from mkdocs.config.base import Config
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
 
-from generator import navigation
+from generator import charts, navigation
 from generator.errors import TraindocsError
-from generator.pages import TABLESORT_SCRIPT
+from generator.pages import ASSETS_DIR, TABLESORT_SCRIPT
 from generator.records import SiteLayout
 from generator.remote import RemoteOptions, options_from_env
 from generator.site import GenerationResult, default_jobs, generate, watched_files
@@ -97,8 +97,12 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
                 log.error(refusal)
         if config.nav is None:
             config.nav = navigation.build_nav(result, Path(config.docs_dir))
-        if TABLESORT_SCRIPT not in [str(script) for script in config.extra_javascript]:
-            config.extra_javascript.append(TABLESORT_SCRIPT)
+        for script in (TABLESORT_SCRIPT, *(f"{ASSETS_DIR}/{name}" for name in charts.SCRIPTS)):
+            if script not in [str(known) for known in config.extra_javascript]:
+                config.extra_javascript.append(script)
+        for stylesheet in (f"{ASSETS_DIR}/{name}" for name in charts.STYLESHEETS):
+            if stylesheet not in [str(known) for known in config.extra_css]:
+                config.extra_css.append(stylesheet)
         return config
 
     def on_env(self, env: Any, config: Any, files: Any) -> Any:
