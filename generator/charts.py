@@ -167,17 +167,16 @@ def model_chart(report: ModelReport, settings: AnalysisSettings) -> dict[str, An
     steps, values = _column(run.train, column)
     if np.isfinite(values).any():
         series.append(series_entry(column, report.color, steps, values, smooth=True))
-    metric = "loss" if column == "loss" else column
-    eval_sets = kinds.eval_groups(list(run.eval.columns)).get(metric, {})
+    eval_sets = kinds.eval_groups(list(run.eval.columns)).get(column, {})
     palette = _eval_colors(len(eval_sets))
     for index, (eval_set, eval_column) in enumerate(eval_sets.items()):
         evaluated = finite_series(run.eval, eval_column)
         if evaluated.empty:
             continue
-        name = f"eval {metric}" + (f" ({eval_set})" if eval_set else "")
+        name = f"eval {column}" + (f" ({eval_set})" if eval_set else "")
         series.append(series_entry(name, palette[index], evaluated.index.to_numpy(dtype="int64"),
                                    evaluated.to_numpy(dtype="float64"), smooth=False, points=True))
-    return _document(f"{report.entry.name}: {column}", column, settings, series)
+    return _document(column, settings, series)
 
 
 def _eval_colors(count: int) -> list[str]:
@@ -193,11 +192,12 @@ def overview_chart(members: Sequence[ModelReport], settings: AnalysisSettings, w
     series = [series_entry(report.entry.name, report.color, values.index.to_numpy(dtype="int64"),
                            values.to_numpy(dtype="float64"), smooth=True, raw=False, buckets=buckets)
               for report, values in drawn]
-    return _document(f"{what.capitalize()} of every run", what, settings, series)
+    return _document(what, settings, series)
 
 
-def _document(title: str, metric: str, settings: AnalysisSettings, series: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"format": FORMAT_VERSION, "title": title, "x": "step", "y": metric,
+def _document(metric: str, settings: AnalysisSettings, series: list[dict[str, Any]]) -> dict[str, Any]:
+    """`y` names the metric (the y axis label); `smoothing` is the weight the slider starts at (the PNG's)."""
+    return {"format": FORMAT_VERSION, "x": "step", "y": metric,
             "smoothing": settings.smoothing, "series": series}
 
 
