@@ -8,11 +8,12 @@ headline curve, like the overview PNG's "by step" panel. The browser smooths
 visitor can change the weight; the PNGs stay for readers without JavaScript and
 for model cards.
 
-Long runs are downsampled so a page stays light: the raw line keeps the minimum and
-maximum of each of `CHART_BUCKETS` buckets (spikes and dips survive) and its gaps;
-the smoothing then reads the mean and count of each bucket (`smooth_source`), which
-is the exact EMA when every bucket holds one value, as in every run up to
-2 x `CHART_BUCKETS` rows.
+Runs up to 2 x `CHART_BUCKETS` rows are sent whole, and the browser's EMA is exact.
+Longer runs are downsampled so a page stays light: the raw line keeps the minimum and
+maximum of each of `CHART_BUCKETS` buckets (spikes and dips survive) and its gaps; the
+smoothed line is sent exactly at the page's weight, one value per bucket, and at any
+other weight the browser smooths the bucket means, each weighing as many rows as it
+averages (`smooth_source`): close, not exact, and the chart's hint says so.
 
 The JSON is deterministic: keys in a fixed order, floats in their shortest repr
 (orjson), non-finite values as null (a gap).
@@ -36,6 +37,7 @@ from generator import kinds
 from generator.analysis import finite_series
 from generator.colors import PALETTE
 from generator.records import AnalysisSettings, ModelReport
+from generator.series import smooth as debiased_ema
 
 UPLOT_VERSION = "1.6.32"
 """The vendored uPlot (see the module docstring); bump with the files in static/."""
@@ -114,8 +116,11 @@ def _numbers(values: np.ndarray) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in values.tolist()]
 
 
-def smooth_source(finite: pd.Series, buckets: int) -> dict[str, Any] | None:
-    """Mean and count of each bucket of a long series' finite values, at the bucket's last step; None when short."""
+def smooth_source(finite: pd.Series, buckets: int, weight: float) -> dict[str, Any] | None:
+    """What the browser smooths a long series from: the mean and count of each bucket of its finite values, at
+    the bucket's last step, and the exact smoothed value there at the page's `weight` (so the chart at that
+    weight shows the numbers of the PNG and of the analysis; other weights are smoothed from the means).
+    None when the series is short enough to be sent whole."""
     edges = bucket_edges(len(finite), buckets)
     if edges is None:
         return None
@@ -125,26 +130,29 @@ def smooth_source(finite: pd.Series, buckets: int) -> dict[str, Any] | None:
     scale = float(np.max(np.abs(values))) or 1.0
     means = np.add.reduceat(values / scale, edges[:-1]) / counts * scale
     steps = finite.index.to_numpy(dtype="int64")[edges[1:] - 1]
-    return {"x": steps.tolist(), "mean": _numbers(means), "count": counts.tolist()}
+    exact = debiased_ema(finite, weight).to_numpy()[edges[1:] - 1]
+    return {"x": steps.tolist(), "mean": _numbers(means), "count": counts.tolist(), "weight": weight,
+            "smoothed": _numbers(exact)}
 
 
-def series_entry(name: str, color: str, steps: np.ndarray, values: np.ndarray, *, smooth: bool, raw: bool = True,
-                 points: bool = False, buckets: int = CHART_BUCKETS) -> dict[str, Any]:
-    """One curve: its kept points (null where a logged value was not finite) and how to draw it."""
+def series_entry(name: str, color: str, steps: np.ndarray, values: np.ndarray, *, weight: float | None,
+                 raw: bool = True, points: bool = False, buckets: int = CHART_BUCKETS) -> dict[str, Any]:
+    """One curve: its kept points (null where a logged value was not finite) and how to draw it; smoothed in the
+    browser unless `weight` is None (starting at `weight`)."""
     kept = downsample_indices(values, buckets)
     entry: dict[str, Any] = {
         "name": name,
         "color": color,
-        "smooth": smooth,
+        "smooth": weight is not None,
         "raw": raw,
         "points": points,
         "rows": len(values),
         "x": steps[kept].astype("int64").tolist(),
         "y": _numbers(values[kept]),
     }
-    if smooth:
+    if weight is not None:
         finite = np.isfinite(values)
-        source = smooth_source(pd.Series(values[finite], index=steps[finite]), buckets)
+        source = smooth_source(pd.Series(values[finite], index=steps[finite]), buckets, weight)
         if source is not None:
             entry["bucketed"] = source
     return entry
@@ -166,7 +174,7 @@ def model_chart(report: ModelReport, settings: AnalysisSettings) -> dict[str, An
     series: list[dict[str, Any]] = []
     steps, values = _column(run.train, column)
     if np.isfinite(values).any():
-        series.append(series_entry(column, report.color, steps, values, smooth=True))
+        series.append(series_entry(column, report.color, steps, values, weight=settings.smoothing))
     eval_sets = kinds.eval_groups(list(run.eval.columns)).get(column, {})
     palette = _eval_colors(len(eval_sets))
     for index, (eval_set, eval_column) in enumerate(eval_sets.items()):
@@ -175,7 +183,7 @@ def model_chart(report: ModelReport, settings: AnalysisSettings) -> dict[str, An
             continue
         name = f"eval {column}" + (f" ({eval_set})" if eval_set else "")
         series.append(series_entry(name, palette[index], evaluated.index.to_numpy(dtype="int64"),
-                                   evaluated.to_numpy(dtype="float64"), smooth=False, points=True))
+                                   evaluated.to_numpy(dtype="float64"), weight=None, points=True))
     return _document(column, settings, series)
 
 
@@ -190,7 +198,8 @@ def overview_chart(members: Sequence[ModelReport], settings: AnalysisSettings, w
     drawn = [(report, values) for report, values in drawn if not values.empty]
     buckets = max(60, min(CHART_BUCKETS, OVERVIEW_POINTS // (2 * max(1, len(drawn)))))
     series = [series_entry(report.entry.name, report.color, values.index.to_numpy(dtype="int64"),
-                           values.to_numpy(dtype="float64"), smooth=True, raw=False, buckets=buckets)
+                           values.to_numpy(dtype="float64"), weight=settings.smoothing, raw=False,
+                           buckets=buckets)
               for report, values in drawn]
     return _document(what, settings, series)
 

@@ -78,6 +78,9 @@ def test_long_series_smooth_from_bucket_means_and_counts(tmp_path: Path) -> None
     starts = ends - np.asarray(bucketed["count"])
     means = [float(finite.iloc[a:b].mean()) for a, b in zip(starts, ends, strict=True)]
     assert bucketed["mean"] == pytest.approx(means, rel=1e-12)
+    # At the page's weight, the exact smoothed values at the bucket ends: the PNG's and the analysis' numbers.
+    assert bucketed["weight"] == 0.6
+    assert bucketed["smoothed"] == smooth(finite, 0.6).loc[bucketed["x"]].tolist()
 
 
 def test_short_series_carry_every_value_and_no_buckets(tmp_path: Path) -> None:

@@ -87,12 +87,15 @@
   function Curves(doc) {
     var steps = {};
     this.curves = [];
+    this.bucketed = [];
     var self = this;
     doc.series.forEach(function (entry) {
       var color = COLOR.test(entry.color) ? entry.color : "#0072B2";
-      var source = entry.bucketed
-        ? { x: entry.bucketed.x, y: entry.bucketed.mean, counts: entry.bucketed.count }
+      var bucketed = entry.bucketed;
+      var source = bucketed
+        ? { x: bucketed.x, y: bucketed.mean, counts: bucketed.count, exact: bucketed.smoothed, weight: bucketed.weight }
         : { x: entry.x, y: entry.y, counts: null };
+      if (bucketed) self.bucketed.push({ rows: entry.rows, buckets: bucketed.count.length, weight: bucketed.weight });
       if (entry.raw) {
         self.curves.push({ name: entry.smooth ? entry.name + " (raw)" : entry.name, color: color, x: entry.x,
                            y: entry.y, raw: true, smoothed: false, points: entry.points, main: !entry.smooth });
@@ -117,7 +120,13 @@
     var data = [this.x];
     this.curves.forEach(function (curve) {
       var column = new Array(length);
-      var values = curve.smoothed ? smooth(curve.source.y, weight, curve.source.counts) : curve.y;
+      var values = curve.y;
+      if (curve.smoothed) {
+        var source = curve.source;
+        // A long run at the page's weight: the exact values, computed from every row.
+        values = source.exact && Math.abs(weight - source.weight) < 1e-9 ? source.exact
+          : smooth(source.y, weight, source.counts);
+      }
       for (var i = 0; i < curve.at.length; i++) {
         var value = values[i];
         // A smoothed curve is drawn through its logged values only, as on the PNG: no gaps.
@@ -216,8 +225,14 @@
     container.appendChild(controls);
     this.target = element("div", "td-chart__plot");
     container.appendChild(this.target);
-    container.appendChild(element("p", "td-chart__hint",
-      "Drag across the chart to zoom, double-click or Reset zoom to undo; click a legend entry to hide its curve."));
+    var hint = "Drag across the chart to zoom, double-click or Reset zoom to undo; click a legend entry to hide its curve.";
+    var long = this.curves.bucketed;
+    if (long.length) {
+      hint += " Long logs are thinned: each curve keeps the lowest and highest value of " + long[0].buckets +
+        " stretches of its rows, and smoothing at another weight than " + long[0].weight +
+        " averages each stretch first.";
+    }
+    container.appendChild(element("p", "td-chart__hint", hint));
     this.draw();
     if (window.ResizeObserver) {
       this.resizer = new ResizeObserver(function () { chart.resize(); });
@@ -328,7 +343,16 @@
     charts.forEach(function (chart) { chart.remember(); chart.draw(); });
   }).observe(document.body, { attributes: true, attributeFilter: ["data-md-color-scheme"] });
 
-  window.traindocsCharts = { smooth: smooth, format: format, charts: function () { return charts; } };
+  // For tests and the curious: the EMA, the number format and the page's charts in page order.
+  window.traindocsCharts = {
+    smooth: smooth,
+    format: format,
+    charts: function () {
+      return Array.prototype.map.call(document.querySelectorAll("div.td-chart"), function (container) {
+        return container.traindocsChart;
+      }).filter(Boolean);
+    },
+  };
 
   if (window.document$ && typeof window.document$.subscribe === "function") {
     window.document$.subscribe(startAll);
