@@ -98,9 +98,9 @@ def hover(tab: Any, step: float, chart: int = 0) -> None:
 
 def legend(tab: Any, chart: int = 0) -> dict[str, str]:
     """Legend label -> shown value."""
-    rows = tab.locator(".td-chart").nth(chart).locator(".u-legend tr")
-    return {rows.nth(i).locator("th").inner_text().strip().rstrip(":"): rows.nth(i).locator("td").inner_text().strip()
-            for i in range(rows.count())}
+    entries = tab.locator(".td-chart").nth(chart).locator(".td-chart__entry")
+    return {entries.nth(i).locator(".td-chart__name").inner_text(): entries.nth(i).locator(".td-chart__value").inner_text()
+            for i in range(entries.count())}
 
 
 def logged(site: Path, slug: str) -> pd.Series:
@@ -137,10 +137,12 @@ def test_model_chart_hover_hide_smoothing_log_and_zoom(browser: Any, site_url: s
         assert tab.locator(".td-chart output").inner_text() == "0.90"
 
         # A legend click hides the raw curve (and a second shows it again).
-        tab.locator(".td-chart .u-legend tr").nth(1).locator("th").click()
+        entry = tab.locator(".td-chart button.td-chart__entry").nth(0)
+        entry.click()
         assert plot(tab, "u.series[1].show") is False
-        assert "u-off" in (tab.locator(".td-chart .u-legend tr").nth(1).get_attribute("class") or "")
+        assert entry.get_attribute("aria-pressed") == "false"
         assert plot(tab, "u.series[2].show") is True
+        assert tab.locator("article table").count() == tab.locator("article table:not(.u-legend)").count()
 
         # Log scale, kept with the hidden curve and the smoothing across the redraw.
         tab.locator(".td-chart__log").click()

@@ -207,7 +207,7 @@ def test_payload_corpus_runs_nothing_in_a_browser(payload_site: Path) -> None:
         # The chart legend shows every run's name as text (charts.js builds it with textContent).
         page.goto(url, wait_until="networkidle")
         page.wait_for_function("[...document.querySelectorAll('.td-chart')].every(c => c.dataset.tdState === 'drawn')")
-        legend = page.evaluate("[...document.querySelectorAll('.td-chart .u-legend th .u-label')].map(e => e.textContent)")
+        legend = page.evaluate("[...document.querySelectorAll('.td-chart .td-chart__name')].map(e => e.textContent)")
         names = ["step"]
         for chart in sorted((site / "assets/traindocs").glob("*-curves.chart.json")):  # in page order: one kind
             names += [series["name"] for series in json.loads(chart.read_text(encoding="utf-8"))["series"]]

@@ -145,17 +145,17 @@
     });
   };
 
-  // The value shown in the legend. uPlot hands each curve its point nearest the cursor (a curve
-  // logged at other steps, or one that ended earlier); when that point is at another step than the
-  // cursor, the legend says which.
-  function legendValue(u, value, seriesIndex, index) {
-    if (index === null || index === undefined) return "–";
-    var text = format(value);
-    var cursor = u.cursor.idx;
-    if (cursor !== null && cursor !== undefined && u.data[0][index] !== u.data[0][cursor]) {
-      text += " (step " + u.data[0][index] + ")";
+  // The index of the point a curve shows for the cursor: uPlot's nearest point of that curve (a curve
+  // logged at other steps, or one that ended earlier); without a cursor, the curve's last point.
+  function pointOf(u, seriesIndex) {
+    var column = u.data[seriesIndex];
+    var idxs = u.cursor.idxs;
+    if (u.cursor.idx !== null && u.cursor.idx !== undefined && idxs) {
+      var index = idxs[seriesIndex];
+      return index === null || index === undefined ? null : index;
     }
-    return text;
+    for (var i = column.length - 1; i >= 0; i--) if (column[i] !== undefined && column[i] !== null) return i;
+    return null;
   }
 
   function height(width) {
@@ -191,6 +191,7 @@
       shown.textContent = chart.state.weight.toFixed(2);
       chart.plot.setData(chart.curves.data(chart.state.weight), false);
       chart.plot.redraw(false);
+      chart.updateLegend();
     });
     slider.appendChild(range);
     slider.appendChild(shown);
@@ -220,11 +221,22 @@
     if (this.image && !container.hasAttribute("data-keep-image")) {
       var link = element("a", "td-chart__image", "Static image");
       link.href = this.image.currentSrc || this.image.src;
+      // The hidden PNG's lightbox (Material's glightbox plugin), when the site has one.
+      var zoom = this.image.closest("a.glightbox");
+      if (zoom) {
+        link.addEventListener("click", function (event) {
+          event.preventDefault();
+          zoom.click();
+        });
+      }
       controls.appendChild(link);
     }
     container.appendChild(controls);
     this.target = element("div", "td-chart__plot");
     container.appendChild(this.target);
+    // Our own legend (not uPlot's, which is a <table>: pages and their tests read tables as data).
+    this.legend = element("div", "td-chart__legend");
+    container.appendChild(this.legend);
     var hint = "Drag across the chart to zoom, double-click or Reset zoom to undo; click a legend entry to hide its curve.";
     var long = this.curves.bucketed;
     if (long.length) {
@@ -258,7 +270,7 @@
     if (this.plot) this.plot.destroy();
     var text = themeColor("--md-default-fg-color--light", "rgba(0,0,0,0.54)");
     var grid = themeColor("--md-default-fg-color--lightest", "rgba(0,0,0,0.07)");
-    var series = [{ label: "step", value: function (u, v) { return v === null || v === undefined ? "–" : String(v); } }];
+    var series = [{ label: "step" }];
     this.curves.curves.forEach(function (curve, index) {
       var color = curveColor(curve.color);
       series.push({
@@ -268,7 +280,6 @@
         show: !state.hidden[index + 1],
         spanGaps: false,
         points: { show: curve.points, size: 6, fill: color },
-        value: legendValue,
       });
     });
     var width = Math.max(this.target.clientWidth || this.container.clientWidth, 200);
@@ -284,10 +295,66 @@
       ],
       cursor: { drag: { x: true, y: false }, focus: { prox: 24 } },
       focus: { alpha: 0.35 },
-      legend: { live: true },
+      legend: { show: false },
+      hooks: {
+        setCursor: [function () { chart.updateLegend(); }],
+        setSeries: [function () { chart.updateLegend(); }],
+      },
     };
     this.plot = new uPlot(options, this.curves.data(state.weight), this.target);
     if (state.range) this.plot.setScale("x", { min: state.range[0], max: state.range[1] });
+    this.buildLegend();
+  };
+
+  // One entry per curve: a button (click or Enter hides and shows the curve) with its colour, name
+  // and the value at the cursor's step; the first entry is the step itself.
+  Chart.prototype.buildLegend = function () {
+    var chart = this;
+    var plot = this.plot;
+    this.legend.textContent = "";
+    this.entries = [];
+    var step = element("div", "td-chart__entry td-chart__entry--step");
+    step.appendChild(element("span", "td-chart__name", "step"));
+    var stepValue = element("span", "td-chart__value", "–");
+    step.appendChild(stepValue);
+    this.legend.appendChild(step);
+    this.entries.push({ value: stepValue });
+    plot.series.forEach(function (series, index) {
+      if (index === 0) return;
+      var entry = element("button", "td-chart__entry");
+      entry.type = "button";
+      var marker = element("span", "td-chart__marker");
+      marker.style.background = series.stroke(plot, index);
+      entry.appendChild(marker);
+      entry.appendChild(element("span", "td-chart__name", series.label));
+      var value = element("span", "td-chart__value", "–");
+      entry.appendChild(value);
+      entry.addEventListener("click", function () {
+        plot.setSeries(index, { show: !plot.series[index].show });
+      });
+      chart.legend.appendChild(entry);
+      chart.entries.push({ button: entry, value: value });
+    });
+    this.updateLegend();
+  };
+
+  Chart.prototype.updateLegend = function () {
+    var plot = this.plot;
+    if (!plot || !this.entries) return;
+    var steps = plot.data[0];
+    var cursor = plot.cursor.idx;
+    var hovering = cursor !== null && cursor !== undefined;
+    this.entries[0].value.textContent = hovering ? String(steps[cursor]) : "–";
+    for (var i = 1; i < this.entries.length; i++) {
+      var entry = this.entries[i];
+      var shown = plot.series[i].show;
+      entry.button.setAttribute("aria-pressed", shown ? "true" : "false");
+      entry.button.classList.toggle("td-chart__entry--off", !shown);
+      var index = pointOf(plot, i);
+      var text = index === null ? "–" : format(plot.data[i][index]);
+      if (index !== null && (!hovering || steps[index] !== steps[cursor])) text += " (step " + steps[index] + ")";
+      entry.value.textContent = text;
+    }
   };
 
   Chart.prototype.resetZoom = function () {
