@@ -213,7 +213,7 @@
     log.appendChild(element("span", null, "Log scale"));
     controls.appendChild(log);
 
-    var reset = element("button", "td-chart__reset md-button", "Reset zoom");
+    var reset = element("button", "td-chart__reset", "Reset zoom");
     reset.type = "button";
     reset.addEventListener("click", function () { chart.resetZoom(); });
     controls.appendChild(reset);
@@ -240,7 +240,7 @@
     var hint = "Drag across the chart to zoom, double-click or Reset zoom to undo; click a legend entry to hide its curve.";
     var long = this.curves.bucketed;
     if (long.length) {
-      hint += " Long logs are thinned: each curve keeps the lowest and highest value of " + long[0].buckets +
+      hint += " Long logs are thinned: each curve keeps the lowest and highest value of " + long[0].buckets.toLocaleString("en-US") +
         " stretches of its rows, and smoothing at another weight than " + long[0].weight +
         " averages each stretch first.";
     }
