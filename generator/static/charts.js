@@ -271,18 +271,21 @@
     var text = themeColor("--md-default-fg-color--light", "rgba(0,0,0,0.54)");
     var grid = themeColor("--md-default-fg-color--lightest", "rgba(0,0,0,0.07)");
     var series = [{ label: "step" }];
+    var width = Math.max(this.target.clientWidth || this.container.clientWidth, 200);
     this.curves.curves.forEach(function (curve, index) {
       var color = curveColor(curve.color);
+      // Raw values behind the smoothed line: fainter when there are more of them than pixels, or
+      // their zigzag fills a band that hides the smoothed line drawn over it.
+      var alpha = (darkScheme() ? 0.45 : 0.35) * (curve.x.length > width ? 0.6 : 1);
       series.push({
         label: curve.name,
-        stroke: curve.raw && !curve.main ? faint(color, darkScheme() ? 0.45 : 0.35) : color,
-        width: curve.main ? 2 : 1,
+        stroke: curve.raw && !curve.main ? faint(color, alpha) : color,
+        width: curve.main ? (curve.points ? 1.5 : 2.2) : 1,
         show: !state.hidden[index + 1],
         spanGaps: false,
-        points: { show: curve.points, size: 6, fill: color },
+        points: { show: curve.points, size: 5, fill: color },
       });
     });
-    var width = Math.max(this.target.clientWidth || this.container.clientWidth, 200);
     var options = {
       width: width,
       height: height(width),
