@@ -233,6 +233,9 @@
     }
     container.appendChild(controls);
     this.target = element("div", "td-chart__plot");
+    this.target.setAttribute("role", "img");
+    this.target.setAttribute("aria-label", "Interactive chart of " + this.doc.y + " by step; the legend below "
+      + "lists each curve's value");
     container.appendChild(this.target);
     // Our own legend (not uPlot's, which is a <table>: pages and their tests read tables as data).
     this.legend = element("div", "td-chart__legend");
