@@ -96,7 +96,9 @@ def site_assets(report_files: Iterable[str], layout: SiteLayout | None = None) -
     from generator.pages import ASSETS_DIR
 
     folder = f"{layout.folder}/{ASSETS_DIR}/" if layout is not None and layout.folder else f"{ASSETS_DIR}/"
-    assets = sorted(path for path in set(report_files) if path.startswith(folder))
+    # Vendored libraries (minified: uPlot) load before the scripts of ours that use them.
+    assets = sorted((path for path in set(report_files) if path.startswith(folder)),
+                    key=lambda path: (".min." not in path, path))
     return SiteAssets(tuple(p for p in assets if p.endswith(".js")), tuple(p for p in assets if p.endswith(".css")))
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator import kinds, narrative
+from generator import charts, kinds, narrative
 from generator.colors import LEGEND_LIMIT
 from generator.findings import RULES, SENTINEL_EPOCHS
 from generator.formatting import (
@@ -259,6 +259,12 @@ def _plots_section(report: ModelReport, files: ModelFiles) -> list[str]:
     if files.kind_plot:
         title = report.figures.kind.about.section
         kind = [f"## {title}\n", f"![{title} of {name}]({_from_models_dir(files.kind_plot)})\n"]
+    # The interactive chart of the headline (loss, or an RL run's reward) follows the PNG it stands for.
+    if charts.has_model_chart(report):
+        if charts.headline_column(report) == "loss" and loss:
+            loss.append(charts.container_html(charts.MODEL_CHART))
+        elif kind:
+            kind.append(charts.container_html(charts.MODEL_CHART, keep_image=True))
     if not report.figures.kind.about.reads_loss:
         return kind + metrics + loss
     return loss + metrics + kind
@@ -560,6 +566,7 @@ def index_page(site: SiteSettings, groups: Sequence[IndexGroup], problems: Seque
             parts.append(f"{level} {what.capitalize()} curves\n")
             parts.append(f"![Smoothed {what} of every run by step, share of training, epoch and tokens]"
                          f"({group.overview})\n")
+            parts.append(charts.container_html(charts.chart_file_for(group.overview).rpartition("/")[2]))
             if len(group.reports) > LEGEND_LIMIT:
                 parts.append(
                     f"With more than {LEGEND_LIMIT} runs the curves carry no legend; "

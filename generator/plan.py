@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from generator import __version__, downloads, narrative, pages
+from generator import __version__, charts, downloads, narrative, pages
 from generator.analysis import finite_series
 from generator.badges import badge_svg
 from generator.cache import code_version
@@ -40,6 +40,7 @@ from generator.records import (
 
 TABLESORT_FILE = Path(__file__).parent / "static" / "tablesort.js"
 """Makes the comparison table sortable (a few lines of our own, no CDN)."""
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 @functools.cache
@@ -181,6 +182,10 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         figures_inputs = (versions, name, slug, report.base_model, run.state_sha256, settings_json)
         artefacts.append(Artefact(files.figures_json, _key("figures", *figures_inputs),
                                   partial(downloads.figures_document, report)))
+        if charts.has_model_chart(report):
+            chart = pages.model_asset_path(slug, charts.MODEL_CHART)
+            artefacts.append(Artefact(chart, _key("chart", chart, *plot_inputs),
+                                      partial(charts.model_chart_bytes, report, settings), expensive=True))
         label, _, last = report.figures.headline()  # an RL loss says nothing of progress: its reward does
         badge = badge_svg(label, fmt_number(last))
         artefacts.append(_bytes_artefact(files.badge, badge))
@@ -206,6 +211,9 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             # (every run's curve) would cost more to send to a worker than to draw here.
             artefacts.append(Artefact(overview, _key(overview, overview_inputs),
                                       OverviewPlot(tuple(members), settings, what)))
+            chart = charts.chart_file_for(overview)
+            artefacts.append(Artefact(chart, _key(chart, overview_inputs),
+                                      partial(charts.overview_chart_bytes, tuple(members), settings, what)))
         if not kind.about.reads_loss:
             sentences, closing = narrative.reward_comparison(named), narrative.reward_conclusion(named)
         else:
@@ -216,6 +224,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, downloads.summary_document(reports, problems, layout)))
     artefacts.append(_bytes_artefact(pages.TABLESORT_SCRIPT, _tablesort_js()))
+    for name in charts.STATIC_FILES:
+        artefacts.append(_bytes_artefact(f"{pages.ASSETS_DIR}/{name}", _static_file(name)))
     # Pages link each other and their images relatively: the whole report moves into its folder as is.
     return [dataclasses.replace(artefact, path=layout.docs_path(artefact.path)) for artefact in artefacts]
 
@@ -223,6 +233,11 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
 @functools.cache
 def _tablesort_js() -> bytes:
     return TABLESORT_FILE.read_bytes()
+
+
+@functools.cache
+def _static_file(name: str) -> bytes:
+    return (STATIC_DIR / name).read_bytes()
 
 
 def _has_overview_curve(report: ModelReport) -> bool:

@@ -121,7 +121,8 @@ def test_clicking_a_plot_zooms_it(page: object, site_url: str) -> None:
     from playwright.sync_api import expect
 
     page.goto(site_url + "models/qwen-7b/", wait_until="networkidle")  # type: ignore[attr-defined]
-    page.locator("article img[alt^='Loss curve']").click()  # type: ignore[attr-defined]
+    # The interactive chart stands in for the loss PNG; its "Static image" link opens the PNG's lightbox.
+    page.locator(".td-chart a.td-chart__image").click()  # type: ignore[attr-defined]
     zoomed = page.locator(".glightbox-container .gslide.current img")  # type: ignore[attr-defined]
     expect(zoomed).to_be_visible(timeout=5_000)
     assert zoomed.get_attribute("src").endswith("qwen-7b/loss.png")

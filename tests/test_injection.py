@@ -204,9 +204,20 @@ def test_payload_corpus_runs_nothing_in_a_browser(payload_site: Path) -> None:
             for number, payload in enumerate(PAYLOADS):
                 if path == f"models/m{number}/index.html":
                     assert state["title"].startswith(" ".join(payload.split())[:20]), (path, state["title"])
+        # The chart legend shows every run's name as text (charts.js builds it with textContent).
+        page.goto(url, wait_until="networkidle")
+        page.wait_for_function("[...document.querySelectorAll('.td-chart')].every(c => c.dataset.tdState === 'drawn')")
+        legend = page.evaluate("[...document.querySelectorAll('.td-chart .td-chart__name')].map(e => e.textContent)")
+        names = ["step"]
+        for chart in sorted((site / "assets/traindocs").glob("*-curves.chart.json")):  # in page order: one kind
+            names += [series["name"] for series in json.loads(chart.read_text(encoding="utf-8"))["series"]]
+        assert len(names) == len(PAYLOADS) + 1 and names[5].startswith(PAYLOADS[4])
+        assert legend == names
+        assert page.evaluate("window.__pwned === undefined"), "the chart legend ran a payload"
+        assert page.evaluate("document.querySelectorAll('#injected, [data-pwned]').length") == 0
         # Search results and the plot zoom render user text too.
         page.goto(url + "models/m0/index.html", wait_until="load")
-        page.locator("article img").first.click()
+        page.locator("article img:visible").first.click()
         page.wait_for_timeout(300)
         page.keyboard.press("Escape")
         from playwright.sync_api import expect

@@ -105,7 +105,7 @@ def test_removed_entry_loses_its_page_and_plots_only(tmp_path: Path) -> None:
     assert (docs / "models/b/loss.png").is_file()
     result = generate(registry(tmp_path, "  - {name: A, path: a}\n"), docs)
     assert sorted(result.removed) == [
-        "models/b.md", "models/b/badge.svg", "models/b/figures.json", "models/b/log_history.csv",
+        "models/b.md", "models/b/badge.svg", "models/b/chart.json", "models/b/figures.json", "models/b/log_history.csv",
         "models/b/loss.png", "models/b/metrics.png",
     ]
     assert not (docs / "models/b").exists() and (docs / "models/a.md").is_file()
