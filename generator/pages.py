@@ -84,8 +84,8 @@ class ModelFiles:
     def for_report(cls, report: ModelReport) -> ModelFiles:
         """Which plots a model gets, from what its run logged."""
         slug, f = report.entry.slug, report.figures
-        metric_panels = tuple(kinds.standard_panels(f.metrics))
-        kind_panels = tuple(kinds.kind_panels(f.kind, f.metrics))
+        metric_panels = tuple(kinds.standard_panels(f.drawn_metrics))
+        kind_panels = tuple(kinds.kind_panels(f.kind, f.drawn_metrics))
         drawn = {"eval_loss"} if f.logged_rows or f.eval_loss_last is not None else set()
         # Eval values of a metric drawn as a panel are dots on that panel (eval token accuracy on the
         # train token accuracy): the eval plot does not show them again.
@@ -259,9 +259,24 @@ def _plots_section(report: ModelReport, files: ModelFiles) -> list[str]:
     if files.kind_plot:
         title = report.figures.kind.about.section
         kind = [f"## {title}\n", f"![{title} of {name}]({_from_models_dir(files.kind_plot)})\n"]
+    kind += _undrawn_metrics_note(report)
     if not report.figures.kind.about.reads_loss:
         return kind + metrics + loss
     return loss + metrics + kind
+
+
+def _undrawn_metrics_note(report: ModelReport) -> list[str]:
+    """One line each for the metrics the plots leave out: flat ones with their value, and repeats of another."""
+    f = report.figures
+    lines = []
+    if f.flat_metrics:
+        lines.append("Not drawn, flat at every logged step: "
+                     + ", ".join(f"{md_code(column)} = {fmt_number(value)}" for column, value in f.flat_metrics) + ".\n")
+    if f.same_metrics:
+        lines.append("Not drawn again, equal to another metric at every logged step: "
+                     + ", ".join(f"{md_code(column)} (= {md_code(other)})" for column, other in f.same_metrics)
+                     + ".\n")
+    return lines
 
 
 def _predictions_section(report: ModelReport) -> str:
@@ -557,7 +572,7 @@ def index_page(site: SiteSettings, groups: Sequence[IndexGroup], problems: Seque
         if group.overview:
             what = group.kind.about.headline
             parts.append(f"{level} {what.capitalize()} curves\n")
-            parts.append(f"![Smoothed {what} of every run by step, share of training, epoch and tokens]"
+            parts.append(f"![Smoothed {what} of every run]"
                          f"({group.overview})\n")
             if len(group.reports) > LEGEND_LIMIT:
                 parts.append(

@@ -18,8 +18,10 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from PIL import Image
 
+from generator import fonts
 from generator.analysis import finite_series, smooth
 from generator.colors import LEGEND_LIMIT, PALETTE
 from generator.kinds import Panel
@@ -124,6 +126,18 @@ def _legend_rows(count: int, columns: int) -> float:
     return 0.1 + LEGEND_LINE * -(-count // columns) if count else 0.0
 
 
+def _set_fonts(figure: Figure) -> None:
+    """Draw text DejaVu Sans lacks from an installed font that has it, and replace what no font has by a
+    label naming its script (see `generator.fonts`): never a box, never a 'Glyph missing' warning."""
+    texts = [text for text in figure.findobj(Text) if not text.get_text().isascii()]
+    if not texts:
+        return
+    families = list(fonts.families_for(text.get_text() for text in texts))
+    for text in texts:
+        text.set_fontfamily(families)
+        text.set_text(fonts.drawable(text.get_text()))
+
+
 def _png(figure: Figure, palette: bool = False) -> bytes:
     """The figure as PNG bytes, without a date or software tag (the bytes depend on the data only).
 
@@ -132,6 +146,7 @@ def _png(figure: Figure, palette: bool = False) -> bytes:
     overview looks the same and weighs a third (under 200 KB for 200 runs). It
     costs ~20 ms a figure, so the model plots, which have few colours, skip it.
     """
+    _set_fonts(figure)
     buffer = io.BytesIO()
     if not palette:
         figure.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
@@ -384,13 +399,16 @@ points each (a smoothed curve among 200 shows no finer detail), 3 runs from 1,50
 
 def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str) -> bytes:
     """Every model's smoothed `what` (loss, reward) on shared axes: by step, share of training, epoch, tokens."""
-    axes_names = overview_axes(curves)
     drawn = [curve for curve in curves if not curve.values.empty]
+    # One run: share of training is its steps rescaled, and epochs and tokens mostly grow with the steps
+    # too; four panels would show one curve four times. Its own page has the rest.
+    axes_names = overview_axes(curves) if len(drawn) > 1 else ["step"]
+    grid_columns = 2 if len(axes_names) > 1 else 1
     with matplotlib.rc_context(STYLE):
         rows = (len(axes_names) + 1) // 2
         legend_columns = 4
         footer = _legend_rows(len(drawn), legend_columns) + 0.1 if 0 < len(drawn) <= LEGEND_LIMIT else 0.0
-        figure = _grid_figure(rows, 2, 10.0, 2.9, footer=footer)
+        figure = _grid_figure(rows, grid_columns, 10.0 if grid_columns > 1 else 8.0, 2.9, footer=footer)
         buckets = max(60, min(MAX_BUCKETS, OVERVIEW_POINTS // (2 * max(1, len(drawn)))))
         crowded = len(drawn) > LEGEND_LIMIT
         lengths = [curve.steps for curve in drawn if curve.steps > 0]
@@ -398,7 +416,7 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
         log_steps = bool(lengths) and max(lengths) >= 5 * min(lengths)
         smoothed = [smooth(curve.values, settings.smoothing) for curve in drawn]  # once, for every panel
         for position, axis in enumerate(axes_names, start=1):
-            axes = figure.add_subplot(rows, 2, position)
+            axes = figure.add_subplot(rows, grid_columns, position)
             missing = 0
             segments, colors = [], []
             for curve, values in zip(drawn, smoothed, strict=True):
