@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from generator import __version__, downloads, narrative, pages
+from generator import __version__, downloads, fonts, narrative, pages
 from generator.analysis import finite_series
 from generator.badges import badge_svg
 from generator.cache import code_version
@@ -156,7 +156,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         slug, name = report.entry.slug, report.entry.name
         run = report.run
         files = pages.ModelFiles.for_report(report)
-        plot_inputs = (versions, name, report.color, run.state_sha256, settings_json)
+        plot_inputs = (versions, name, report.color, run.state_sha256, settings_json,
+                       fonts.fonts_key([name, *run.train.columns, *run.eval.columns]))
         plans: list[tuple[str | None, str, PlotJob]] = [
             (files.loss, "loss", LossPlot(name, report.color, run.train, run.eval, report.figures, settings,
                                           run.resumes[-1][0] if run.resumes else None)),
@@ -201,6 +202,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                 versions,
                 [(r.entry.name, r.color, r.run.state_sha256, r.figures.steps) for r in members],
                 settings_json,
+                fonts.fonts_key([r.entry.name for r in members]),
             )
             # Drawn in this process while the workers draw the model plots: its inputs
             # (every run's curve) would cost more to send to a worker than to draw here.
