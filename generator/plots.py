@@ -138,6 +138,115 @@ def _set_fonts(figure: Figure) -> None:
         text.set_text(fonts.drawable(text.get_text()))
 
 
+class TickLabels(matplotlib.ticker.Formatter):
+    """Y tick labels that each carry their own exponent ('3.7e12', '2e-9') and as many decimals as the
+    ticks need to differ: no '1e12' or '+1e3' text above the axis, which pushed the panel's title
+    out of the figure. `percent`: fractions shown as percentages."""
+
+    SCIENTIFIC_ABOVE = 1e5
+    SCIENTIFIC_BELOW = 1e-3
+
+    def __init__(self, percent: bool = False) -> None:
+        self.percent = percent
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return self.format_ticks([x])[0]
+
+    def format_ticks(self, values: Any) -> list[str]:
+        scaled = np.asarray(values, dtype="float64") * (100.0 if self.percent else 1.0)
+        finite = np.sort(scaled[np.isfinite(scaled)])
+        steps = np.diff(finite)
+        step = float(steps[steps > 0].min()) if (steps > 0).any() else max(float(np.abs(finite).max(initial=0)), 1.0)
+        largest = float(np.abs(finite).max(initial=0.0))
+        scientific = largest >= self.SCIENTIFIC_ABOVE or 0 < largest < self.SCIENTIFIC_BELOW
+        suffix = "%" if self.percent else ""
+        for digits in range(9):  # the fewest digits that still tell the ticks apart
+            labels = [self._label(value, digits, scientific) for value in scaled]
+            if all(not np.isfinite(v) or abs(float(label) - v) <= step * 1e-3 for label, v in zip(labels, scaled, strict=True)):
+                break
+        return [label.replace("e+", "e").replace("e0", "e").replace("e-0", "e-") + suffix for label in labels]
+
+    @staticmethod
+    def _label(value: float, digits: int, scientific: bool) -> str:
+        if not np.isfinite(value) or value == 0:
+            return "0"
+        return f"{value:.{digits}e}" if scientific else f"{value:.{digits}f}"
+
+
+ELLIPSIS = "\u2026"
+EDGE = 2.0
+"""Pixels kept clear at the figure's edges."""
+NEIGHBOUR_GAP = 0.15
+"""Inches a panel's title, x label or legend may reach past its right edge: the next panel's y tick
+labels begin further right."""
+OWN_TICK_ROOM = 0.7
+"""Inches a panel's legend or x label may reach past its left edge: below its own y tick labels."""
+
+
+def _middle_cut(text: str, keep: int) -> str:
+    """`text` with its middle replaced by an ellipsis, keeping `keep` characters: both the start and the
+    distinguishing end of 'rewards/termination_verbosity_reward/std' survive."""
+    if len(text) <= keep:
+        return text
+    head = (keep + 1) // 2
+    return text[:head] + ELLIPSIS + text[len(text) - (keep - head):] if keep > head else text[:head] + ELLIPSIS
+
+
+def _fit_text(text: Text, low: float, high: float, renderer: Any) -> None:
+    """Shorten a one-line text (middle cut) until its drawn extent lies between pixels `low` and `high`."""
+    original = text.get_text()
+    box = text.get_window_extent(renderer)
+    if not original or (box.x0 >= low and box.x1 <= high):
+        return
+    fits, cut = 1, len(original) - 1
+    while fits < cut:  # the longest cut that fits
+        middle = (fits + cut + 1) // 2
+        text.set_text(_middle_cut(original, middle))
+        box = text.get_window_extent(renderer)
+        if box.x0 >= low and box.x1 <= high:
+            fits = middle
+        else:
+            cut = middle - 1
+    text.set_text(_middle_cut(original, fits))
+
+
+def _fit_legend(legend: Any, low: float, high: float, renderer: Any) -> None:
+    """Shorten a legend's longest labels until the legend lies between pixels `low` and `high`."""
+    labels = legend.get_texts()
+    originals = [label.get_text() for label in labels]
+    longest = max((len(text) for text in originals), default=0)
+    for _ in range(12):
+        box = legend.get_window_extent(renderer)
+        if (box.x0 >= low and box.x1 <= high) or longest <= 4:
+            return
+        share = min(0.9, (high - low) / box.width) if box.width > 0 else 0.9
+        longest = max(4, int(longest * share))
+        for label, original in zip(labels, originals, strict=True):
+            label.set_text(_middle_cut(original, longest))
+
+
+def _fit_texts(figure: Figure) -> None:
+    """Keep every title, x label and legend inside the figure and clear of the neighbouring panel: long
+    names and metric keys are cut in the middle (the page and figures.json give them whole)."""
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    right = figure.bbox.x1 - EDGE
+    title = getattr(figure, "_suptitle", None)
+    if title is not None:
+        _fit_text(title, EDGE, right, renderer)
+    for axes in figure.axes:
+        box = axes.get_window_extent(renderer)
+        low, high = max(EDGE, box.x0 - OWN_TICK_ROOM * DPI), min(right, box.x1 + NEIGHBOUR_GAP * DPI)
+        for text in axes.get_children():  # its three titles (left, centre, right) are its only texts
+            if isinstance(text, Text):
+                _fit_text(text, box.x0 - EDGE, high, renderer)
+        _fit_text(axes.xaxis.label, low, high, renderer)
+        legend = axes.get_legend()
+        if legend is not None:
+            _fit_legend(legend, low, high, renderer)
+    for legend in figure.legends:
+        _fit_legend(legend, EDGE, right, renderer)
+
+
 def _png(figure: Figure, palette: bool = False) -> bytes:
     """The figure as PNG bytes, without a date or software tag (the bytes depend on the data only).
 
@@ -146,7 +255,12 @@ def _png(figure: Figure, palette: bool = False) -> bytes:
     overview looks the same and weighs a third (under 200 KB for 200 runs). It
     costs ~20 ms a figure, so the model plots, which have few colours, skip it.
     """
+    for axes in figure.axes:
+        if type(axes.yaxis.get_major_formatter()) is matplotlib.ticker.ScalarFormatter and \
+                axes.get_yscale() == "linear":
+            axes.yaxis.set_major_formatter(TickLabels())
     _set_fonts(figure)
+    _fit_texts(figure)
     buffer = io.BytesIO()
     if not palette:
         figure.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
@@ -299,7 +413,7 @@ def panels_plot(title: str, color: str, train: pd.DataFrame, evals: pd.DataFrame
             if figures is not None:
                 _mark_steps(axes, figures, None)
             if panel.percent:
-                axes.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=1.0, decimals=0))
+                axes.yaxis.set_major_formatter(TickLabels(percent=True))
             axes.set_title(panel.title, loc="left")
             axes.set_xlabel("Step")
             if several:
