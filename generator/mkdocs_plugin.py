@@ -19,7 +19,7 @@ from mkdocs.plugins import BasePlugin
 
 from generator import navigation
 from generator.errors import TraindocsError
-from generator.pages import TABLESORT_SCRIPT
+from generator.pages import PLOTS_STYLESHEET, TABLESORT_SCRIPT
 from generator.records import SiteLayout
 from generator.remote import RemoteOptions, options_from_env
 from generator.site import GenerationResult, default_jobs, generate, watched_files
@@ -99,6 +99,8 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
             config.nav = navigation.build_nav(result, Path(config.docs_dir))
         if TABLESORT_SCRIPT not in [str(script) for script in config.extra_javascript]:
             config.extra_javascript.append(TABLESORT_SCRIPT)
+        if PLOTS_STYLESHEET not in [str(sheet) for sheet in config.extra_css]:
+            config.extra_css.append(PLOTS_STYLESHEET)
         return config
 
     def on_env(self, env: Any, config: Any, files: Any) -> Any:

@@ -25,6 +25,8 @@ from generator import fonts
 from generator.analysis import finite_series, smooth
 from generator.colors import LEGEND_LIMIT, PALETTE
 from generator.kinds import Panel
+from generator.overview import AXIS_TITLES, OVERVIEW_AXES, overview_panels
+from generator.overview import overview_axes as overview_axes  # re-exported: tests and callers find it here
 from generator.records import AnalysisSettings, Curve, Figures
 
 TEXT = "#262626"
@@ -85,16 +87,17 @@ def _single_figure(width: float, height: float) -> Figure:
 
 
 def _grid_figure(rows: int, columns: int, width: float, panel_height: float,
-                 below: float = 0.0, footer: float = 0.0) -> Figure:
-    """A grid of panels under a figure title; `below` is room for a legend under each panel,
-    `footer` for one legend under the whole figure (inches)."""
-    height = SUPTITLE_SPACE + rows * (TITLE_SPACE + panel_height + XLABEL_SPACE + below) + footer
+                 below: float = 0.0, footer: float = 0.0, titled: bool = True) -> Figure:
+    """A grid of panels under a figure title (unless not `titled`); `below` is room for a legend under
+    each panel, `footer` for one legend under the whole figure (inches)."""
+    above = SUPTITLE_SPACE if titled else 0.0
+    height = above + rows * (TITLE_SPACE + panel_height + XLABEL_SPACE + below) + footer
     figure = _new_figure(width, height)
     panel_width = (width - MARGIN_LEFT - MARGIN_RIGHT - MARGIN_LEFT * (columns - 1)) / columns
     figure.subplots_adjust(
         left=MARGIN_LEFT / width,
         right=1 - MARGIN_RIGHT / width,
-        top=1 - (SUPTITLE_SPACE + TITLE_SPACE) / height,
+        top=1 - (above + TITLE_SPACE) / height,
         bottom=(XLABEL_SPACE + below + footer) / height,
         hspace=(TITLE_SPACE + XLABEL_SPACE + below) / panel_height,
         wspace=MARGIN_LEFT / panel_width,
@@ -470,24 +473,6 @@ def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]],
         return _png(figure)
 
 
-OVERVIEW_AXES = (
-    ("step", "Step"),
-    ("progress", "Progress through training (% of steps)"),
-    ("epoch", "Epoch"),
-    ("tokens", "Tokens seen"),
-)
-
-
-def overview_axes(curves: Sequence[Curve]) -> list[str]:
-    """The x axes an overview can offer: steps and share always, epochs and tokens when some run logged them."""
-    axes = ["step", "progress"]
-    if any(curve.epochs is not None and len(curve.epochs) for curve in curves):
-        axes.append("epoch")
-    if any(curve.tokens is not None and len(curve.tokens) for curve in curves):
-        axes.append("tokens")
-    return axes
-
-
 def _against(curve: Curve, smoothed: pd.Series, axis: str, buckets: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The smoothed curve against one x axis; None when the run did not log that axis."""
     if axis == "step":
@@ -511,18 +496,27 @@ OVERVIEW_POINTS = 16_000
 points each (a smoothed curve among 200 shows no finer detail), 3 runs from 1,500 buckets."""
 
 
-def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str) -> bytes:
-    """Every model's smoothed `what` (loss, reward) on shared axes: by step, share of training, epoch, tokens."""
+OVERVIEW_PANEL_WIDTH = 5.0
+"""Inches of one overview panel drawn alone: two side by side on a desktop page, one a row on a phone,
+where 550 pixels shown 350 wide keep 10-point tick labels about 10 CSS pixels tall."""
+def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str, only: str | None = None,
+                  legend: bool = True) -> bytes:
+    """Every model's smoothed `what` (loss, reward) on shared axes: by step, share of training, epoch, tokens.
+
+    `only`: that one panel as its own image, OVERVIEW_PANEL_WIDTH wide, titled with what and how it is
+    smoothed (the page lays several out in a grid that becomes one column on phones); `legend`: whether
+    it carries the legend of the runs.
+    """
     drawn = [curve for curve in curves if not curve.values.empty]
-    # One run: share of training is its steps rescaled, and epochs and tokens mostly grow with the steps
-    # too; four panels would show one curve four times. Its own page has the rest.
-    axes_names = overview_axes(curves) if len(drawn) > 1 else ["step"]
+    axes_names = [only] if only else overview_panels(curves)
     grid_columns = 2 if len(axes_names) > 1 else 1
     with matplotlib.rc_context(STYLE):
         rows = (len(axes_names) + 1) // 2
-        legend_columns = 4
-        footer = _legend_rows(len(drawn), legend_columns) + 0.1 if 0 < len(drawn) <= LEGEND_LIMIT else 0.0
-        figure = _grid_figure(rows, grid_columns, 10.0 if grid_columns > 1 else 8.0, 2.9, footer=footer)
+        legend_columns = 4 if grid_columns > 1 else 2
+        with_legend = legend and 0 < len(drawn) <= LEGEND_LIMIT
+        footer = _legend_rows(len(drawn), legend_columns) + 0.1 if with_legend else 0.0
+        width = OVERVIEW_PANEL_WIDTH if only else 10.0 if grid_columns > 1 else 8.0
+        figure = _grid_figure(rows, grid_columns, width, 2.9, footer=footer, titled=not only)
         buckets = max(60, min(MAX_BUCKETS, OVERVIEW_POINTS // (2 * max(1, len(drawn)))))
         crowded = len(drawn) > LEGEND_LIMIT
         lengths = [curve.steps for curve in drawn if curve.steps > 0]
@@ -566,10 +560,13 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
                 label += f"; {missing} of {len(drawn)} runs did not log it"
             axes.set_xlabel(label)
             axes.set_ylabel(f"Smoothed {what}")
-            axes.set_title(f"By {dict(step='step', progress='share of training', epoch='epoch', tokens='tokens seen')[axis]}",
-                           loc="left")
-        _figure_title(figure, f"Smoothed {what} of every run (weight {settings.smoothing:g})")
-        if 0 < len(drawn) <= LEGEND_LIMIT:
+            if only:
+                axes.set_title(f"Smoothed {what} by {AXIS_TITLES[axis]} (weight {settings.smoothing:g})", loc="left")
+            else:
+                axes.set_title(f"By {AXIS_TITLES[axis]}", loc="left")
+        if not only:
+            _figure_title(figure, f"Smoothed {what} of every run (weight {settings.smoothing:g})")
+        if with_legend:
             handles = [matplotlib.lines.Line2D([], [], color=curve.color, linewidth=2.0) for curve in drawn]
             figure.legend(handles, [curve.name for curve in drawn], loc="lower center",
                           bbox_to_anchor=(0.5, 0.05 / figure.get_figheight()), ncol=min(len(drawn), legend_columns))

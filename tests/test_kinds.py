@@ -314,5 +314,6 @@ def test_overview_of_one_run_is_one_panel(tmp_path: Path) -> None:
     rl = png_size((tmp_path / "docs/assets/traindocs/rl-curves.png").read_bytes())
     preference = png_size((tmp_path / "docs/assets/traindocs/preference-curves.png").read_bytes())
     assert rl == preference
-    assert rl[0] == 880  # one 8-inch panel at 110 dpi, not the 10-inch grid
+    assert rl[0] == 550  # one 5-inch panel at 110 dpi (plots.OVERVIEW_PANEL_WIDTH), not the 10-inch grid
+    assert not list((tmp_path / "docs/assets/traindocs").glob("rl-curves-*.png"))
     assert np.isfinite(rl).all()
