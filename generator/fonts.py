@@ -43,8 +43,13 @@ EAST_ASIAN = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO", "ID
 """First words of Unicode character names of one family of scripts: labelled 'CJK'."""
 
 
-def _needs_fonts(text: str) -> bool:
-    return not text.isascii()
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Control characters (a tab or a bell in a name): laid out as a space, since no font has a glyph for them."""
+
+
+def needs_fonts(text: str) -> bool:
+    """Whether `text` may hold something DejaVu Sans does not draw (printable ASCII never does)."""
+    return not (text.isascii() and text.isprintable())
 
 
 @functools.cache
@@ -88,8 +93,10 @@ def _drawn(character: str) -> bool:
 
 
 @functools.cache
-def _choice(characters: frozenset[str]) -> tuple[tuple[str, ...], frozenset[str]]:
-    """(families to draw with, characters none of them draws) for a set of characters."""
+def _choice(characters: frozenset[str]) -> tuple[tuple[str, ...], frozenset[str], tuple[tuple[str, str], ...]]:
+    """(families to draw with, characters none of them draws, (character, its stand-in) pairs) for a set
+    of characters. A character no font has but whose compatibility form DejaVu Sans draws (full-width
+    U+FF1C is '<') is drawn as that form: the same text, not a label."""
     primary = _charmap(PRIMARY_FAMILY) or frozenset()
     missing = {c for c in characters if _drawn(c) and ord(c) not in primary}
     families = [PRIMARY_FAMILY]
@@ -103,18 +110,21 @@ def _choice(characters: frozenset[str]) -> tuple[tuple[str, ...], frozenset[str]
             missing -= covered
         if not missing:
             break
-    return tuple(families), frozenset(missing)
+    stand_ins = {c: unicodedata.normalize("NFKC", c) for c in missing}
+    equivalent = {c: form for c, form in stand_ins.items()
+                  if form != c and form and all(ord(x) in primary or not _drawn(x) for x in form)}
+    return tuple(families), frozenset(missing - set(equivalent)), tuple(sorted(equivalent.items()))
 
 
 def families_for(texts: Iterable[str]) -> tuple[str, ...]:
     """The font families to draw these texts with: DejaVu Sans first, then fallbacks for what it lacks."""
-    characters = frozenset(c for text in texts if _needs_fonts(text) for c in text)
+    characters = frozenset(c for text in texts if needs_fonts(text) for c in text)
     return _choice(characters)[0] if characters else (PRIMARY_FAMILY,)
 
 
 def undrawable(text: str) -> str:
     """The characters of `text` that no installed font draws, in order of first appearance."""
-    if not _needs_fonts(text):
+    if not needs_fonts(text):
         return ""
     missing = _choice(frozenset(text))[1]
     return "".join(dict.fromkeys(c for c in text if c in missing))
@@ -136,22 +146,28 @@ def script_label(characters: str) -> str:
 
 
 def drawable(text: str) -> str:
-    """`text` with each run of characters no installed font draws replaced by a label naming its script."""
-    missing = undrawable(text)
+    """`text` with characters no installed font draws replaced: by their compatibility form when DejaVu
+    Sans has it, else each run by a label naming its script."""
+    if not needs_fonts(text):
+        return text
+    text = CONTROL.sub(" ", text)
+    _, missing, equivalents = _choice(frozenset(text))
+    for character, form in equivalents:
+        text = text.replace(character, form)
     if not missing:
         return text
-    pattern = "[" + re.escape(missing) + "]+"
+    pattern = "[" + re.escape("".join(sorted(missing))) + "]+"
     return re.sub(pattern, lambda match: script_label(match.group(0)), text)
 
 
 def fonts_key(texts: Sequence[str]) -> str:
     """What the drawing of these texts depends on beyond the texts: '' for ASCII, else the families
     chosen and what none draws (installing a font then redraws the plots that need it)."""
-    if all(text.isascii() for text in texts):
+    if not any(needs_fonts(text) for text in texts):
         return ""
     characters = frozenset(c for text in texts for c in text)
-    families, missing = _choice(characters)
-    return "|".join(families) + "|missing:" + "".join(sorted(missing))
+    families, missing, equivalents = _choice(characters)
+    return "|".join(families) + "|missing:" + "".join(sorted(missing)) + "|as:" + "".join(c for c, _ in equivalents)
 
 
 def undrawable_warnings(label: str, texts: Iterable[str]) -> list[str]:

@@ -132,7 +132,7 @@ def _legend_rows(count: int, columns: int) -> float:
 def _set_fonts(figure: Figure) -> None:
     """Draw text DejaVu Sans lacks from an installed font that has it, and replace what no font has by a
     label naming its script (see `generator.fonts`): never a box, never a 'Glyph missing' warning."""
-    texts = [text for text in figure.findobj(Text) if not text.get_text().isascii()]
+    texts = [text for text in figure.findobj(Text) if fonts.needs_fonts(text.get_text())]
     if not texts:
         return
     families = list(fonts.families_for(text.get_text() for text in texts))

@@ -123,7 +123,7 @@ def test_the_font_choice_is_part_of_the_plot_key(no_cjk_font: None, tmp_path_fac
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Installing a font changes the key of the plots that need it (they are redrawn), not of the others."""
     without = fonts.fonts_key([CJK_NAME, "loss"])
-    assert without == "DejaVu Sans|missing:日本語"
+    assert without == "DejaVu Sans|missing:日本語|as:"
     assert fonts.fonts_key(["plain", "ascii"]) == ""
     from matplotlib import font_manager
 
@@ -131,9 +131,18 @@ def test_the_font_choice_is_part_of_the_plot_key(no_cjk_font: None, tmp_path_fac
     monkeypatch.setattr(fonts, "_candidates", functools.cache(lambda: (TEST_FAMILY,)))
     _reset_font_choice()
     try:
-        assert fonts.fonts_key([CJK_NAME, "loss"]) == f"DejaVu Sans|{TEST_FAMILY}|missing:"
+        assert fonts.fonts_key([CJK_NAME, "loss"]) == f"DejaVu Sans|{TEST_FAMILY}|missing:|as:"
     finally:
         font_manager.fontManager.ttflist = [f for f in font_manager.fontManager.ttflist if f.name != TEST_FAMILY]
+
+
+def test_full_width_forms_and_controls_are_drawn_as_plain_text(no_cjk_font: None) -> None:
+    """A full-width '<' (U+FF1C) is drawn as '<', a tab as a space: no label, no warning, no missing glyph."""
+    name = "\uff1cscript\uff1e\tx\x07"
+    assert fonts.drawable(name) == "<script> x "
+    assert fonts.undrawable(name) == ""
+    assert fonts.undrawable_warnings("checkpoints[0]", [name]) == []
+    assert _loss_png(name)  # raises on a 'Glyph missing' warning
 
 
 def test_a_label_names_the_script() -> None:
