@@ -70,6 +70,8 @@ XLABEL_SPACE = 0.55
 """Below each panel: x tick labels and the x label."""
 LEGEND_LINE = 0.17
 """Height of one line of a small legend below a panel."""
+FIGURE_LEGEND_LINE = 0.24
+"""Height of one line of the overview's legend (10-point text, not a panel legend's 7.5)."""
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -514,7 +516,7 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
         rows = (len(axes_names) + 1) // 2
         legend_columns = 4 if grid_columns > 1 else 2
         with_legend = legend and 0 < len(drawn) <= LEGEND_LIMIT
-        footer = _legend_rows(len(drawn), legend_columns) + 0.1 if with_legend else 0.0
+        footer = 0.2 + FIGURE_LEGEND_LINE * -(-len(drawn) // legend_columns) if with_legend else 0.0
         width = OVERVIEW_PANEL_WIDTH if only else 10.0 if grid_columns > 1 else 8.0
         figure = _grid_figure(rows, grid_columns, width, 2.9, footer=footer, titled=not only)
         buckets = max(60, min(MAX_BUCKETS, OVERVIEW_POINTS // (2 * max(1, len(drawn)))))

@@ -90,9 +90,23 @@ def _outside(figure: Figure) -> list[str]:
     return problems
 
 
+def _overlapping(figure: Figure) -> list[str]:
+    """Legends that cover an axis label (a legend under a panel or under the figure, given too little room)."""
+    renderer: Any = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    legends = [*figure.legends, *(axes.get_legend() for axes in figure.axes if axes.get_legend() is not None)]
+    labels = [label for axes in figure.axes for label in (axes.xaxis.label, axes.yaxis.label) if label.get_text()]
+    problems = []
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        for label in labels:
+            if box.overlaps(label.get_window_extent(renderer)):
+                problems.append(f"a legend covers the axis label {label.get_text()[:40]!r}")
+    return problems
+
+
 def _check(drawn: list[Figure]) -> None:
     assert drawn, "no figure was drawn"
-    problems = [problem for figure in drawn for problem in _outside(figure)]
+    problems = [problem for figure in drawn for problem in (*_outside(figure), *_overlapping(figure))]
     drawn.clear()
     assert not problems, "text outside the figure:\n" + "\n".join(problems)
 
@@ -184,7 +198,10 @@ def _curves(count: int, name: str, scale: tuple[float, float], rng: np.random.Ge
                           for name, scale in _pairs(["long", "cjk", "very long"], ["unit", "huge", "negative"])])
 def test_overview_plot_keeps_text_inside(drawn: list[Figure], count: int, name: str, scale: str) -> None:
     rng = np.random.default_rng(count)
-    plots.overview_plot(_curves(count, name, SCALES[scale], rng), SETTINGS, "reward")
+    curves = _curves(count, name, SCALES[scale], rng)
+    plots.overview_plot(curves, SETTINGS, "reward")
+    for position, axis in enumerate(plots.overview_panels(curves)):  # each panel alone, as the index shows them
+        plots.overview_plot(curves, SETTINGS, "reward", axis, legend=position == 0)
     _check(drawn)
 
 
