@@ -235,8 +235,10 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     if "tokens_seen" not in figures and len(tokens_seen):
         figures["tokens_seen"] = float(tokens_seen.iloc[-1])
 
+    flat, same = undrawn_metrics(run, kind)
+    undrawn = {column for column, _ in flat} | {column for column, _ in same}
     # Only keys with something to draw: a column of NaN gets no panel.
-    others = [column for column in kinds.other_metrics(kind, run.train.columns)
+    others = [column for column in kinds.other_metrics(kind, [c for c in run.train.columns if c not in undrawn])
               if len(finite_series(run.train, column))]
     figures["metrics"] = tuple(sorted(c for c in run.train.columns if c not in ("step", "epoch")))
     figures.update(
@@ -251,6 +253,8 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
                      if len(finite_series(run.train, column))),
         other_metrics=tuple(others[:MAX_OTHER_METRICS]),
         other_metrics_left_out=tuple(others[MAX_OTHER_METRICS:]),
+        flat_metrics=flat,
+        same_metrics=same,
     )
     figures.update(_eval_table(run, figures["eval_metrics"]))  # type: ignore[arg-type]
     figures["saved_checkpoints"] = _saved_checkpoints(run)
@@ -321,6 +325,37 @@ def _saved_checkpoints(run: TrainingRun) -> tuple[SavedCheckpoint, ...]:
             eval_loss=float(eval_loss[step]) if step in eval_loss.index else None,
         ))
     return tuple(rows)
+
+
+def undrawn_metrics(run: TrainingRun, kind: kinds.RunKind) -> tuple[tuple[tuple[str, float], ...],
+                                                                    tuple[tuple[str, str], ...]]:
+    """Training metrics no panel needs to draw: (flat ones with their value, repeats with the column they repeat).
+
+    Flat: two or more finite values, all equal. A repeat has exactly the values of an earlier column at
+    the same steps; earlier means drawn first: the loss, the kind's panels, the standard panels, then the
+    rest by name. A metric with eval values is always drawn (its eval dots sit on its panel).
+    """
+    columns = [c for c in run.train.columns if c not in kinds.TRAIN_BOOKKEEPING and not c.startswith("train_")]
+    panel_order = [c for panel in (*kinds.kind_panels(kind, columns), *kinds.standard_panels(columns))
+                   for c in panel.columns]
+    ordered = list(dict.fromkeys(["loss", *panel_order, *sorted(columns)]))
+    flat: list[tuple[str, float]] = []
+    same: list[tuple[str, str]] = []
+    seen: dict[tuple[bytes, bytes], str] = {}
+    for column in ordered:
+        if column not in run.train.columns:
+            continue
+        values = finite_series(run.train, column)
+        if not len(values) or len(finite_series(run.eval, "eval_" + column)):
+            continue
+        signature = (values.index.to_numpy(dtype="float64").tobytes(), values.to_numpy(dtype="float64").tobytes())
+        if column != "loss" and len(values) >= 2 and float(values.min()) == float(values.max()):
+            flat.append((column, float(values.iloc[0])))
+        elif signature in seen:
+            same.append((column, seen[signature]))
+        else:
+            seen[signature] = column
+    return tuple(sorted(flat)), tuple(sorted(same))
 
 
 MAX_OTHER_METRICS = 48

@@ -143,7 +143,7 @@ class OwnedFiles:
         # CSVs until the end cost ~100 MB.
         on_disk_of = {artefact.path: on_disk for artefact, on_disk in stale}
         for artefact, data in workers.render_each([artefact for artefact, _ in stale], pool or WorkerPool(1),
-                                                  progress):
+                                                  progress, result.notes):
             digest = hashlib.sha256(data).hexdigest()
             if artefact.path in unvouched and digest != on_disk_of[artefact.path]:
                 result.refused.append(artefact.path)  # not what traindocs makes: maybe a hand edit

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from generator import narrative, workers
+from generator import fonts, narrative, workers
 from generator.analysis import analyse
 from generator.cache import Cached, RunCache, inputs_key
 from generator.colors import color_for
@@ -65,7 +65,10 @@ class GenerationResult:
             f"{report.entry.label}: {len(report.figures.other_metrics_left_out)} more metric keys than a page plots "
             f"were left out of the plots ({', '.join(report.figures.other_metrics_left_out[:3])}, ...); they are in "
             "its log_history.csv" for report in self.reports if report.figures.other_metrics_left_out]
-        return [warning for report in self.reports for warning in report.run.warnings] + left_out + self.notes
+        undrawable = [warning for report in self.reports
+                      for warning in fonts.undrawable_warnings(report.entry.label, _plotted_texts(report))]
+        return ([warning for report in self.reports for warning in report.run.warnings] + left_out + undrawable
+                + self.notes)
 
     def refusals(self) -> list[str]:
         """One line per generated file that a hand-written file blocked."""
@@ -74,6 +77,11 @@ class GenerationResult:
             "(move or rename it to let traindocs generate this page)"
             for path in self.refused
         ]
+
+
+def _plotted_texts(report: ModelReport) -> list[str]:
+    """What a model's plots write: its name and its metric keys."""
+    return [report.entry.name, *report.run.train.columns, *report.run.eval.columns]
 
 
 def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = None, jobs: int = 1,

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from generator import __version__, charts, downloads, narrative, pages
+from generator import __version__, charts, downloads, fonts, narrative, pages
 from generator.analysis import finite_series
 from generator.badges import badge_svg
 from generator.cache import code_version
 from generator.formatting import fmt_number
 from generator.kinds import Panel
+from generator.overview import overview_panels
 from generator.records import (
     AnalysisSettings,
     Curve,
@@ -41,6 +42,8 @@ from generator.records import (
 TABLESORT_FILE = Path(__file__).parent / "static" / "tablesort.js"
 """Makes the comparison table sortable (a few lines of our own, no CDN)."""
 STATIC_DIR = Path(__file__).parent / "static"
+PLOTS_STYLESHEET_FILE = Path(__file__).parent / "static" / "traindocs-plots.css"
+"""Lays out plots drawn as separate panels: two a row on wide screens, one on phones."""
 
 
 @functools.cache
@@ -121,16 +124,20 @@ class EvalPlot:
 
 @dataclass(frozen=True, eq=False)
 class OverviewPlot:
-    """Every model of one kind on shared axes (`plots.overview_plot`); the curves are made when drawn."""
+    """Every model of one kind on shared axes (`plots.overview_plot`), one panel (`only`) or all; the
+    curves are made when drawn."""
 
     members: tuple[ModelReport, ...]
     settings: AnalysisSettings
     what: str
+    only: str | None = None
+    legend: bool = True
 
     def __call__(self) -> bytes:
         from generator import plots
 
-        return plots.overview_plot([_overview_curve(report) for report in self.members], self.settings, self.what)
+        return plots.overview_plot([_overview_curve(report) for report in self.members], self.settings, self.what,
+                                   self.only, self.legend)
 
 
 PlotJob = LossPlot | PanelsPlot | EvalPlot | OverviewPlot
@@ -157,7 +164,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         slug, name = report.entry.slug, report.entry.name
         run = report.run
         files = pages.ModelFiles.for_report(report)
-        plot_inputs = (versions, name, report.color, run.state_sha256, settings_json)
+        plot_inputs = (versions, name, report.color, run.state_sha256, settings_json,
+                       fonts.fonts_key([name, *run.train.columns, *run.eval.columns]))
         plans: list[tuple[str | None, str, PlotJob]] = [
             (files.loss, "loss", LossPlot(name, report.color, run.train, run.eval, report.figures, settings,
                                           run.resumes[-1][0] if run.resumes else None)),
@@ -200,17 +208,23 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                     for r in members]
         overview = None
         what = kind.about.headline
+        overview_images: list[tuple[str, str]] = []
         if any(_has_overview_curve(r) for r in members):
-            overview = pages.overview_path(kind)
             overview_inputs = (
                 versions,
                 [(r.entry.name, r.color, r.run.state_sha256, r.figures.steps) for r in members],
                 settings_json,
+                fonts.fonts_key([r.entry.name for r in members]),
             )
-            # Drawn in this process while the workers draw the model plots: its inputs
-            # (every run's curve) would cost more to send to a worker than to draw here.
-            artefacts.append(Artefact(overview, _key(overview, overview_inputs),
-                                      OverviewPlot(tuple(members), settings, what)))
+            # Each panel its own image, the legend under the first: see pages._overview_images.
+            axes = overview_panels([_overview_curve(r) for r in members])
+            overview_images = [(axis, pages.overview_path(kind, axis)) for axis in axes]
+            overview = overview_images[0][1]
+            for position, (axis, path) in enumerate(overview_images):
+                # Drawn in this process while the workers draw the model plots: its inputs
+                # (every run's curve) would cost more to send to a worker than to draw here.
+                artefacts.append(Artefact(path, _key(path, overview_inputs),
+                                          OverviewPlot(tuple(members), settings, what, axis, position == 0)))
             chart = charts.chart_file_for(overview)
             artefacts.append(Artefact(chart, _key(chart, overview_inputs),
                                       partial(charts.overview_chart_bytes, tuple(members), settings, what)))
@@ -218,12 +232,13 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             sentences, closing = narrative.reward_comparison(named), narrative.reward_conclusion(named)
         else:
             sentences, closing = narrative.comparison(compared, settings), narrative.conclusion(compared, settings)
-        groups.append(pages.IndexGroup(kind, tuple(members), tuple(sentences), closing, overview))
+        groups.append(pages.IndexGroup(kind, tuple(members), tuple(sentences), closing, overview, tuple(overview_images)))
     index = pages.index_page(registry.site, groups, problems)
     artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, downloads.summary_document(reports, problems, layout)))
     artefacts.append(_bytes_artefact(pages.TABLESORT_SCRIPT, _tablesort_js()))
+    artefacts.append(_bytes_artefact(pages.PLOTS_STYLESHEET, PLOTS_STYLESHEET_FILE.read_bytes()))
     for name in charts.STATIC_FILES:
         artefacts.append(_bytes_artefact(f"{pages.ASSETS_DIR}/{name}", _static_file(name)))
     # Pages link each other and their images relatively: the whole report moves into its folder as is.

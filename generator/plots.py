@@ -18,11 +18,15 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from PIL import Image
 
+from generator import fonts
 from generator.analysis import finite_series, smooth
 from generator.colors import LEGEND_LIMIT, PALETTE
 from generator.kinds import Panel
+from generator.overview import AXIS_TITLES, OVERVIEW_AXES, overview_panels
+from generator.overview import overview_axes as overview_axes  # re-exported: tests and callers find it here
 from generator.records import AnalysisSettings, Curve, Figures
 
 TEXT = "#262626"
@@ -66,6 +70,8 @@ XLABEL_SPACE = 0.55
 """Below each panel: x tick labels and the x label."""
 LEGEND_LINE = 0.17
 """Height of one line of a small legend below a panel."""
+FIGURE_LEGEND_LINE = 0.24
+"""Height of one line of the overview's legend (10-point text, not a panel legend's 7.5)."""
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -83,16 +89,17 @@ def _single_figure(width: float, height: float) -> Figure:
 
 
 def _grid_figure(rows: int, columns: int, width: float, panel_height: float,
-                 below: float = 0.0, footer: float = 0.0) -> Figure:
-    """A grid of panels under a figure title; `below` is room for a legend under each panel,
-    `footer` for one legend under the whole figure (inches)."""
-    height = SUPTITLE_SPACE + rows * (TITLE_SPACE + panel_height + XLABEL_SPACE + below) + footer
+                 below: float = 0.0, footer: float = 0.0, titled: bool = True) -> Figure:
+    """A grid of panels under a figure title (unless not `titled`); `below` is room for a legend under
+    each panel, `footer` for one legend under the whole figure (inches)."""
+    above = SUPTITLE_SPACE if titled else 0.0
+    height = above + rows * (TITLE_SPACE + panel_height + XLABEL_SPACE + below) + footer
     figure = _new_figure(width, height)
     panel_width = (width - MARGIN_LEFT - MARGIN_RIGHT - MARGIN_LEFT * (columns - 1)) / columns
     figure.subplots_adjust(
         left=MARGIN_LEFT / width,
         right=1 - MARGIN_RIGHT / width,
-        top=1 - (SUPTITLE_SPACE + TITLE_SPACE) / height,
+        top=1 - (above + TITLE_SPACE) / height,
         bottom=(XLABEL_SPACE + below + footer) / height,
         hspace=(TITLE_SPACE + XLABEL_SPACE + below) / panel_height,
         wspace=MARGIN_LEFT / panel_width,
@@ -124,6 +131,127 @@ def _legend_rows(count: int, columns: int) -> float:
     return 0.1 + LEGEND_LINE * -(-count // columns) if count else 0.0
 
 
+def _set_fonts(figure: Figure) -> None:
+    """Draw text DejaVu Sans lacks from an installed font that has it, and replace what no font has by a
+    label naming its script (see `generator.fonts`): never a box, never a 'Glyph missing' warning."""
+    texts = [text for text in figure.findobj(Text) if fonts.needs_fonts(text.get_text())]
+    if not texts:
+        return
+    families = list(fonts.families_for(text.get_text() for text in texts))
+    for text in texts:
+        text.set_fontfamily(families)
+        text.set_text(fonts.drawable(text.get_text()))
+
+
+class TickLabels(matplotlib.ticker.Formatter):
+    """Y tick labels that each carry their own exponent ('3.7e12', '2e-9') and as many decimals as the
+    ticks need to differ: no '1e12' or '+1e3' text above the axis, which pushed the panel's title
+    out of the figure. `percent`: fractions shown as percentages."""
+
+    SCIENTIFIC_ABOVE = 1e5
+    SCIENTIFIC_BELOW = 1e-3
+
+    def __init__(self, percent: bool = False) -> None:
+        self.percent = percent
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return self.format_ticks([x])[0]
+
+    def format_ticks(self, values: Any) -> list[str]:
+        scaled = np.asarray(values, dtype="float64") * (100.0 if self.percent else 1.0)
+        finite = np.sort(scaled[np.isfinite(scaled)])
+        steps = np.diff(finite)
+        step = float(steps[steps > 0].min()) if (steps > 0).any() else max(float(np.abs(finite).max(initial=0)), 1.0)
+        largest = float(np.abs(finite).max(initial=0.0))
+        scientific = largest >= self.SCIENTIFIC_ABOVE or 0 < largest < self.SCIENTIFIC_BELOW
+        suffix = "%" if self.percent else ""
+        for digits in range(9):  # the fewest digits that still tell the ticks apart
+            labels = [self._label(value, digits, scientific) for value in scaled]
+            if all(not np.isfinite(v) or abs(float(label) - v) <= step * 1e-3 for label, v in zip(labels, scaled, strict=True)):
+                break
+        return [label.replace("e+", "e").replace("e0", "e").replace("e-0", "e-") + suffix for label in labels]
+
+    @staticmethod
+    def _label(value: float, digits: int, scientific: bool) -> str:
+        if not np.isfinite(value) or value == 0:
+            return "0"
+        return f"{value:.{digits}e}" if scientific else f"{value:.{digits}f}"
+
+
+ELLIPSIS = "\u2026"
+EDGE = 2.0
+"""Pixels kept clear at the figure's edges."""
+NEIGHBOUR_GAP = 0.15
+"""Inches a panel's title, x label or legend may reach past its right edge: the next panel's y tick
+labels begin further right."""
+OWN_TICK_ROOM = 0.7
+"""Inches a panel's legend or x label may reach past its left edge: below its own y tick labels."""
+
+
+def _middle_cut(text: str, keep: int) -> str:
+    """`text` with its middle replaced by an ellipsis, keeping `keep` characters: both the start and the
+    distinguishing end of 'rewards/termination_verbosity_reward/std' survive."""
+    if len(text) <= keep:
+        return text
+    head = (keep + 1) // 2
+    return text[:head] + ELLIPSIS + text[len(text) - (keep - head):] if keep > head else text[:head] + ELLIPSIS
+
+
+def _fit_text(text: Text, low: float, high: float, renderer: Any) -> None:
+    """Shorten a one-line text (middle cut) until its drawn extent lies between pixels `low` and `high`."""
+    original = text.get_text()
+    box = text.get_window_extent(renderer)
+    if not original or (box.x0 >= low and box.x1 <= high):
+        return
+    fits, cut = 1, len(original) - 1
+    while fits < cut:  # the longest cut that fits
+        middle = (fits + cut + 1) // 2
+        text.set_text(_middle_cut(original, middle))
+        box = text.get_window_extent(renderer)
+        if box.x0 >= low and box.x1 <= high:
+            fits = middle
+        else:
+            cut = middle - 1
+    text.set_text(_middle_cut(original, fits))
+
+
+def _fit_legend(legend: Any, low: float, high: float, renderer: Any) -> None:
+    """Shorten a legend's longest labels until the legend lies between pixels `low` and `high`."""
+    labels = legend.get_texts()
+    originals = [label.get_text() for label in labels]
+    longest = max((len(text) for text in originals), default=0)
+    for _ in range(12):
+        box = legend.get_window_extent(renderer)
+        if (box.x0 >= low and box.x1 <= high) or longest <= 4:
+            return
+        share = min(0.9, (high - low) / box.width) if box.width > 0 else 0.9
+        longest = max(4, int(longest * share))
+        for label, original in zip(labels, originals, strict=True):
+            label.set_text(_middle_cut(original, longest))
+
+
+def _fit_texts(figure: Figure) -> None:
+    """Keep every title, x label and legend inside the figure and clear of the neighbouring panel: long
+    names and metric keys are cut in the middle (the page and figures.json give them whole)."""
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    right = figure.bbox.x1 - EDGE
+    title = getattr(figure, "_suptitle", None)
+    if title is not None:
+        _fit_text(title, EDGE, right, renderer)
+    for axes in figure.axes:
+        box = axes.get_window_extent(renderer)
+        low, high = max(EDGE, box.x0 - OWN_TICK_ROOM * DPI), min(right, box.x1 + NEIGHBOUR_GAP * DPI)
+        for text in axes.get_children():  # its three titles (left, centre, right) are its only texts
+            if isinstance(text, Text):
+                _fit_text(text, box.x0 - EDGE, high, renderer)
+        _fit_text(axes.xaxis.label, low, high, renderer)
+        legend = axes.get_legend()
+        if legend is not None:
+            _fit_legend(legend, low, high, renderer)
+    for legend in figure.legends:
+        _fit_legend(legend, EDGE, right, renderer)
+
+
 def _png(figure: Figure, palette: bool = False) -> bytes:
     """The figure as PNG bytes, without a date or software tag (the bytes depend on the data only).
 
@@ -132,6 +260,12 @@ def _png(figure: Figure, palette: bool = False) -> bytes:
     overview looks the same and weighs a third (under 200 KB for 200 runs). It
     costs ~20 ms a figure, so the model plots, which have few colours, skip it.
     """
+    for axes in figure.axes:
+        if type(axes.yaxis.get_major_formatter()) is matplotlib.ticker.ScalarFormatter and \
+                axes.get_yscale() == "linear":
+            axes.yaxis.set_major_formatter(TickLabels())
+    _set_fonts(figure)
+    _fit_texts(figure)
     buffer = io.BytesIO()
     if not palette:
         figure.savefig(buffer, format="png", dpi=DPI, facecolor="white", metadata={"Software": None})
@@ -284,7 +418,7 @@ def panels_plot(title: str, color: str, train: pd.DataFrame, evals: pd.DataFrame
             if figures is not None:
                 _mark_steps(axes, figures, None)
             if panel.percent:
-                axes.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=1.0, decimals=0))
+                axes.yaxis.set_major_formatter(TickLabels(percent=True))
             axes.set_title(panel.title, loc="left")
             axes.set_xlabel("Step")
             if several:
@@ -341,24 +475,6 @@ def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]],
         return _png(figure)
 
 
-OVERVIEW_AXES = (
-    ("step", "Step"),
-    ("progress", "Progress through training (% of steps)"),
-    ("epoch", "Epoch"),
-    ("tokens", "Tokens seen"),
-)
-
-
-def overview_axes(curves: Sequence[Curve]) -> list[str]:
-    """The x axes an overview can offer: steps and share always, epochs and tokens when some run logged them."""
-    axes = ["step", "progress"]
-    if any(curve.epochs is not None and len(curve.epochs) for curve in curves):
-        axes.append("epoch")
-    if any(curve.tokens is not None and len(curve.tokens) for curve in curves):
-        axes.append("tokens")
-    return axes
-
-
 def _against(curve: Curve, smoothed: pd.Series, axis: str, buckets: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The smoothed curve against one x axis; None when the run did not log that axis."""
     if axis == "step":
@@ -382,15 +498,27 @@ OVERVIEW_POINTS = 16_000
 points each (a smoothed curve among 200 shows no finer detail), 3 runs from 1,500 buckets."""
 
 
-def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str) -> bytes:
-    """Every model's smoothed `what` (loss, reward) on shared axes: by step, share of training, epoch, tokens."""
-    axes_names = overview_axes(curves)
+OVERVIEW_PANEL_WIDTH = 5.0
+"""Inches of one overview panel drawn alone: two side by side on a desktop page, one a row on a phone,
+where 550 pixels shown 350 wide keep 10-point tick labels about 10 CSS pixels tall."""
+def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str, only: str | None = None,
+                  legend: bool = True) -> bytes:
+    """Every model's smoothed `what` (loss, reward) on shared axes: by step, share of training, epoch, tokens.
+
+    `only`: that one panel as its own image, OVERVIEW_PANEL_WIDTH wide, titled with what and how it is
+    smoothed (the page lays several out in a grid that becomes one column on phones); `legend`: whether
+    it carries the legend of the runs.
+    """
     drawn = [curve for curve in curves if not curve.values.empty]
+    axes_names = [only] if only else overview_panels(curves)
+    grid_columns = 2 if len(axes_names) > 1 else 1
     with matplotlib.rc_context(STYLE):
         rows = (len(axes_names) + 1) // 2
-        legend_columns = 4
-        footer = _legend_rows(len(drawn), legend_columns) + 0.1 if 0 < len(drawn) <= LEGEND_LIMIT else 0.0
-        figure = _grid_figure(rows, 2, 10.0, 2.9, footer=footer)
+        legend_columns = 4 if grid_columns > 1 else 2
+        with_legend = legend and 0 < len(drawn) <= LEGEND_LIMIT
+        footer = 0.2 + FIGURE_LEGEND_LINE * -(-len(drawn) // legend_columns) if with_legend else 0.0
+        width = OVERVIEW_PANEL_WIDTH if only else 10.0 if grid_columns > 1 else 8.0
+        figure = _grid_figure(rows, grid_columns, width, 2.9, footer=footer, titled=not only)
         buckets = max(60, min(MAX_BUCKETS, OVERVIEW_POINTS // (2 * max(1, len(drawn)))))
         crowded = len(drawn) > LEGEND_LIMIT
         lengths = [curve.steps for curve in drawn if curve.steps > 0]
@@ -398,7 +526,7 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
         log_steps = bool(lengths) and max(lengths) >= 5 * min(lengths)
         smoothed = [smooth(curve.values, settings.smoothing) for curve in drawn]  # once, for every panel
         for position, axis in enumerate(axes_names, start=1):
-            axes = figure.add_subplot(rows, 2, position)
+            axes = figure.add_subplot(rows, grid_columns, position)
             missing = 0
             segments, colors = [], []
             for curve, values in zip(drawn, smoothed, strict=True):
@@ -434,10 +562,13 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
                 label += f"; {missing} of {len(drawn)} runs did not log it"
             axes.set_xlabel(label)
             axes.set_ylabel(f"Smoothed {what}")
-            axes.set_title(f"By {dict(step='step', progress='share of training', epoch='epoch', tokens='tokens seen')[axis]}",
-                           loc="left")
-        _figure_title(figure, f"Smoothed {what} of every run (weight {settings.smoothing:g})")
-        if 0 < len(drawn) <= LEGEND_LIMIT:
+            if only:
+                axes.set_title(f"Smoothed {what} by {AXIS_TITLES[axis]} (weight {settings.smoothing:g})", loc="left")
+            else:
+                axes.set_title(f"By {AXIS_TITLES[axis]}", loc="left")
+        if not only:
+            _figure_title(figure, f"Smoothed {what} of every run (weight {settings.smoothing:g})")
+        if with_legend:
             handles = [matplotlib.lines.Line2D([], [], color=curve.color, linewidth=2.0) for curve in drawn]
             figure.legend(handles, [curve.name for curve in drawn], loc="lower center",
                           bbox_to_anchor=(0.5, 0.05 / figure.get_figheight()), ncol=min(len(drawn), legend_columns))

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -130,8 +131,9 @@ class SiteLayout:
         return f"{stem}/" if self.use_directory_urls else f"{stem}.html"
 
     def absolute(self, site_path: str) -> str:
-        """Absolute URL of a path relative to the site root; empty without site_url."""
-        return self.site_url + site_path if self.site_url else ""
+        """Absolute URL of a path relative to the site root; empty without site_url. A slug in another
+        script ('models/日本語モデル/') is percent-encoded, as a URL pasted into a model card must be."""
+        return self.site_url + quote(site_path, safe="/") if self.site_url else ""
 
 
 @dataclass(frozen=True)
@@ -463,6 +465,12 @@ class Figures:
     """Numeric training keys no section explains: plotted under 'Other metrics'."""
     other_metrics_left_out: tuple[str, ...] = ()
     """Keys past the page's cap on 'Other metrics' panels: only in the CSV download."""
+    flat_metrics: tuple[tuple[str, float], ...] = ()
+    """(column, value) of training metrics logged at two or more steps with one value at every one
+    (a KL of 0, a constant learning rate): the page states the value instead of drawing a flat line."""
+    same_metrics: tuple[tuple[str, str], ...] = ()
+    """(column, earlier column) where the column has the earlier one's values at every logged step
+    (older TRL's `completion_length` is `completions/mean_length` or `max_length`): drawn once."""
     findings: tuple[Finding, ...] = ()
     """What the analysis found, warnings first (see `generator.findings`)."""
     resumes: tuple[tuple[int, int], ...] = ()
@@ -477,6 +485,12 @@ class Figures:
     """Every evaluation, when few enough to list on the page; empty otherwise (they are in the CSV)."""
     saved_checkpoints: tuple[SavedCheckpoint, ...] = ()
     """The checkpoints of a registered run folder (two or more), oldest first."""
+
+    @property
+    def drawn_metrics(self) -> tuple[str, ...]:
+        """`metrics` without the flat ones and the repeats: what the panels draw."""
+        undrawn = {column for column, _ in self.flat_metrics} | {column for column, _ in self.same_metrics}
+        return tuple(column for column in self.metrics if column not in undrawn)
 
     def series_for(self, column: str) -> SeriesSummary | None:
         """The summary of `column`, when it was logged."""

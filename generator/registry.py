@@ -13,6 +13,7 @@ import difflib
 import math
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +61,36 @@ _RANGES: dict[str, tuple[float, float, bool, bool]] = {
 _WHOLE_NUMBERS = frozenset({"spike_window"})
 
 
+SLUG_BYTES = 80
+"""Longest derived slug in UTF-8 bytes: 80 ASCII characters, 26 CJK ones (a file name stays far below 255 bytes)."""
+
+
 def slugify(text: str) -> str:
-    """Lowercase ASCII letters and digits joined by single hyphens."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:80].strip("-")
+    """Lower-case letters and digits of any script joined by single hyphens: 'Qwen 7B — 日本語' -> 'qwen-7b-日本語'.
+
+    NFKC first (full-width letters are ASCII ones); Latin letters lose their accents ('modèle' -> 'modele');
+    letters of other scripts stay with their combining marks (Devanagari vowel signs are part of the word).
+    Page URLs carry them percent-encoded, which MkDocs and browsers handle.
+    """
+    characters: list[str] = []
+    for character in unicodedata.normalize("NFKC", text).lower():
+        folded = unicodedata.normalize("NFKD", character)
+        if folded[0].isascii() and all(unicodedata.combining(mark) for mark in folded[1:]):
+            character = folded[0]
+        category = unicodedata.category(character)
+        if category == "Cf" or (unicodedata.combining(character) and characters and characters[-1].isascii()):
+            continue  # direction marks and joiners; an accent left on a Latin letter ('İ' lower-cased)
+        characters.append(character if category[0] in "LMN" else "-")
+    slug = re.sub(r"-+", "-", "".join(characters)).strip("-")
+    while len(slug.encode("utf-8")) > SLUG_BYTES:
+        slug = slug[:-1]
+    return slug.strip("-")
+
+
+def _ascii_example(slug: str) -> str:
+    """A valid explicit slug close to `slug`, for the error message."""
+    example = slugify(slug)
+    return example if SLUG_PATTERN.match(example) else "my-model"
 
 
 def did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
@@ -349,7 +376,7 @@ def _entry(raw: Any, index: int, base_dir: Path, shown: str) -> tuple[Checkpoint
                 shown,
                 label,
                 f"slug: '{slug}' is not a valid slug; use lowercase letters, digits and hyphens "
-                f"(e.g. '{slugify(slug) or 'my-model'}')",
+                f"(e.g. '{_ascii_example(slug)}')",
             )
         )
     if not slug and text.get("name"):

@@ -9,9 +9,11 @@ meanwhile.
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from typing import TYPE_CHECKING
@@ -83,24 +85,69 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def render_each(artefacts: list[Artefact], pool: WorkerPool,
-                progress: Progress | None) -> Iterator[tuple[Artefact, bytes]]:
+class _Captured(logging.Handler):
+    """Collects log records (matplotlib reports a font it cannot find through `logging`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.name}: {record.getMessage()}")
+
+
+CAPTURED_LOGGERS = ("matplotlib", "PIL")
+
+
+def render_capturing(render: Callable[[], bytes]) -> tuple[bytes, tuple[str, ...]]:
+    """`render()`, with what the libraries warn about meanwhile (Python warnings, log records of
+    `CAPTURED_LOGGERS`) returned as lines instead of printed: run in the worker that renders, so the
+    warnings travel back with the bytes and the generation reports them (and `--strict` counts them)."""
+    handler = _Captured()
+    loggers = [logging.getLogger(name) for name in CAPTURED_LOGGERS]
+    propagate = [logger.propagate for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            data = render()
+    finally:
+        for logger, was in zip(loggers, propagate, strict=True):
+            logger.removeHandler(handler)
+            logger.propagate = was
+    lines = [f"{warning.category.__name__}: {warning.message}" for warning in caught] + handler.messages
+    return data, tuple(dict.fromkeys(lines))
+
+
+def render_each(artefacts: list[Artefact], pool: WorkerPool, progress: Progress | None,
+                notes: list[str] | None = None) -> Iterator[tuple[Artefact, bytes]]:
     """Render artefacts, yielding each as it is done: the expensive ones in worker processes
-    when there are enough, the others here meanwhile."""
+    when there are enough, the others here meanwhile. What a library warned about while
+    rendering goes to `notes` (one line each, `path: warning`, sorted when all are done)."""
     expensive = [artefact for artefact in artefacts if artefact.expensive]
     workers = pool.for_work(len(expensive), RENDER_POOL_THRESHOLD)
-    futures = {workers.submit(artefact.render): artefact for artefact in expensive} if workers else {}
+    futures = ({workers.submit(render_capturing, artefact.render): artefact for artefact in expensive}
+               if workers else {})
+    said: list[str] = []
     done = 0
     for artefact in artefacts:
         if artefact.expensive and workers is not None:
             continue
-        yield artefact, artefact.render()
+        data, lines = render_capturing(artefact.render)
+        said += [f"{artefact.path}: while rendering: {line}" for line in lines]
+        yield artefact, data
         if progress and artefact.expensive:
             done += 1
             progress("render", done, len(expensive), artefact.path)
     for future in as_completed(futures):
         artefact = futures.pop(future)  # let the result go once written: 200 models' CSVs add up
-        yield artefact, future.result()
+        data, lines = future.result()
+        said += [f"{artefact.path}: while rendering: {line}" for line in lines]
+        yield artefact, data
         done += 1
         if progress:
             progress("render", done, len(expensive), artefact.path)
+    if notes is not None:
+        notes.extend(sorted(said))  # workers finish in any order; the report does not

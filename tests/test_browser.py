@@ -50,8 +50,9 @@ def test_index_table_images_and_console(page: object, site_url: str) -> None:
     rows = page.locator("article table tbody tr")  # type: ignore[attr-defined]
     assert rows.count() == 3
     assert rows.nth(2).locator("td").nth(6).inner_text() == "Very Fast (High Initial Gap)"
-    # One overview plot: all three are SFT runs.
-    assert page.locator("article img").count() == 1  # type: ignore[attr-defined]
+    # One overview, all three are SFT runs: its panels by step, share of training, epoch and tokens.
+    assert page.locator("article .td-panels img").count() == 4  # type: ignore[attr-defined]
+    assert page.locator("article img").count() == 4  # type: ignore[attr-defined]
     assert broken_images(page) == []
     assert page.console_errors == []  # type: ignore[attr-defined]
     ARTIFACTS.mkdir(exist_ok=True)

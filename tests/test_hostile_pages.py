@@ -50,7 +50,9 @@ def test_pages_never_publish_the_home_folder(tmp_path: Path, monkeypatch: pytest
 
 
 def test_a_log_of_many_keys_draws_a_bounded_number_of_panels(tmp_path: Path) -> None:
-    rows = [dict(row, **{f"metric_{n:03d}": float(n) for n in range(60)}) for row in sft_rows([2.0, 1.5, 1.2])]
+    # Values that change from row to row: a metric with one value throughout is stated, not drawn.
+    rows = [dict(row, **{f"metric_{n:03d}": float(n) + 0.5 * i for n in range(60)})
+            for i, row in enumerate(sft_rows([2.0, 1.5, 1.2]))]
     write_state(tmp_path / "run", rows)
     registry = project(tmp_path, "  - name: Run\n    path: run\n")
     result = generate(registry, tmp_path / "docs")

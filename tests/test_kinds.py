@@ -272,9 +272,11 @@ def test_index_has_one_table_and_one_overview_per_kind(tmp_path: Path) -> None:
 
     assert (docs / "models/grpo-run/rl.png").is_file() and (docs / "models/dpo-run/preference.png").is_file()
     assert (docs / "models/classifier/eval.png").is_file()
-    assert (docs / "models/grpo-run/other-metrics.png").is_file()  # frac_reward_zero_std is not dropped
     grpo = (docs / "models/grpo-run.md").read_text(encoding="utf-8")
-    assert "## Reward and policy" in grpo and "## Other metrics" in grpo and "Convergence speed" not in grpo
+    # frac_reward_zero_std is not dropped: logged as 0.1 at every step, it is stated rather than drawn flat.
+    assert not (docs / "models/grpo-run/other-metrics.png").exists()
+    assert "Not drawn, flat at every logged step: `frac_reward_zero_std` = 0.1" in grpo
+    assert "## Reward and policy" in grpo and "Convergence speed" not in grpo
     assert b"reward" in (docs / "models/grpo-run/badge.svg").read_bytes()
     summary = json.loads((docs / "summary.json").read_text(encoding="utf-8"))
     classifier = next(m for m in summary["models"] if m["slug"] == "classifier")
@@ -303,12 +305,15 @@ def test_progression_table_for_a_run_folder(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # builds a site
-def test_overview_plots_read_against_epochs_and_tokens(tmp_path: Path) -> None:
-    # The GRPO run logs num_tokens: its overview gets a tokens panel, which makes the image taller than two panels.
+def test_overview_of_one_run_is_one_panel(tmp_path: Path) -> None:
+    # The GRPO run logs num_tokens, the DPO run does not; each is alone in its kind, so each overview is
+    # one panel by step (four would repeat one curve), whatever other axes the run logged.
     generate(_mixed_registry(tmp_path), tmp_path / "docs")
     from test_plots import png_size
 
     rl = png_size((tmp_path / "docs/assets/traindocs/rl-curves.png").read_bytes())
     preference = png_size((tmp_path / "docs/assets/traindocs/preference-curves.png").read_bytes())
-    assert rl[1] > preference[1]
+    assert rl == preference
+    assert rl[0] == 550  # one 5-inch panel at 110 dpi (plots.OVERVIEW_PANEL_WIDTH), not the 10-inch grid
+    assert not list((tmp_path / "docs/assets/traindocs").glob("rl-curves-*.png"))
     assert np.isfinite(rl).all()

@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +207,12 @@ def assert_registry_accounts_for_every_entry(registry: Registry, listed: list[An
     assert len(set(names_seen)) == len(names_seen), names_seen
     assert len(set(slugs_seen)) == len(slugs_seen), slugs_seen
     for entry in registry.entries:
-        assert registry_module.SLUG_PATTERN.match(entry.slug), entry.slug
+        # An explicit slug follows SLUG_PATTERN; one made from the name keeps letters of any script.
+        assert registry_module.SLUG_PATTERN.match(entry.slug) or entry.slug == registry_module.slugify(entry.name), \
+            entry.slug
+        assert entry.slug and not entry.slug.startswith("-") and not entry.slug.endswith("-") and "--" not in entry.slug
+        assert all(c == "-" or unicodedata.category(c)[0] in "LMN" for c in entry.slug), entry.slug
+        assert len(entry.slug.encode("utf-8")) <= 80
         assert entry.name and entry.name == entry.name.strip()
         assert entry.path and entry.resolved.is_absolute()
     built = [entry.index for entry in registry.entries]

@@ -167,7 +167,7 @@ def test_numbers_are_accepted_as_text(tmp_path: Path) -> None:
         ("Qwen 7B", "qwen-7b"),
         ("  Gemma-2  2B!! ", "gemma-2-2b"),
         ("Phi_3.mini", "phi-3-mini"),
-        ("Ünïcode Model", "n-code-model"),
+        ("Ünïcode Model", "unicode-model"),
     ],
 )
 def test_slugify(name: str, slug: str) -> None:

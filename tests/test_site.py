@@ -104,9 +104,12 @@ def test_removed_entry_loses_its_page_and_plots_only(tmp_path: Path) -> None:
     generate(registry(tmp_path, "  - {name: A, path: a}\n  - {name: B, path: b}\n"), docs)
     assert (docs / "models/b/loss.png").is_file()
     result = generate(registry(tmp_path, "  - {name: A, path: a}\n"), docs)
+    # sft_rows logs one learning rate and one grad norm throughout: stated on the page, no metrics plot.
+    # One run left: its overview is one panel by step, the panels by share of training and epoch go.
     assert sorted(result.removed) == [
+        "assets/traindocs/sft-curves-epoch.png", "assets/traindocs/sft-curves-progress.png",
         "models/b.md", "models/b/badge.svg", "models/b/chart.json", "models/b/figures.json", "models/b/log_history.csv",
-        "models/b/loss.png", "models/b/metrics.png",
+        "models/b/loss.png",
     ]
     assert not (docs / "models/b").exists() and (docs / "models/a.md").is_file()
     assert (docs / "notes.md").read_text() == "mine\n"
