@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 from mkdocs.config import config_options
@@ -19,7 +20,7 @@ from mkdocs.plugins import BasePlugin
 
 from generator import navigation
 from generator.errors import TraindocsError
-from generator.pages import TABLESORT_SCRIPT
+from generator.pages import STYLESHEET, TABLEFILTER_SCRIPT, TABLESORT_SCRIPT
 from generator.records import SiteLayout
 from generator.remote import RemoteOptions, options_from_env
 from generator.site import GenerationResult, default_jobs, generate, watched_files
@@ -41,11 +42,33 @@ change, and each one reads the command line's options from here (no environment 
 
 
 def site_layout(config: Any) -> SiteLayout:
-    """URL settings of a loaded MkDocs config."""
-    site_url = config.site_url or ""
+    """URL settings and title of a loaded MkDocs config."""
+    site_url = configured_site_url(config)
     if site_url and not site_url.endswith("/"):
         site_url += "/"
-    return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url)
+    name = config.site_name
+    site_name = name.unescape() if isinstance(name, Markup) else str(name or "")
+    return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url, site_name=site_name)
+
+
+def configured_site_url(config: Any) -> str:
+    """`site_url` as mkdocs.yml sets it.
+
+    `mkdocs serve` replaces `config.site_url` with its own address (http://127.0.0.1:8000/) before any
+    plugin runs: generated pages must not carry that into docs/ (the permalinks, the model-card snippet),
+    so while serving the value is read from mkdocs.yml again."""
+    site_url = str(config.site_url or "")
+    dev_addr = getattr(config, "dev_addr", None)
+    serving = dev_addr is not None and urlsplit(site_url).netloc in (f"{dev_addr.host}:{dev_addr.port}",
+                                                                    f"[{dev_addr.host}]:{dev_addr.port}")
+    if not serving or not getattr(config, "config_file_path", None):
+        return site_url
+    from mkdocs.utils.yaml import yaml_load  # the loader of mkdocs.yml: !ENV, INHERIT
+
+    with open(config.config_file_path, encoding="utf-8") as file:
+        written = yaml_load(file)
+    value = written.get("site_url") if isinstance(written, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def inert_striptags(value: Any) -> Markup:
@@ -97,8 +120,13 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
                 log.error(refusal)
         if config.nav is None:
             config.nav = navigation.build_nav(result, Path(config.docs_dir))
-        if TABLESORT_SCRIPT not in [str(script) for script in config.extra_javascript]:
-            config.extra_javascript.append(TABLESORT_SCRIPT)
+        # The site's title is text, as in the index heading: the theme prints site_name unescaped.
+        config.site_name = escape(config.site_name or "")
+        for script in (TABLESORT_SCRIPT, TABLEFILTER_SCRIPT):
+            if script not in [str(listed) for listed in config.extra_javascript]:
+                config.extra_javascript.append(script)
+        if STYLESHEET not in [str(listed) for listed in config.extra_css]:
+            config.extra_css.append(STYLESHEET)
         return config
 
     def on_env(self, env: Any, config: Any, files: Any) -> Any:

@@ -38,8 +38,15 @@ from generator.records import (
     SiteLayout,
 )
 
-TABLESORT_FILE = Path(__file__).parent / "static" / "tablesort.js"
+STATIC_DIR = Path(__file__).parent / "static"
+TABLESORT_FILE = STATIC_DIR / "tablesort.js"
 """Makes the comparison table sortable (a few lines of our own, no CDN)."""
+STATIC_FILES = {
+    pages.TABLESORT_SCRIPT: TABLESORT_FILE,
+    pages.TABLEFILTER_SCRIPT: STATIC_DIR / "tablefilter.js",  # the index table's filter box
+    pages.STYLESHEET: STATIC_DIR / "traindocs.css",  # tables that fit a phone; the index table's sticky header
+}
+"""Files shipped as they are into docs/ (paths under docs/: files of the package)."""
 
 
 @functools.cache
@@ -211,17 +218,18 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         else:
             sentences, closing = narrative.comparison(compared, settings), narrative.conclusion(compared, settings)
         groups.append(pages.IndexGroup(kind, tuple(members), tuple(sentences), closing, overview))
-    index = pages.index_page(registry.site, groups, problems)
+    titled = dataclasses.replace(registry.site, title=pages.site_title(registry.site, layout))
+    index = pages.index_page(titled, groups, problems)
     artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, downloads.summary_document(reports, problems, layout)))
-    artefacts.append(_bytes_artefact(pages.TABLESORT_SCRIPT, _tablesort_js()))
+    artefacts += [_bytes_artefact(path, _static_file(source)) for path, source in STATIC_FILES.items()]
     return artefacts
 
 
 @functools.cache
-def _tablesort_js() -> bytes:
-    return TABLESORT_FILE.read_bytes()
+def _static_file(source: Path) -> bytes:
+    return source.read_bytes()
 
 
 def _has_overview_curve(report: ModelReport) -> bool:
