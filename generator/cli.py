@@ -16,12 +16,14 @@ import errno
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from generator import __version__
 from generator.errors import TraindocsError
@@ -309,6 +311,8 @@ def _load_mkdocs_config(mkdocs_yml: Path, args: argparse.Namespace) -> Any:
         # none when every page in it is generated.
         (mkdocs_yml.parent / "docs").mkdir(exist_ok=True)
     overrides = {"site_dir": str(args.site_dir.resolve())} if getattr(args, "site_dir", None) else {}
+    if getattr(args, "dev_addr", None):
+        overrides["dev_addr"] = args.dev_addr  # checked by MkDocs: a bad HOST:PORT is one line
     try:
         config = load_config(config_file=str(mkdocs_yml), strict=args.strict, **overrides)
     except MkDocsException as exc:
@@ -389,19 +393,28 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     if not mkdocs_yml.is_file():
         raise TraindocsError(f"{mkdocs_yml}: not found; create one with 'traindocs init' or pass --mkdocs-config")
     config = _load_mkdocs_config(mkdocs_yml, args)
+    serving = args.command == "serve"
+    if serving:
+        _check_port_free(config.dev_addr.host, config.dev_addr.port)  # before the generation: fail fast
     result, status = _run_generation(args.config, Path(config.docs_dir), site_layout(config), args)
     if status:
         return status
-    if args.command == "serve":
+    if serving:
         from mkdocs.commands.serve import serve
 
         # `serve` loads mkdocs.yml (and a new plugin) again on every change: the plugin reads the
         # registry and the remote options of this command line from its module.
         mkdocs_plugin.command_line = mkdocs_plugin.CommandLine(args.config.resolve(), _remote_options(args))
+        print(f"traindocs: serving on {_serve_url(config)} (live reload; Ctrl+C to stop)", file=sys.stderr,
+              flush=True)
         try:
             serve(config_file=str(mkdocs_yml), dev_addr=args.dev_addr, strict=args.strict)
         except MkDocsException as exc:
             raise TraindocsError(f"mkdocs serve: {exc}") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:  # taken between the check and MkDocs' own bind
+                raise TraindocsError(_port_in_use(config.dev_addr.host, config.dev_addr.port)) from None
+            raise
         finally:
             mkdocs_plugin.command_line = None
         return 0
@@ -418,6 +431,32 @@ def _build_or_serve(args: argparse.Namespace) -> int:
         raise TraindocsError(f"mkdocs build: {exc}") from None
     print(f"traindocs: site built in {config.site_dir} ({time.perf_counter() - started:.2f} s)", file=sys.stderr)
     return 0
+
+
+def _port_in_use(host: str, port: int) -> str:
+    return (f"cannot serve on {host}:{port}: port {port} is in use (another server?); stop it, "
+            f"or pick another port with --dev-addr {host}:PORT")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a busy address in one line, before anything is generated (MkDocs would raise from its thread)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the server will bind: a port left in TIME_WAIT by the last run is free, a listening one is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise TraindocsError(_port_in_use(host, port)) from None
+            raise TraindocsError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _serve_url(config: Any) -> str:
+    """Where `mkdocs serve` serves: its address, under the path of the configured site_url."""
+    host, port = config.dev_addr.host, config.dev_addr.port
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"http://{shown_host}:{port}{urlsplit(config.site_url or '/').path}"
 
 
 def _configure_mkdocs_logging(debug: bool) -> None:

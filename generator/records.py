@@ -53,8 +53,9 @@ class AnalysisSettings:
 class SiteSettings:
     """Site-level settings from the `site:` section of checkpoints.yaml."""
 
-    title: str = "Training report"
-    """Title of the generated index page."""
+    title: str = ""
+    """The site's title for a project without mkdocs.yml (empty: not set). With mkdocs.yml, its `site_name` is the
+    title everywhere (see `pages.site_title`)."""
     intro: str = ""
     """Paragraph shown under the index title (Markdown is escaped)."""
     show_paths: bool = True
@@ -70,6 +71,8 @@ class SiteLayout:
     """MkDocs' setting: `models/x.md` is served at `models/x/` (else `models/x.html`)."""
     site_url: str = ""
     """Where the site is published, ending in '/'; empty when unknown."""
+    site_name: str = ""
+    """mkdocs.yml's `site_name` (the top bar and the browser tab show it); empty without mkdocs.yml."""
 
     def page_url(self, docs_path: str) -> str:
         """URL path of a Markdown page relative to the site root ('' for the home page)."""
