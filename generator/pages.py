@@ -2,7 +2,9 @@
 
 Text that comes from users or checkpoints (names, phases, descriptions, base
 models, sentences quoting them) always goes through `md_text` or `md_code`, so
-it shows as text and never becomes HTML, a link or an attribute.
+it shows as text and never becomes HTML, a link or an attribute; inside the few
+HTML elements traindocs writes into tables (metric names that wrap only after
+"_" and "/", clipped base models with a title), through `_inert_html`.
 """
 
 from __future__ import annotations
@@ -230,10 +232,11 @@ def _inert_html(text: str) -> str:
     return " ".join(text.split()).translate(_INERT)
 
 
-def _header_code(name: str) -> str:
-    """A metric name as a table header: code that may wrap after "_" and "/" only, never inside a word."""
+def _name_code(name: str) -> str:
+    """A metric name in a table: code that may wrap after "_" and "/" only, never inside a word
+    (traindocs.css turns off the theme's break-anywhere for class traindocs-name)."""
     pieces = re.split(r"(?<=[_/])", " ".join(name.split()))
-    return "<code>" + "<wbr>".join(_inert_html(piece) for piece in pieces if piece) + "</code>"
+    return '<code class="traindocs-name">' + "<wbr>".join(_inert_html(piece) for piece in pieces if piece) + "</code>"
 
 
 def _clipped_code(text: str) -> str:
@@ -373,7 +376,7 @@ def _evaluation_section(report: ModelReport, files: ModelFiles) -> str:
     rows = []
     for metric in f.eval_metrics:
         better = {"min": "lower", "max": "higher"}.get(metric.direction or "", "not known")
-        rows.append([md_code(metric.column), _loss_cell(metric.last, metric.last_step),
+        rows.append([_name_code(metric.column), _loss_cell(metric.last, metric.last_step),
                      _loss_cell(metric.best, metric.best_step) if metric.direction else "n/a", better])
     lines.append(_table(["Metric", "Last (step)", "Best (step)", "Better is"], rows, [":---", "---:", "---:", ":---"]))
     best = f.best_checkpoint
@@ -393,7 +396,7 @@ def _evaluation_section(report: ModelReport, files: ModelFiles) -> str:
     if f.eval_table:
         table_rows = [[str(row.step), *("" if value is None else fmt_number(value) for value in row.values)]
                       for row in f.eval_table]
-        lines.append(_table(["Step", *(_header_code(c) for c in columns)], table_rows,
+        lines.append(_table(["Step", *(_name_code(c) for c in columns)], table_rows,
                             ["---:"] * (len(columns) + 1)))
         if len(f.eval_metrics) > len(columns):
             more = len(f.eval_metrics) - len(columns)
@@ -540,7 +543,7 @@ def _index_row_cells(report: ModelReport) -> list[IndexCell]:
         best = f.best_checkpoint
         row += [
             ("Best eval metric", ":---",
-             f"{md_code(headline.column)} {_loss_cell(headline.best, headline.best_step)}" if headline else "n/a"),
+             f"{_name_code(headline.column)} {_loss_cell(headline.best, headline.best_step)}" if headline else "n/a"),
             ("Best checkpoint", "---:", f"step {best.step}" if best and best.step is not None else "n/a"),
         ]
     if f.kind is not RunKind.RL:
@@ -564,10 +567,10 @@ def _settings_cells(report: ModelReport) -> list[IndexCell]:
         runtime = f'<span data-sort="{f.train_runtime:.6g}">{shown}</span>'
     return [
         ("Peak learning rate", "---:", f"{f.peak_learning_rate:.3g}" if f.peak_learning_rate is not None else None),
-        (_header_code("train_batch_size"), "---:", fmt_number(batch) if batch is not None else None),
+        (_name_code("train_batch_size"), "---:", fmt_number(batch) if batch is not None else None),
         ("Epochs", "---:", f"{epoch:.2f}".rstrip("0").rstrip(".") if epoch is not None else None),
-        ("LoRA r", "---:", str(adapter.r) if adapter and adapter.r is not None else None),
-        (_header_code("lora_alpha"), "---:",
+        ("LoRA\u00a0r", "---:", str(adapter.r) if adapter and adapter.r is not None else None),
+        (_name_code("lora_alpha"), "---:",
          fmt_number(adapter.lora_alpha) if adapter and adapter.lora_alpha is not None else None),
         ("Runtime", "---:", runtime),
     ]

@@ -136,10 +136,12 @@ def test_wide_tables_scroll_in_their_own_box_on_a_phone(browser: Any, site: tupl
 
 
 def test_headers_break_only_after_underscore_or_slash(browser: Any, site: tuple[str, list[str]]) -> None:
-    """Each line of a code header starts after a "_" or "/" (or at its start): never inside a word."""
+    """Each line of a metric name in a table (headers and the eval table's names) starts after a "_" or "/"
+    (or at its start): never inside a word ("eval_entr / opy")."""
     url, _ = site
     with open_page(browser, url + "models/dpo-run/", "light", "phone") as page:
-        lines = page.evaluate("""() => [...document.querySelectorAll("article th code")].map(code => {
+        lines = page.evaluate("""() => [...document.querySelectorAll("article th code, article code.traindocs-name")]
+          .map(code => {
             const range = document.createRange(), text = code.firstChild ? code.textContent : "";
             const starts = [];
             let top = null;
