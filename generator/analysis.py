@@ -272,7 +272,9 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
 
 EVAL_TABLE_ROWS = 50
 """Longer eval histories are in the CSV download rather than on the page."""
-EVAL_TABLE_COLUMNS = 8
+EVAL_TABLE_COLUMNS = 24
+"""The table scrolls in its own box, so a run's eval columns all fit (TRL's DPO logs 9); only a log with
+more keeps the rest for the CSV download."""
 
 
 def _eval_table(run: TrainingRun, metrics: tuple[EvalMetric, ...]) -> dict[str, object]:

@@ -16,12 +16,14 @@ import errno
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from generator import __version__
 from generator.errors import TraindocsError
@@ -324,6 +326,8 @@ def _load_mkdocs_config(mkdocs_yml: Path, args: argparse.Namespace) -> Any:
     config_errors = _ConfigErrors()
     config_logger = logging.getLogger("mkdocs.config")
     config_logger.addHandler(config_errors)
+    if getattr(args, "dev_addr", None):
+        overrides["dev_addr"] = args.dev_addr  # checked by MkDocs: a bad HOST:PORT is one line
     try:
         config = load_config(config_file=str(mkdocs_yml), strict=args.strict, **overrides)
     except MkDocsException as exc:
@@ -425,6 +429,9 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     config = _load_mkdocs_config(mkdocs_yml, args)
     if args.engine == engines.ZENSICAL:
         engines.check_zensical_project(mkdocs_yml, config, getattr(args, "site_dir", None))
+    serving = args.command == "serve"
+    if serving:
+        _check_port_free(config.dev_addr.host, config.dev_addr.port)  # before the generation: fail fast
     plugin = config.plugins.get("traindocs")
     result = None
     if plugin is not None and not plugin.config.generate:
@@ -437,22 +444,28 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     if args.engine == engines.ZENSICAL:
         assert result is not None  # check_zensical_project refuses generate: false
         site_dir = getattr(args, "site_dir", None)
-        if args.command == "serve":
+        if serving:
             return engines.serve_with_zensical(
                 mkdocs_yml, config, result, args.dev_addr, args.config.resolve(),
                 regenerate=lambda: _run_generation(args.config, Path(config.docs_dir), site_layout(config), args)[0])
         engines.build_with_zensical(mkdocs_yml, config, result, site_dir.resolve() if site_dir else None, args.strict)
         return 0
-    if args.command == "serve":
+    if serving:
         from mkdocs.commands.serve import serve
 
         # `serve` loads mkdocs.yml (and a new plugin) again on every change: the plugin reads the
         # registry and the remote options of this command line from its module.
         mkdocs_plugin.command_line = mkdocs_plugin.CommandLine(args.config.resolve(), _remote_options(args))
+        print(f"traindocs: serving on {_serve_url(config)} (live reload; Ctrl+C to stop)", file=sys.stderr,
+              flush=True)
         try:
             serve(config_file=str(mkdocs_yml), dev_addr=args.dev_addr, strict=args.strict)
         except MkDocsException as exc:
             raise TraindocsError(f"mkdocs serve: {exc}") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:  # taken between the check and MkDocs' own bind
+                raise TraindocsError(_port_in_use(config.dev_addr.host, config.dev_addr.port)) from None
+            raise
         finally:
             mkdocs_plugin.command_line = None
         return 0
@@ -468,6 +481,32 @@ def _build_or_serve(args: argparse.Namespace) -> int:
         raise TraindocsError(f"mkdocs build: {exc}") from None
     print(f"traindocs: site built in {config.site_dir} ({time.perf_counter() - started:.2f} s)", file=sys.stderr)
     return 0
+
+
+def _port_in_use(host: str, port: int) -> str:
+    return (f"cannot serve on {host}:{port}: port {port} is in use (another server?); stop it, "
+            f"or pick another port with --dev-addr {host}:PORT")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a busy address in one line, before anything is generated (MkDocs would raise from its thread)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the server will bind: a port left in TIME_WAIT by the last run is free, a listening one is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise TraindocsError(_port_in_use(host, port)) from None
+            raise TraindocsError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _serve_url(config: Any) -> str:
+    """Where `mkdocs serve` serves: its address, under the path of the configured site_url."""
+    host, port = config.dev_addr.host, config.dev_addr.port
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"http://{shown_host}:{port}{urlsplit(config.site_url or '/').path}"
 
 
 def _configure_mkdocs_logging(debug: bool) -> None:

@@ -14,6 +14,7 @@ and whether Zensical is installed before it generates anything.
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import os
@@ -121,6 +122,8 @@ def zensical_settings(mkdocs_config: Any, nav: list[Any] | None, assets: SiteAss
         # engines keeps the site's look. `theme: variant: modern` in mkdocs.yml chooses Zensical's.
         theme["variant"] = CLASSIC_VARIANT
     settings: dict[str, Any] = {"theme": theme}
+    # The site's title is text: the theme prints site_name unescaped (the MkDocs plugin escapes it too).
+    settings["site_name"] = html.escape(str(mkdocs_config.site_name or ""), quote=False)
     if site_dir is not None:
         settings["site_dir"] = str(site_dir)
     if mkdocs_config.nav is None and nav is not None:

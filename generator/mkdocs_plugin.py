@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 from mkdocs.config import config_options
@@ -43,16 +44,40 @@ change, and each one reads the command line's options from here (no environment 
 
 
 def site_layout(config: Any) -> SiteLayout:
-    """URL settings of a loaded MkDocs config, and the report's folder from the traindocs plugin's options.
+    """URL settings and title of a loaded MkDocs config, and the report's folder from the traindocs
+    plugin's options.
 
     The CLI and the plugin both take the layout from here: mkdocs.yml is the one place the folder is set.
     """
-    site_url = config.site_url or ""
+    site_url = configured_site_url(config)
     if site_url and not site_url.endswith("/"):
         site_url += "/"
     plugin = config.plugins.get("traindocs") if config.plugins else None
     folder = plugin.config.folder if isinstance(plugin, TraindocsPlugin) else ""
-    return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url, folder=folder)
+    name = config.site_name
+    site_name = name.unescape() if isinstance(name, Markup) else str(name or "")
+    return SiteLayout(use_directory_urls=bool(config.use_directory_urls), site_url=site_url, folder=folder,
+                      site_name=site_name)
+
+
+def configured_site_url(config: Any) -> str:
+    """`site_url` as mkdocs.yml sets it.
+
+    `mkdocs serve` replaces `config.site_url` with its own address (http://127.0.0.1:8000/) before any
+    plugin runs: generated pages must not carry that into docs/ (the permalinks, the model-card snippet),
+    so while serving the value is read from mkdocs.yml again."""
+    site_url = str(config.site_url or "")
+    dev_addr = getattr(config, "dev_addr", None)
+    serving = dev_addr is not None and urlsplit(site_url).netloc in (f"{dev_addr.host}:{dev_addr.port}",
+                                                                    f"[{dev_addr.host}]:{dev_addr.port}")
+    if not serving or not getattr(config, "config_file_path", None):
+        return site_url
+    from mkdocs.utils.yaml import yaml_load  # the loader of mkdocs.yml: !ENV, INHERIT
+
+    with open(config.config_file_path, encoding="utf-8") as file:
+        written = yaml_load(file)
+    value = written.get("site_url") if isinstance(written, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def inert_striptags(value: Any) -> Markup:
@@ -132,6 +157,8 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         listed_scripts = [str(script) for script in config.extra_javascript]
         config.extra_javascript.extend(script for script in assets.scripts if script not in listed_scripts)
         config.extra_css.extend(style for style in assets.stylesheets if style not in config.extra_css)
+        # The site's title is text, as in the index heading: the theme prints site_name unescaped.
+        config.site_name = escape(config.site_name or "")
         return config
 
     def _generate(self, config: Any, layout: SiteLayout) -> GenerationResult:

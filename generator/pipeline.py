@@ -21,6 +21,7 @@ from generator.cache import Cached, RunCache, inputs_key
 from generator.colors import color_for
 from generator.errors import CheckpointError, ConfigError
 from generator.ownership import OwnedFiles, generation_lock
+from generator.pages import title_conflict
 from generator.plan import plan_artefacts
 from generator.reader import locate_state_file, read_run
 from generator.records import (
@@ -102,6 +103,9 @@ def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = No
     try:
         reports, problems = build_reports(registry, base, pool, progress, remote, cache or None)
         result = GenerationResult(registry=registry, reports=reports, problems=problems, docs_dir=docs_dir)
+        conflict = title_conflict(registry_file.name, registry.site, layout or SiteLayout())
+        if conflict:
+            result.notes.append(conflict)
         artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
         with generation_lock(docs_dir):
             OwnedFiles(docs_dir).update(artefacts, result, pool, progress)

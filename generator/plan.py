@@ -39,11 +39,16 @@ from generator.records import (
     SiteLayout,
 )
 
-TABLESORT_FILE = Path(__file__).parent / "static" / "tablesort.js"
-"""Makes the comparison table sortable (a few lines of our own, no CDN)."""
 STATIC_DIR = Path(__file__).parent / "static"
-PLOTS_STYLESHEET_FILE = Path(__file__).parent / "static" / "traindocs-plots.css"
-"""Lays out plots drawn as separate panels: two a row on wide screens, one on phones."""
+TABLESORT_FILE = STATIC_DIR / "tablesort.js"
+"""Makes the comparison table sortable (a few lines of our own, no CDN)."""
+STATIC_FILES = {
+    pages.TABLESORT_SCRIPT: TABLESORT_FILE,
+    pages.TABLEFILTER_SCRIPT: STATIC_DIR / "tablefilter.js",  # the index table's filter box
+    pages.STYLESHEET: STATIC_DIR / "traindocs.css",  # tables that fit a phone; the index table's sticky header
+    pages.PLOTS_STYLESHEET: STATIC_DIR / "traindocs-plots.css",  # panels two a row on wide screens, one on phones
+}
+"""Files shipped as they are into docs/ (paths under docs/: files of the package)."""
 
 
 @functools.cache
@@ -233,26 +238,21 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         else:
             sentences, closing = narrative.comparison(compared, settings), narrative.conclusion(compared, settings)
         groups.append(pages.IndexGroup(kind, tuple(members), tuple(sentences), closing, overview, tuple(overview_images)))
-    index = pages.index_page(registry.site, groups, problems)
+    titled = dataclasses.replace(registry.site, title=pages.site_title(registry.site, layout))
+    index = pages.index_page(titled, groups, problems)
     artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, downloads.summary_document(reports, problems, layout)))
-    artefacts.append(_bytes_artefact(pages.TABLESORT_SCRIPT, _tablesort_js()))
-    artefacts.append(_bytes_artefact(pages.PLOTS_STYLESHEET, PLOTS_STYLESHEET_FILE.read_bytes()))
-    for name in charts.STATIC_FILES:
-        artefacts.append(_bytes_artefact(f"{pages.ASSETS_DIR}/{name}", _static_file(name)))
+    artefacts += [_bytes_artefact(path, _static_file(source)) for path, source in STATIC_FILES.items()]
+    artefacts += [_bytes_artefact(f"{pages.ASSETS_DIR}/{name}", _static_file(STATIC_DIR / name))
+                  for name in charts.STATIC_FILES]
     # Pages link each other and their images relatively: the whole report moves into its folder as is.
     return [dataclasses.replace(artefact, path=layout.docs_path(artefact.path)) for artefact in artefacts]
 
 
 @functools.cache
-def _tablesort_js() -> bytes:
-    return TABLESORT_FILE.read_bytes()
-
-
-@functools.cache
-def _static_file(name: str) -> bytes:
-    return (STATIC_DIR / name).read_bytes()
+def _static_file(source: Path) -> bytes:
+    return source.read_bytes()
 
 
 def _has_overview_curve(report: ModelReport) -> bool:

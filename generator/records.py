@@ -92,8 +92,9 @@ class AnalysisSettings:
 class SiteSettings:
     """Site-level settings from the `site:` section of checkpoints.yaml."""
 
-    title: str = "Training report"
-    """Title of the generated index page."""
+    title: str = ""
+    """The site's title for a project without mkdocs.yml (empty: not set). With mkdocs.yml, its `site_name` is the
+    title everywhere (see `pages.site_title`)."""
     intro: str = ""
     """Paragraph shown under the index title (Markdown is escaped)."""
     show_paths: bool = True
@@ -112,6 +113,8 @@ class SiteLayout:
     folder: str = ""
     """The folder of docs/ the report lives in (the plugin's `folder` option, e.g. 'reports'), without
     slashes at either end; empty: the report is the whole of docs/."""
+    site_name: str = ""
+    """mkdocs.yml's `site_name` (the top bar and the browser tab show it); empty without mkdocs.yml."""
 
     def docs_path(self, report_path: str) -> str:
         """Path under docs/ of a path relative to the report's folder."""

@@ -21,7 +21,7 @@ from generator.errors import TraindocsError
 from generator.files import write_atomic
 
 MKDOCS_YML = """\
-site_name: Training report
+site_name: Training report  # the site's title: the top bar, the browser tab and the index heading
 # Where the site is published (e.g. https://USER.github.io/REPO/): it gives every
 # model page a stable absolute URL. The GitHub Pages workflow sets TRAINDOCS_SITE_URL;
 # or write the address here instead.
@@ -71,8 +71,7 @@ CHECKPOINTS_YAML = """\
 # trainer_state.json), a training output folder (its highest checkpoint-N is
 # used) or a trainer_state.json file.
 
-site:
-  title: Training report
+site:   # the title is site_name in mkdocs.yml
   intro: Loss curves and analysis of our fine-tuning runs.
 
 # Thresholds of the analysis (all optional; these are the defaults).

@@ -62,8 +62,9 @@ def test_index_reproduces_the_reference_table(built_site: Path) -> None:
     table = page.select_one("article table")
     assert table is not None
     headers = [th.get_text(strip=True) for th in table.select("thead th")]
-    assert headers == ["Model", "Phase", "Base model", "Steps", "Start Loss", "End Loss", "Convergence Speed"]
-    rows = [[td.get_text(strip=True) for td in tr.select("td")] for tr in table.select("tbody tr")]
+    # The reference report's columns, then the settings runs are compared by (learning rate, batch size, ...).
+    assert headers[:7] == ["Model", "Phase", "Base model", "Steps", "Start Loss", "End Loss", "Convergence Speed"]
+    rows = [[td.get_text(strip=True) for td in tr.select("td")][:7] for tr in table.select("tbody tr")]
     assert rows == REFERENCE_TABLE
     links = [a["href"] for a in table.select("tbody a")]
     assert links == ["models/qwen-7b/", "models/phi-3-mini/", "models/gemma-2-2b/"]

@@ -29,10 +29,16 @@ checkpoints:
 """
 
 
+def titled_mkdocs_yml(project: Path, title: str) -> None:
+    """The example mkdocs.yml with `title` as site_name: the site's one title (top bar, tab, index heading)."""
+    _, rest = (REPO / "mkdocs.yml").read_text(encoding="utf-8").split("\n", 1)
+    (project / "mkdocs.yml").write_text(f"site_name: {json.dumps(title)}\n{rest}", encoding="utf-8")
+
+
 def hostile_project(root: Path) -> Path:
     project = root / "hostile"
     project.mkdir()
-    shutil.copy2(REPO / "mkdocs.yml", project / "mkdocs.yml")
+    titled_mkdocs_yml(project, '<img src=x onerror="window.__pwned=1"> Report {{ config.site_name }}')
     (project / "checkpoints.yaml").write_text(REGISTRY, encoding="utf-8")
     shutil.copytree(REPO / "examples/phi-3-mini-phase2-reasoning/checkpoint-199", project / "run")
     # The checkpoint's own files are user text too: the base model comes from here.
@@ -115,7 +121,7 @@ def corpus_project(root: Path) -> Path:
 
     project = root / "corpus"
     project.mkdir()
-    shutil.copy2(REPO / "mkdocs.yml", project / "mkdocs.yml")
+    titled_mkdocs_yml(project, PAYLOADS[0] + " " + PAYLOADS[1])
     entries = []
     for number, payload in enumerate(PAYLOADS):
         folder = project / f"run{number}"

@@ -266,7 +266,7 @@ def test_index_has_one_table_and_one_overview_per_kind(tmp_path: Path) -> None:
         assert (docs / f"assets/traindocs/{kind}-curves.png").is_file()
     assert "| Model | Phase | Base model | Steps | Reward (first tenth) |" in index
     assert "| Model | Phase | Base model | Steps | Start Loss | End Loss | Last reward margin |" in index
-    assert "`eval_accuracy` 0.88 (step 60) | step 60 |" in index
+    assert '<code class="traindocs-name">eval&#95;<wbr>accuracy</code> 0.88 (step 60) | step 60 |' in index
     # Each table compares only its own runs: no loss sentence names the GRPO run.
     assert not any("GRPO run" in line and "loss" in line for line in index.splitlines() if line.startswith("- "))
 

@@ -42,14 +42,19 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
 
 
 class Server:
-    def __init__(self, project: Path) -> None:
+    """`mkdocs serve` (or `traindocs serve`, with traindocs=True) of a project on a free port."""
+
+    def __init__(self, project: Path, traindocs: bool = False, env: dict[str, str] | None = None) -> None:
         self.url = f"http://127.0.0.1:{free_port()}/"
         self.lines: list[str] = []
+        address = self.url[len("http://"):-1]
+        command = ([sys.executable, "-m", "generator", "serve", "-a", address,
+                    "--config", str(project / "checkpoints.yaml")] if traindocs else
+                   [sys.executable, "-m", "mkdocs", "serve", "--livereload", "-a", address,
+                    "-f", str(project / "mkdocs.yml")])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mkdocs", "serve", "--livereload",
-             "-a", self.url[len("http://"):-1], "-f", str(project / "mkdocs.yml")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})},
         )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -99,8 +104,8 @@ def settle(server: Server, seconds: float = 60) -> int:
 def test_registry_edit_shows_on_reload_without_looping(server: Server, example_project: Path) -> None:
     before = settle(server)
     registry = example_project / "checkpoints.yaml"
-    registry.write_text(registry.read_text().replace("title: Remote Training Loss Analysis", "title: Renamed report"))
-    wait_until(lambda: "Renamed report" in fetch(server.url), 60, "the new title")
+    registry.write_text(registry.read_text().replace("  intro: >-\n", "  intro: >-\n    Renamed report.\n"))
+    wait_until(lambda: "Renamed report" in fetch(server.url), 60, "the new intro")
     after = settle(server)
     # One rebuild for the edit; MkDocs may coalesce or add one for the pages it
     # sees rewritten, but it must not keep going.
@@ -117,3 +122,60 @@ def test_trainer_state_edit_shows_on_reload(server: Server, example_project: Pat
     train_rows[-1]["loss"] = 0.1234
     state.write_text(json.dumps(document, indent=2))
     wait_until(lambda: "0.1234" in fetch(server.url), 60, "the new end loss on the index")
+
+
+def _generated_text(docs: Path) -> str:
+    return "\n".join(path.read_text(encoding="utf-8") for path in sorted(docs.rglob("*.md")))
+
+
+@pytest.mark.parametrize("traindocs", [True, False], ids=["traindocs serve", "mkdocs serve"])
+@pytest.mark.parametrize("site_url", ["https://example.org/report/", ""], ids=["site_url", "no site_url"])
+def test_serve_keeps_its_own_address_out_of_docs(example_project: Path, traindocs: bool, site_url: str) -> None:
+    """MkDocs' serve sets site_url to its own address: the permalinks and the model-card snippet written into
+    docs/ must still carry the configured site_url (or a placeholder), never http://127.0.0.1:PORT/."""
+    running = Server(example_project, traindocs=traindocs, env={"TRAINDOCS_SITE_URL": site_url})
+    try:
+        served = running.url + ("report/" if site_url else "")  # MkDocs serves under site_url's path
+        wait_until(lambda: "Remote Training Loss Analysis" in fetch(served), 60, "the site")
+        settle(running)
+        if traindocs:
+            assert f"traindocs: serving on {served} " in "\n".join(running.lines)
+    finally:
+        running.stop()
+    text = _generated_text(example_project / "docs")
+    assert "127.0.0.1" not in text and "localhost" not in text
+    if site_url:
+        assert f"Permalink: <{site_url}models/qwen-7b/>" in text
+        assert f"({site_url}models/qwen-7b/badge.svg)]({site_url}models/qwen-7b/)" in text
+    else:
+        assert "Permalink:" not in text and "(<site_url>models/qwen-7b/)" in text
+
+
+def test_traindocs_serve_prints_where_it_serves(example_project: Path) -> None:
+    running = Server(example_project, traindocs=True)
+    try:
+        wait_until(lambda: any(line.startswith("traindocs: serving on ") for line in running.lines), 60,
+                   "the address line")
+        wait_until(lambda: "Remote Training Loss Analysis" in fetch(running.url), 60, "the first build")
+        line = next(line for line in running.lines if line.startswith("traindocs: serving on "))
+        assert line.split()[3] == running.url
+    finally:
+        running.stop()
+
+
+def test_busy_port_is_one_line_naming_it(example_project: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "generator", "serve", "-a", f"127.0.0.1:{port}",
+             "--config", str(example_project / "checkpoints.yaml")],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and f"port {port} is in use" in lines[0]
+    assert "Traceback" not in done.stderr and "bug" not in done.stderr
+    assert not (example_project / "docs" / "index.md").exists()  # refused before generating anything

@@ -29,8 +29,6 @@ from generator.records import SiteLayout
 ENGINES = ("mkdocs", "zensical")
 
 PHASES_REGISTRY = """\
-site:
-  title: Phases report
 checkpoints:
   - name: Zeta run
     slug: zeta
@@ -134,6 +132,7 @@ class _Config:
         self.extra_javascript = list(extra_javascript)
         self.extra_css = list(extra_css)
         self.theme = _Theme(name="material")
+        self.site_name = "Runs <b>& co</b>"
 
 
 class _Theme(dict[str, Any]):
@@ -154,6 +153,7 @@ def test_zensical_config_inherits_mkdocs_yml_and_adds_nav_scripts_and_overrides(
     assert yaml.safe_load(text) == {
         "INHERIT": "mkdocs.yml",
         "theme": {"name": "material", "custom_dir": str(tmp_path / "overrides"), "variant": "classic"},
+        "site_name": "Runs &lt;b&gt;&amp; co&lt;/b&gt;",  # the theme prints it unescaped
         "site_dir": str(tmp_path / "out"),
         "nav": nav,  # phase names that look like YAML syntax stay text
         "extra_javascript": ["assets/traindocs/tablesort.js"],  # z.js is in mkdocs.yml already: INHERIT appends
@@ -429,9 +429,9 @@ def test_serve_regenerates_on_a_registry_edit_and_cleans_up(example_project: Pat
         assert "Phase 2 Reasoning" in fetch(url)
         registry = example_project / "checkpoints.yaml"
         text = registry.read_text(encoding="utf-8")
-        registry.write_text(text.replace("title: Remote Training Loss Analysis", "title: Renamed report")
+        registry.write_text(text.replace("Training loss of the remote", "Renamed report: loss of the remote")
                             .replace("phase: Phase 2 Reasoning", "phase: Phase Three", 1), encoding="utf-8")
-        # The page text (docs/ regenerated) and the navigation (a new phase group: the config rewritten).
+        # The page text (docs/ regenerated: the intro; the title is site_name in mkdocs.yml) and the navigation (a new phase group: the config rewritten).
         wait_until(lambda: "Renamed report" in fetch(url), 60, "the new title")
         wait_until(lambda: "Phase Three" in [" ".join(label.get_text().split()) for label in BeautifulSoup(
             fetch(url), "html.parser").select("nav.md-nav--primary label.md-nav__link")], 60, "the new phase group")

@@ -1,14 +1,19 @@
 // traindocs: click a column header of a table to sort its rows (again to reverse).
-// Numbers sort as numbers ("2,668", "93.5%", "0.2598"); "n/a" and empty cells go last.
+// Numbers sort as numbers ("2,668", "93.5%", "0.2598", "2e-05"); a cell holding an element with a
+// data-sort attribute sorts by that number (a runtime shown as "2 h 5 min"); "n/a", "–" and empty cells
+// go last in either direction.
 (function () {
   "use strict";
 
   function cellValue(row, column) {
     var cell = row.children[column];
     var text = cell ? cell.textContent.trim() : "";
-    var number = parseFloat(text.replace(/,/g, "").replace(/%$/, ""));
-    var numeric = text !== "" && /^-?[\d.,]+(e-?\d+)?%?$/i.test(text) && !isNaN(number);
-    return { text: text, number: numeric ? number : null, missing: text === "" || text === "n/a" };
+    var keyed = cell ? cell.querySelector("[data-sort]") : null;
+    var key = keyed ? parseFloat(keyed.getAttribute("data-sort")) : NaN;
+    var number = !isNaN(key) ? key : parseFloat(text.replace(/,/g, "").replace(/%$/, ""));
+    var numeric = !isNaN(key) || (text !== "" && /^-?[\d.,]+(e[-+]?\d+)?%?$/i.test(text) && !isNaN(number));
+    var missing = text === "" || text === "n/a" || text === "\u2013" || text === "-";
+    return { text: text, number: numeric && !missing ? number : null, missing: missing };
   }
 
   function compare(a, b) {
