@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from generator import __version__, downloads, narrative, pages
+from generator import __version__, downloads, group_pages, narrative, pages
 from generator.analysis import finite_series
 from generator.badges import badge_svg
 from generator.cache import code_version
@@ -188,6 +188,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                                 registry.site.show_paths)
         artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
 
+    large = group_pages.is_large(len(reports))
     groups = []
     for kind, members in pages.kind_groups(reports):
         named = [(r.entry.name, r.figures) for r in members]
@@ -206,12 +207,21 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             # (every run's curve) would cost more to send to a worker than to draw here.
             artefacts.append(Artefact(overview, _key(overview, overview_inputs),
                                       OverviewPlot(tuple(members), settings, what)))
-        if not kind.about.reads_loss:
+        if large:
+            sentences, closing = [], ""  # one sentence per run: not read at thousands (see group_pages)
+        elif not kind.about.reads_loss:
             sentences, closing = narrative.reward_comparison(named), narrative.reward_conclusion(named)
         else:
             sentences, closing = narrative.comparison(compared, settings), narrative.conclusion(compared, settings)
         groups.append(pages.IndexGroup(kind, tuple(members), tuple(sentences), closing, overview))
-    index = pages.index_page(registry.site, groups, problems)
+    if large:
+        # Thousands of rows in one table, and in every page's navigation, do not scale: see group_pages.
+        phases = group_pages.phase_groups(reports)
+        index = group_pages.large_index_page(registry.site, groups, phases, problems)
+        for path, text in group_pages.group_pages(phases):
+            artefacts.append(_bytes_artefact(path, text.encode("utf-8")))
+    else:
+        index = pages.index_page(registry.site, groups, problems)
     artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, downloads.summary_document(reports, problems, layout)))
