@@ -236,8 +236,9 @@ class _ProgressLine:
 
 
 def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, args: argparse.Namespace,
-                    ) -> tuple[GenerationResult, int]:
-    """Generate and report; returns (result, exit status so far)."""
+                    printed: list[str] | None = None) -> tuple[GenerationResult, int]:
+    """Generate and report; returns (result, exit status so far). The problem, warning and refusal
+    lines printed are appended to `printed` too (for the generation's stamp)."""
     from generator.cache import RUNS_DIR, RunCache
     from generator.pipeline import generate
     from generator.workers import default_jobs
@@ -252,12 +253,13 @@ def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, args: ar
                           remote=remote, cache=cache)
     finally:
         progress.clear()
-    for problem in result.problems:
-        print(f"error: {problem.message}", file=sys.stderr)
-    for warning in result.warnings():
-        print(f"warning: {warning}", file=sys.stderr)
-    for refusal in result.refusals():
-        print(f"error: {refusal}", file=sys.stderr)
+    lines = ([f"error: {problem.message}" for problem in result.problems]
+             + [f"warning: {warning}" for warning in result.warnings()]
+             + [f"error: {refusal}" for refusal in result.refusals()])
+    for line in lines:
+        print(line, file=sys.stderr)
+    if printed is not None:
+        printed += lines
     elapsed = time.perf_counter() - started
     print(
         f"traindocs: {len(result.reports)} models, {len(result.problems)} problems; "
@@ -321,9 +323,23 @@ def _load_mkdocs_config(mkdocs_yml: Path, args: argparse.Namespace) -> Any:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    mkdocs_yml = _mkdocs_yml(args)
+    stamp = None
+    if not args.no_cache and not args.fail_on:
+        # Nothing changed since the last generation: say so without importing pandas or MkDocs.
+        from generator import stamp as stamps
+        from generator.remote import default_cache_dir
+
+        cache_dir = args.cache_dir.expanduser().resolve() if args.cache_dir else default_cache_dir()
+        stamp = stamps.stamp_file(cache_dir, args.config, mkdocs_yml, args.docs_dir)
+        replayed = stamps.replay(stamp, mkdocs_yml, args.strict, started)
+        if replayed is not None:
+            return replayed
+        stamps.forget(stamp)
+
     from generator.records import SiteLayout
 
-    mkdocs_yml = _mkdocs_yml(args)
     if mkdocs_yml.is_file():
         from generator.mkdocs_plugin import site_layout
 
@@ -331,7 +347,10 @@ def _generate(args: argparse.Namespace) -> int:
         docs_dir, layout = Path(config.docs_dir), site_layout(config)
     else:
         docs_dir, layout = args.config.resolve().parent / "docs", SiteLayout()
-    _, status = _run_generation(args.config, args.docs_dir or docs_dir, layout, args)
+    printed: list[str] = []
+    result, status = _run_generation(args.config, args.docs_dir or docs_dir, layout, args, printed)
+    if stamp is not None:
+        stamps.record(stamp, result, mkdocs_yml, printed, args.strict)
     return status
 
 

@@ -136,3 +136,65 @@ def test_group_pages_split_at_the_page_size() -> None:
     assert group.page_path(1) == "group-p.md" and group.page_path(2) == "group-p-2.md"
     assert len(group.page_reports(2)) == 1
     assert phase_groups([]) == []
+
+
+# --- the stamp: an unchanged generation replays the last one without importing pandas or MkDocs -------
+
+
+def _generate_in_subprocess(project: Path, cache: Path) -> tuple[str, list[str]]:
+    """`traindocs generate` in a fresh interpreter: (its stderr, the heavy modules it imported)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from generator.cli import main; status = main(sys.argv[1:]); "
+            "print([m for m in ('pandas', 'matplotlib', 'mkdocs') if m in sys.modules]); sys.exit(status)")
+    done = subprocess.run([sys.executable, "-c", code, "generate", "--config", str(project / "checkpoints.yaml")],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "TRAINDOCS_CACHE_DIR": str(cache), "MPLBACKEND": "Agg"})
+    assert done.returncode == 0, done.stderr
+    return done.stderr, eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 (our own print of a list)
+
+
+@pytest.mark.slow
+def test_unchanged_generation_replays_without_heavy_imports(tmp_path: Path) -> None:
+    project = write_large_project(tmp_path / "project", 2)
+    cache = tmp_path / "cache"
+    first, heavy = _generate_in_subprocess(project, cache)
+    assert "files written" in first and "pandas" in heavy
+    again, heavy = _generate_in_subprocess(project, cache)
+    assert " 0 files written" in again and heavy == []
+
+
+@pytest.mark.slow
+def test_stamp_notices_changed_inputs_and_outputs(tmp_path: Path) -> None:
+    import os
+
+    project = write_large_project(tmp_path / "project", 2)
+    cache = tmp_path / "cache"
+    _generate_in_subprocess(project, cache)
+    # A generated page deleted: written again.
+    page = project / "docs" / "models" / "run-0001.md"
+    page.unlink()
+    out, heavy = _generate_in_subprocess(project, cache)
+    assert "1 files written" in out and page.is_file() and "pandas" in heavy
+    # A checkpoint rewritten with the same size and modification time, as on a file system with coarse
+    # timestamps: when its time was too close to the stamp's to trust, its SHA-256 tells. (A time in the
+    # future stands for "modified just before the stamp", whatever this machine's speed.)
+    import time
+
+    state = project / "runs" / "run-0000" / "trainer_state.json"
+    os.utime(state, ns=(time.time_ns(), time.time_ns() + 3_600 * 10**9))
+    out, _ = _generate_in_subprocess(project, cache)
+    assert " 0 files written" in out
+    before = state.stat()
+    text = state.read_text(encoding="utf-8")
+    changed = text.replace('"loss": 2.0', '"loss": 3.0', 1)
+    assert changed != text and len(changed) == len(text)
+    state.write_text(changed, encoding="utf-8")
+    os.utime(state, ns=(before.st_atime_ns, before.st_mtime_ns))
+    out, heavy = _generate_in_subprocess(project, cache)
+    assert "pandas" in heavy and " 0 files written" not in out
+    # Nothing changed since: replayed.
+    out, heavy = _generate_in_subprocess(project, cache)
+    assert heavy == [] and " 0 files written" in out
