@@ -8,6 +8,7 @@ pages and the navigation, and drawing 600 real plots would take minutes.
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -147,13 +148,14 @@ def _generate_in_subprocess(project: Path, cache: Path) -> tuple[str, list[str]]
     import subprocess
     import sys
 
-    code = ("import sys; from generator.cli import main; status = main(sys.argv[1:]); "
-            "print([m for m in ('pandas', 'matplotlib', 'mkdocs') if m in sys.modules]); sys.exit(status)")
+    code = ("import json, sys; from generator.cli import main; status = main(sys.argv[1:]); "
+            "print(json.dumps([m for m in ('pandas', 'matplotlib', 'mkdocs') if m in sys.modules])); "
+            "sys.exit(status)")
     done = subprocess.run([sys.executable, "-c", code, "generate", "--config", str(project / "checkpoints.yaml")],
                           capture_output=True, text=True, check=False,
                           env={**os.environ, "TRAINDOCS_CACHE_DIR": str(cache), "MPLBACKEND": "Agg"})
     assert done.returncode == 0, done.stderr
-    return done.stderr, eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 (our own print of a list)
+    return done.stderr, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
