@@ -76,12 +76,14 @@ class LossPlot:
     figures: Figures
     settings: AnalysisSettings
     resumed_at: int | None = None
+    compact: bool = False
+    """Map to a 256-colour palette (`compact_png`): large sites."""
 
     def __call__(self) -> bytes:
         from generator import plots  # matplotlib: only when something is drawn
 
-        return plots.loss_plot(self.name, self.color, self.train, self.evals, self.figures, self.settings,
-                               self.resumed_at)
+        return compact_png(plots.loss_plot(self.name, self.color, self.train, self.evals, self.figures,
+                                           self.settings, self.resumed_at), self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,12 +97,13 @@ class PanelsPlot:
     panels: tuple[Panel, ...]
     settings: AnalysisSettings
     figures: Figures | None = None
+    compact: bool = False
 
     def __call__(self) -> bytes:
         from generator import plots
 
-        return plots.panels_plot(self.title, self.color, self.train, self.evals, self.panels, self.settings,
-                                 self.figures)
+        return compact_png(plots.panels_plot(self.title, self.color, self.train, self.evals, self.panels,
+                                             self.settings, self.figures), self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,11 +114,12 @@ class EvalPlot:
     evals: pd.DataFrame
     groups: dict[str, dict[str, str]]
     figures: Figures
+    compact: bool = False
 
     def __call__(self) -> bytes:
         from generator import plots
 
-        return plots.eval_plot(self.name, self.evals, self.groups, self.figures)
+        return compact_png(plots.eval_plot(self.name, self.evals, self.groups, self.figures), self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,6 +139,26 @@ class OverviewPlot:
 PlotJob = LossPlot | PanelsPlot | EvalPlot | OverviewPlot
 
 
+def compact_png(data: bytes, compact: bool = True) -> bytes:
+    """A model plot mapped to 256 colours (octree, no dithering), when `compact`.
+
+    Model plots have few colours; mapped, they look the same and weigh about a
+    third (a 300-row run's two plots: 143 KB -> 45 KB) for ~10-40 ms each. Large
+    sites (`group_pages.is_large`) use it: 5,000 runs' plots were most of a site
+    far over GitHub Pages' 1 GB.
+    """
+    if not compact:
+        return data
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _key(*parts: object) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -151,25 +175,27 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     # Rendered files are keyed by their inputs, and the code is one of them: what a plot shows is
     # decided in kinds, analysis and here as much as in plots, so the whole package counts.
     versions = (__version__, matplotlib_version(), code_version())
+    large = group_pages.is_large(len(reports))
     artefacts: list[Artefact] = []
     for report in reports:
         slug, name = report.entry.slug, report.entry.name
         run = report.run
         files = pages.ModelFiles.for_report(report)
-        plot_inputs = (versions, name, report.color, run.state_sha256, settings_json)
+        plot_inputs = (versions, name, report.color, run.state_sha256, settings_json, large)
         plans: list[tuple[str | None, str, PlotJob]] = [
             (files.loss, "loss", LossPlot(name, report.color, run.train, run.eval, report.figures, settings,
-                                          run.resumes[-1][0] if run.resumes else None)),
+                                          run.resumes[-1][0] if run.resumes else None, compact=large)),
             (files.metrics, "metrics", PanelsPlot(f"{name}: training metrics", report.color, run.train, run.eval,
-                                                  files.metric_panels, settings)),
+                                                  files.metric_panels, settings, compact=large)),
             (files.kind_plot, "kind", PanelsPlot(f"{name}: {report.figures.kind.about.section}", report.color,
-                                                 run.train, run.eval, files.kind_panels, settings, report.figures)),
+                                                 run.train, run.eval, files.kind_panels, settings, report.figures,
+                                                 compact=large)),
             (files.eval_plot, "eval", EvalPlot(name, run.eval, {metric: dict(sets) for metric, sets in files.eval_groups},
-                                               report.figures)),
+                                               report.figures, compact=large)),
         ]
         for other_path, panels in files.other_plots:
             plans.append((other_path, "other", PanelsPlot(f"{name}: other metrics", report.color, run.train, run.eval,
-                                                          panels, settings)))
+                                                          panels, settings, compact=large)))
         for plot_path, what, job in plans:
             if plot_path:
                 artefacts.append(Artefact(plot_path, _key(what, plot_path, *plot_inputs), job, expensive=True))
@@ -188,7 +214,6 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                                 registry.site.show_paths)
         artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
 
-    large = group_pages.is_large(len(reports))
     groups = []
     for kind, members in pages.kind_groups(reports):
         named = [(r.entry.name, r.figures) for r in members]

@@ -114,6 +114,13 @@ def test_no_html_page_over_the_cap(large_site: Path) -> None:
     assert sizes[largest] <= HTML_PAGE_CAP, f"{largest}: {sizes[largest]} bytes"
 
 
+@pytest.mark.slow
+def test_large_site_model_plots_use_a_palette(large_site: Path) -> None:
+    """Large sites map model plots to 256 colours (a third of the bytes); small sites keep them as drawn."""
+    with Image.open(next((large_site / "docs" / "models").glob("*/loss.png"))) as plot:
+        assert plot.mode == "P"
+
+
 def test_small_registry_keeps_one_nav_entry_per_model(tmp_path: Path) -> None:
     """At or under the threshold nothing changes: every model is in the navigation."""
     from generator.pipeline import generate
@@ -129,6 +136,8 @@ def test_small_registry_keeps_one_nav_entry_per_model(tmp_path: Path) -> None:
     nav = navigation.build_nav(result, project / "docs")
     assert repr(nav).count("models/run-") == 3
     assert not list((project / "docs").glob(f"{group_pages.GROUP_PAGE_PREFIX}*.md"))
+    with Image.open(next((project / "docs" / "models").glob("*/loss.png"))) as plot:
+        assert plot.mode == "RGB"
 
 
 def test_group_pages_split_at_the_page_size() -> None:
