@@ -41,7 +41,7 @@ GROUP_PAGE_PREFIX = "group-"
 # Hides the rows of the page's tables that do not contain the typed text (case-insensitive).
 # Inline, because a raw HTML <script src> is not rewritten by MkDocs for directory URLs.
 FILTER_SCRIPT = """<div class="traindocs-filter" markdown="0">
-<label>Filter the models on this page: <input type="search" data-traindocs-filter placeholder="name, phase, base model..."></label>
+<label>Filter the models on this page: <input type="search" data-traindocs-filter placeholder="name, phase, base model..." style="border: 1px solid var(--md-default-fg-color--lighter); border-radius: 0.2rem; padding: 0.2rem 0.4rem; min-width: 16rem; color: inherit; background: transparent"></label>
 <script>
 (function () {
   var input = document.currentScript.parentNode.querySelector("input[data-traindocs-filter]");

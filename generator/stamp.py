@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 STAMPS_DIR = "stamps"
 SETTLE_SECONDS = 2.0
 PACKAGE = Path(__file__).resolve().parent
-FORMAT = 1
+FORMAT = 2
 
 
 def stamp_file(cache_dir: Path, registry: Path, mkdocs_yml: Path, docs_dir_option: Path | None) -> Path:
@@ -54,12 +54,13 @@ def stamp_file(cache_dir: Path, registry: Path, mkdocs_yml: Path, docs_dir_optio
 
 
 def _identity(path: Path) -> list[int] | None:
-    """(size, mtime ns, inode, is a folder) of a path; None when it does not exist."""
+    """(size, mtime ns, inode, is a folder, mode) of a path; None when it does not exist.
+    The mode counts: a checkpoint made unreadable must be reported, not replayed as fine."""
     try:
         stat = path.stat()
     except OSError:
         return None
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, int(path.is_dir())]
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, int(path.is_dir()), stat.st_mode]
 
 
 def _environment(mkdocs_yml: Path) -> dict[str, str | None]:

@@ -209,3 +209,26 @@ def test_stamp_notices_changed_inputs_and_outputs(tmp_path: Path) -> None:
     # Nothing changed since: replayed.
     out, heavy = _generate_in_subprocess(project, cache)
     assert heavy == [] and " 0 files written" in out
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_group_page_filters_and_sorts_in_chromium(large_site: Path, tmp_path: Path) -> None:
+    from tests.browser_support import chromium, new_page, require_browser, serve
+
+    require_browser()
+    with serve(large_site / "site") as base, chromium() as browser, new_page(browser) as page:
+        page.goto(base)
+        page.click("article a[href^='group-phase-a']")
+        page.wait_for_selector("article table tbody tr")
+        rows = page.locator("article table tbody tr")
+        assert rows.count() == ROWS_PER_PAGE
+        page.screenshot(path=str(tmp_path / "group-page.png"))
+        page.fill("input[data-traindocs-filter]", "run 0007")
+        assert page.locator("article table tbody tr:not([hidden])").count() == 1
+        page.fill("input[data-traindocs-filter]", "")
+        assert page.locator("article table tbody tr:not([hidden])").count() == ROWS_PER_PAGE
+        page.click("article table thead th:has-text('Model')")  # ascending, then descending
+        page.click("article table thead th:has-text('Model')")
+        assert page.locator("article table tbody tr").first.inner_text().startswith("Run 0099")
+        assert page.console_errors == []
