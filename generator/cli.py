@@ -322,6 +322,45 @@ def _load_mkdocs_config(mkdocs_yml: Path, args: argparse.Namespace) -> Any:
     return config
 
 
+def _mkdocs_settings_without_mkdocs(mkdocs_yml: Path) -> tuple[Path, SiteLayout] | None:
+    """docs_dir and the URL settings of mkdocs.yml, read with PyYAML alone; None when it needs MkDocs.
+
+    `generate` needs only these three values. MkDocs' load_config imports the theme,
+    every plugin and Markdown extension (a third of a second here, as much as the
+    drawing of one plot). Tags other than !ENV (`!!python/name:` in extension
+    options, `!relative`) are read as nothing: they are not among the three values.
+    An INHERIT, a file PyYAML cannot read or a value of an unexpected type goes to
+    MkDocs, which reads it, or reports it as it always did.
+    """
+    import yaml
+    from yaml_env_tag import construct_env_tag
+
+    from generator.records import SiteLayout
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!ENV", construct_env_tag)
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    try:
+        config = yaml.load(mkdocs_yml.read_text(encoding="utf-8"), Loader=Loader)  # a SafeLoader with two tags
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict) or "INHERIT" in config:
+        return None
+    docs_dir = config.get("docs_dir", "docs")
+    site_url = config.get("site_url") or ""
+    use_directory_urls = config.get("use_directory_urls", True)
+    if not isinstance(docs_dir, str) or not isinstance(site_url, str) or not isinstance(use_directory_urls, bool):
+        return None
+    if site_url and not site_url.endswith("/"):
+        site_url += "/"
+    # As MkDocs does: relative to mkdocs.yml's folder, made absolute without resolving links.
+    folder = Path(os.path.abspath(mkdocs_yml.parent / docs_dir))
+    return folder, SiteLayout(use_directory_urls=use_directory_urls, site_url=site_url)
+
+
 def _generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     mkdocs_yml = _mkdocs_yml(args)
@@ -340,7 +379,10 @@ def _generate(args: argparse.Namespace) -> int:
 
     from generator.records import SiteLayout
 
-    if mkdocs_yml.is_file():
+    light = _mkdocs_settings_without_mkdocs(mkdocs_yml) if mkdocs_yml.is_file() else None
+    if light is not None:
+        docs_dir, layout = light
+    elif mkdocs_yml.is_file():
         from generator.mkdocs_plugin import site_layout
 
         config = _load_mkdocs_config(mkdocs_yml, args)

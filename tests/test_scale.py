@@ -232,3 +232,33 @@ def test_group_page_filters_and_sorts_in_chromium(large_site: Path, tmp_path: Pa
         page.click("article table thead th:has-text('Model')")
         assert page.locator("article table tbody tr").first.inner_text().startswith("Run 0099")
         assert page.console_errors == []
+
+
+@pytest.mark.parametrize("text", [
+    "site_name: x\n",
+    "site_name: x\ndocs_dir: pages\nuse_directory_urls: false\nsite_url: https://a.example/b\n",
+    "site_name: x\nsite_url: !ENV [TRAINDOCS_TEST_URL, 'https://fallback.example/']\n"
+    "markdown_extensions:\n  - pymdownx.emoji:\n      emoji_index: !!python/name:material.extensions.emoji.twemoji\n",
+])
+def test_generate_reads_mkdocs_yml_as_mkdocs_does(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`generate` reads docs_dir and the URL settings without MkDocs: the same values as MkDocs' load_config."""
+    from mkdocs.config import load_config
+
+    from generator.cli import _mkdocs_settings_without_mkdocs
+    from generator.mkdocs_plugin import site_layout
+
+    monkeypatch.setenv("TRAINDOCS_TEST_URL", "https://env.example/site")
+    config_file = tmp_path / "mkdocs.yml"
+    config_file.write_text(text, encoding="utf-8")
+    for folder in ("docs", "pages"):
+        (tmp_path / folder).mkdir()
+    light = _mkdocs_settings_without_mkdocs(config_file)
+    config = load_config(config_file=str(config_file))
+    assert light == (Path(config.docs_dir), site_layout(config))
+
+
+def test_generate_leaves_inherited_mkdocs_yml_to_mkdocs(tmp_path: Path) -> None:
+    from generator.cli import _mkdocs_settings_without_mkdocs
+
+    (tmp_path / "mkdocs.yml").write_text("INHERIT: base.yml\nsite_name: x\n", encoding="utf-8")
+    assert _mkdocs_settings_without_mkdocs(tmp_path / "mkdocs.yml") is None
