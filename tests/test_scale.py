@@ -209,6 +209,10 @@ def test_stamp_notices_changed_inputs_and_outputs(tmp_path: Path) -> None:
     # Nothing changed since: replayed.
     out, heavy = _generate_in_subprocess(project, cache)
     assert heavy == [] and " 0 files written" in out
+    # Only the permissions changed (a checkpoint made unreadable must be reported, not replayed).
+    state.chmod(0o600 if state.stat().st_mode & 0o044 else 0o644)
+    out, heavy = _generate_in_subprocess(project, cache)
+    assert "pandas" in heavy
 
 
 @pytest.mark.slow
