@@ -250,8 +250,9 @@ class _ProgressLine:
 
 
 def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, args: argparse.Namespace,
-                    ) -> tuple[GenerationResult, int]:
-    """Generate and report; returns (result, exit status so far)."""
+                    printed: list[str] | None = None) -> tuple[GenerationResult, int]:
+    """Generate and report; returns (result, exit status so far). The problem, warning and refusal
+    lines printed are appended to `printed` too (for the generation's stamp)."""
     from generator.cache import RUNS_DIR, RunCache
     from generator.pipeline import generate
     from generator.workers import default_jobs
@@ -266,12 +267,13 @@ def _run_generation(registry: Path, docs_dir: Path, layout: SiteLayout, args: ar
                           remote=remote, cache=cache)
     finally:
         progress.clear()
-    for problem in result.problems:
-        print(f"error: {problem.message}", file=sys.stderr)
-    for warning in result.warnings():
-        print(f"warning: {warning}", file=sys.stderr)
-    for refusal in result.refusals():
-        print(f"error: {refusal}", file=sys.stderr)
+    lines = ([f"error: {problem.message}" for problem in result.problems]
+             + [f"warning: {warning}" for warning in result.warnings()]
+             + [f"error: {refusal}" for refusal in result.refusals()])
+    for line in lines:
+        print(line, file=sys.stderr)
+    if printed is not None:
+        printed += lines
     elapsed = time.perf_counter() - started
     print(
         f"traindocs: {len(result.reports)} models, {len(result.problems)} problems; "
@@ -353,18 +355,92 @@ class _ConfigErrors(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _generate(args: argparse.Namespace) -> int:
+def _mkdocs_settings_without_mkdocs(mkdocs_yml: Path) -> tuple[Path, SiteLayout] | None:
+    """docs_dir and the URL settings of mkdocs.yml, read with PyYAML alone; None when it needs MkDocs.
+
+    `generate` needs only these three values. MkDocs' load_config imports the theme,
+    every plugin and Markdown extension (a third of a second here, as much as the
+    drawing of one plot). Tags other than !ENV (`!!python/name:` in extension
+    options, `!relative`) are read as nothing: they are not among the three values.
+    An INHERIT, a file PyYAML cannot read or a value of an unexpected type goes to
+    MkDocs, which reads it, or reports it as it always did.
+    """
+    import yaml
+    from yaml_env_tag import construct_env_tag
+
     from generator.records import SiteLayout
 
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!ENV", construct_env_tag)
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    try:
+        config = yaml.load(mkdocs_yml.read_text(encoding="utf-8"), Loader=Loader)  # a SafeLoader with two tags
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict) or "INHERIT" in config:
+        return None
+    docs_dir = config.get("docs_dir", "docs")
+    site_url = config.get("site_url") or ""
+    use_directory_urls = config.get("use_directory_urls", True)
+    site_name = config.get("site_name")
+    if not isinstance(docs_dir, str) or not isinstance(site_url, str) or not isinstance(use_directory_urls, bool) \
+            or not isinstance(site_name, str) or _traindocs_options(config.get("plugins")):
+        return None  # the plugin's options (a report folder) are MkDocs' to validate
+    if site_url and not site_url.endswith("/"):
+        site_url += "/"
+    # As MkDocs does: relative to mkdocs.yml's folder, made absolute without resolving links.
+    folder = Path(os.path.abspath(mkdocs_yml.parent / docs_dir))
+    return folder, SiteLayout(use_directory_urls=use_directory_urls, site_url=site_url, site_name=site_name)
+
+
+def _traindocs_options(plugins: object) -> bool:
+    """Whether mkdocs.yml gives the traindocs plugin options beyond `registry` (or plugins in a form not read here)."""
+    if plugins is None:
+        return False
+    if not isinstance(plugins, list):
+        return True
+    for plugin in plugins:
+        if isinstance(plugin, dict) and "traindocs" in plugin:
+            options = plugin["traindocs"] or {}
+            return not isinstance(options, dict) or bool(set(options) - {"registry"})
+    return False
+
+
+def _generate(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     mkdocs_yml = _mkdocs_yml(args)
-    if mkdocs_yml.is_file():
+    stamp = None
+    if not args.no_cache and not args.fail_on:
+        # Nothing changed since the last generation: say so without importing pandas or MkDocs.
+        from generator import stamp as stamps
+        from generator.remote import default_cache_dir
+
+        cache_dir = args.cache_dir.expanduser().resolve() if args.cache_dir else default_cache_dir()
+        stamp = stamps.stamp_file(cache_dir, args.config, mkdocs_yml, args.docs_dir)
+        replayed = stamps.replay(stamp, mkdocs_yml, args.strict, started)
+        if replayed is not None:
+            return replayed
+        stamps.forget(stamp)
+
+    from generator.records import SiteLayout
+
+    light = _mkdocs_settings_without_mkdocs(mkdocs_yml) if mkdocs_yml.is_file() else None
+    if light is not None:
+        docs_dir, layout = light
+    elif mkdocs_yml.is_file():
         from generator.mkdocs_plugin import site_layout
 
         config = _load_mkdocs_config(mkdocs_yml, args)
         docs_dir, layout = Path(config.docs_dir), site_layout(config)
     else:
         docs_dir, layout = args.config.resolve().parent / "docs", SiteLayout()
-    _, status = _run_generation(args.config, args.docs_dir or docs_dir, layout, args)
+    printed: list[str] = []
+    result, status = _run_generation(args.config, args.docs_dir or docs_dir, layout, args, printed)
+    if stamp is not None:
+        stamps.record(stamp, result, mkdocs_yml, printed, args.strict)
     return status
 
 

@@ -6,6 +6,11 @@ last (`build_nav`). A report in a folder of an existing site (the plugin's
 nav (`with_report_section`), or to MkDocs' default nav of the user's pages when
 mkdocs.yml has none (`default_nav_with_report`). The user's entries are kept as
 they are.
+
+Material writes the whole navigation into every page, so a site of more than
+`group_pages.LARGE_REGISTRY` models lists one entry per group (its first page)
+instead of every model: the navigation's size then depends on the number of
+phases, not of models, and each model page is reached from its group's page.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator import pages
+from generator import group_pages, pages
+from generator.group_pages import NO_PHASE
 from generator.ownership import OwnedFiles
 from generator.records import CheckpointEntry, Registry, SiteLayout
 from generator.site import GenerationResult
 
-NO_PHASE = "Other runs"
 DEFAULT_SECTION = "Training reports"
 
 
@@ -31,10 +36,16 @@ def report_items(entries: Sequence[CheckpointEntry], layout: SiteLayout) -> list
     Model entries carry no title: MkDocs takes it from the page's heading,
     which the generator has already escaped.
     """
+    items: list[Any] = [{"Overview": layout.docs_path(pages.INDEX_PAGE)}]
+    if group_pages.is_large(len(entries)):
+        # One entry per phase group (its first page), not per model: Material writes the nav into every page.
+        items.append({"Models": [{html.escape(title): layout.docs_path(path)}
+                                 for title, path in group_pages.group_nav_entries(entries)]})
+        items.append({"How the figures are computed": layout.docs_path(pages.METHODOLOGY_PAGE)})
+        return items
     groups: dict[str, list[str]] = {}
     for entry in entries:
         groups.setdefault(entry.phase or NO_PHASE, []).append(layout.docs_path(pages.model_page_path(entry.slug)))
-    items: list[Any] = [{"Overview": layout.docs_path(pages.INDEX_PAGE)}]
     if len(groups) == 1 and NO_PHASE in groups:
         items.append({"Models": groups[NO_PHASE]})
     elif groups:

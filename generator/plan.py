@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from generator import __version__, charts, downloads, fonts, narrative, pages
+from generator import __version__, charts, downloads, fonts, group_pages, narrative, pages
 from generator.analysis import finite_series
 from generator.badges import badge_svg
 from generator.cache import code_version
@@ -85,12 +85,14 @@ class LossPlot:
     figures: Figures
     settings: AnalysisSettings
     resumed_at: int | None = None
+    compact: bool = False
+    """Map to a 256-colour palette (`compact_png`): large sites."""
 
     def __call__(self) -> bytes:
         from generator import plots  # matplotlib: only when something is drawn
 
-        return plots.loss_plot(self.name, self.color, self.train, self.evals, self.figures, self.settings,
-                               self.resumed_at)
+        return compact_png(plots.loss_plot(self.name, self.color, self.train, self.evals, self.figures,
+                                           self.settings, self.resumed_at), self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,12 +106,13 @@ class PanelsPlot:
     panels: tuple[Panel, ...]
     settings: AnalysisSettings
     figures: Figures | None = None
+    compact: bool = False
 
     def __call__(self) -> bytes:
         from generator import plots
 
-        return plots.panels_plot(self.title, self.color, self.train, self.evals, self.panels, self.settings,
-                                 self.figures)
+        return compact_png(plots.panels_plot(self.title, self.color, self.train, self.evals, self.panels,
+                                             self.settings, self.figures), self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,11 +123,12 @@ class EvalPlot:
     evals: pd.DataFrame
     groups: dict[str, dict[str, str]]
     figures: Figures
+    compact: bool = False
 
     def __call__(self) -> bytes:
         from generator import plots
 
-        return plots.eval_plot(self.name, self.evals, self.groups, self.figures)
+        return compact_png(plots.eval_plot(self.name, self.evals, self.groups, self.figures), self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,6 +152,26 @@ class OverviewPlot:
 PlotJob = LossPlot | PanelsPlot | EvalPlot | OverviewPlot
 
 
+def compact_png(data: bytes, compact: bool = True) -> bytes:
+    """A model plot mapped to 256 colours (octree, no dithering), when `compact`.
+
+    Model plots have few colours; mapped, they look the same and weigh about a
+    third (a 300-row run's two plots: 143 KB -> 45 KB) for ~10-40 ms each. Large
+    sites (`group_pages.is_large`) use it: 5,000 runs' plots were most of a site
+    far over GitHub Pages' 1 GB.
+    """
+    if not compact:
+        return data
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _key(*parts: object) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -164,26 +188,28 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     # Rendered files are keyed by their inputs, and the code is one of them: what a plot shows is
     # decided in kinds, analysis and here as much as in plots, so the whole package counts.
     versions = (__version__, matplotlib_version(), code_version())
+    large = group_pages.is_large(len(reports))
     artefacts: list[Artefact] = []
     for report in reports:
         slug, name = report.entry.slug, report.entry.name
         run = report.run
         files = pages.ModelFiles.for_report(report)
-        plot_inputs = (versions, name, report.color, run.state_sha256, settings_json,
+        plot_inputs = (versions, name, report.color, run.state_sha256, settings_json, large,
                        fonts.fonts_key([name, *run.train.columns, *run.eval.columns]))
         plans: list[tuple[str | None, str, PlotJob]] = [
             (files.loss, "loss", LossPlot(name, report.color, run.train, run.eval, report.figures, settings,
-                                          run.resumes[-1][0] if run.resumes else None)),
+                                          run.resumes[-1][0] if run.resumes else None, compact=large)),
             (files.metrics, "metrics", PanelsPlot(f"{name}: training metrics", report.color, run.train, run.eval,
-                                                  files.metric_panels, settings)),
+                                                  files.metric_panels, settings, compact=large)),
             (files.kind_plot, "kind", PanelsPlot(f"{name}: {report.figures.kind.about.section}", report.color,
-                                                 run.train, run.eval, files.kind_panels, settings, report.figures)),
+                                                 run.train, run.eval, files.kind_panels, settings, report.figures,
+                                                 compact=large)),
             (files.eval_plot, "eval", EvalPlot(name, run.eval, {metric: dict(sets) for metric, sets in files.eval_groups},
-                                               report.figures)),
+                                               report.figures, compact=large)),
         ]
         for other_path, panels in files.other_plots:
             plans.append((other_path, "other", PanelsPlot(f"{name}: other metrics", report.color, run.train, run.eval,
-                                                          panels, settings)))
+                                                          panels, settings, compact=large)))
         for plot_path, what, job in plans:
             if plot_path:
                 artefacts.append(Artefact(plot_path, _key(what, plot_path, *plot_inputs), job, expensive=True))
@@ -233,13 +259,22 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             chart = charts.chart_file_for(overview)
             artefacts.append(Artefact(chart, _key(chart, overview_inputs),
                                       partial(charts.overview_chart_bytes, tuple(members), settings, what)))
-        if not kind.about.reads_loss:
+        if large:
+            sentences, closing = [], ""  # one sentence per run: not read at thousands (see group_pages)
+        elif not kind.about.reads_loss:
             sentences, closing = narrative.reward_comparison(named), narrative.reward_conclusion(named)
         else:
             sentences, closing = narrative.comparison(compared, settings), narrative.conclusion(compared, settings)
         groups.append(pages.IndexGroup(kind, tuple(members), tuple(sentences), closing, overview, tuple(overview_images)))
     titled = dataclasses.replace(registry.site, title=pages.site_title(registry.site, layout))
-    index = pages.index_page(titled, groups, problems)
+    if large:
+        # Thousands of rows in one table, and in every page's navigation, do not scale: see group_pages.
+        phases = group_pages.phase_groups(reports)
+        index = group_pages.large_index_page(titled, groups, phases, problems)
+        for path, text in group_pages.group_pages(phases):
+            artefacts.append(_bytes_artefact(path, text.encode("utf-8")))
+    else:
+        index = pages.index_page(titled, groups, problems)
     artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, downloads.summary_document(reports, problems, layout)))
