@@ -221,7 +221,8 @@ def test_the_card_links_to_mkdocs_site_url_when_the_run_pushes(tmp_path: Path) -
     init_project(report)
     mkdocs_yml = report / "mkdocs.yml"
     mkdocs_yml.write_text(mkdocs_yml.read_text().replace(
-        "# site_url: https://example.github.io/training-report/", "site_url: https://example.github.io/training-report/"))
+        "site_url: !ENV [TRAINDOCS_SITE_URL, null]", "site_url: https://example.github.io/training-report/"))
+    assert "site_url: https://example.github.io/training-report/" in mkdocs_yml.read_text()
     output = tmp_path / "out"
     output.mkdir()
     (output / "README.md").write_text("---\nlicense: mit\n---\n\n# My model\n")
