@@ -637,13 +637,19 @@ DEFAULT_TITLE = "Training report"
 
 def site_title(site: SiteSettings, layout: SiteLayout) -> str:
     """The one title of the site: mkdocs.yml's `site_name` (MkDocs requires it, and the top bar and the browser
-    tab show it), so the index heading says the same; `site.title` of checkpoints.yaml only without mkdocs.yml."""
+    tab show it), so the index heading says the same; `site.title` of checkpoints.yaml only without mkdocs.yml.
+
+    A report in a folder of an existing site (the plugin's `folder`) is a section of someone else's site: its
+    heading is `site.title`, not the site's name."""
+    if layout.folder:
+        return site.title or DEFAULT_TITLE
     return layout.site_name or site.title or DEFAULT_TITLE
 
 
 def title_conflict(registry_name: str, site: SiteSettings, layout: SiteLayout) -> str | None:
-    """A warning when checkpoints.yaml's `site.title` and mkdocs.yml's `site_name` are both set and differ."""
-    if not site.title or not layout.site_name or " ".join(site.title.split()) == " ".join(layout.site_name.split()):
+    """A warning when checkpoints.yaml's `site.title` and mkdocs.yml's `site_name` are both set and differ
+    (not for a report in a folder of an existing site, whose heading is its own)."""
+    if layout.folder or not site.title or not layout.site_name or " ".join(site.title.split()) == " ".join(layout.site_name.split()):
         return None
     return (f"{registry_name}: site.title {site.title!r} differs from site_name {layout.site_name!r} in mkdocs.yml; "
             "the site is titled by site_name (top bar, browser tab and index heading): remove site.title "

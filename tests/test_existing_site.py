@@ -324,7 +324,7 @@ def test_nav_section_shows_and_its_links_open(built: dict[str, Any]) -> None:
             assert broken_images(page) == [], path
             return str(page.locator("article h1").inner_text()).strip()
 
-        assert open_from_nav("Overview") == "Remote Training Loss Analysis"
+        assert open_from_nav("Overview") == "Training report"  # the report's own heading, not the site's name
         assert page.url == url + "reports/"
         assert open_from_nav("Models", "Phase 1 SFT", "Qwen 7B") == "Qwen 7B"
         assert page.url == url + "reports/models/qwen-7b/"

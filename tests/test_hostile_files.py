@@ -96,10 +96,10 @@ def test_deep_nesting_and_lone_surrogates_in_side_files(tmp_path: Path) -> None:
 def test_mathtext_and_surrogates_in_names_and_keys_are_drawn_as_text(tmp_path: Path) -> None:
     registry = project_with(tmp_path, {}, names=("Good", "Bad $\\invalidcmd$ $\\frac{$"))
     rows = sft_rows([2.0, 1.5, 1.2, 1.0, 0.9])
-    for row in rows:
-        row["$\\invalidcmd$"] = 0.5
-        row["k\ud800ey"] = 0.25
-        row["$x^{$"] = 0.1
+    for n, row in enumerate(rows):  # values that vary: a flat metric is stated in a line, not drawn
+        row["$\\invalidcmd$"] = 0.5 + n / 100
+        row["k\ud800ey"] = 0.25 + n / 100
+        row["$x^{$"] = 0.1 + n / 100
     (tmp_path / "bad/trainer_state.json").write_text(
         json.dumps({"global_step": 50, "log_history": rows}, ensure_ascii=True), encoding="utf-8")
     done = generate(registry)
