@@ -63,8 +63,8 @@ def crossing(figures: Figures, level: float) -> int | None:
 def test_every_variant_gets_the_seed_speed_class(name: str) -> None:
     checked = analysed(name)
     assert len(checked) >= 50, f"{name}: only {len(checked)} variants"
-    wrong = [(case, figures.convergence, figures.fall_rate) for case, figures in checked
-             if figures.convergence != seed_family.SEED_LABELS[name]]
+    wrong = [(case, figures.convergence.label, figures.fall_rate) for case, figures in checked
+             if figures.convergence.label != seed_family.SEED_LABELS[name]]
     assert not wrong, f"{len(wrong)} of {len(checked)} not {seed_family.SEED_LABELS[name]!r}: {wrong[:10]}"
 
 
@@ -88,7 +88,7 @@ def test_the_shipped_example_gets_the_seed_labels(name: str) -> None:
     run = read_run(entry)
     assert not run.warnings, run.warnings
     figures = analyse(run, registry.analysis)
-    assert figures.convergence == seed_family.SEED_LABELS[name]
+    assert figures.convergence.label == seed_family.SEED_LABELS[name]
     assert figures.high_initial_gap == (name == GEMMA)
     steps, start, end = seed_family.SEED_FIGURES[name]
     assert (figures.steps, figures.start_loss, figures.end_loss) == (steps, start, end)
