@@ -25,7 +25,9 @@ def test_zensical_builds_the_generated_docs(example_project: Path) -> None:
     index = BeautifulSoup((site / "index.html").read_text(encoding="utf-8"), "html.parser")
     rows = [[td.get_text(strip=True) for td in tr.select("td")] for tr in index.select("article table tbody tr")]
     assert [row[0] for row in rows] == ["Qwen 7B", "Phi-3 Mini", "Gemma 2 2B"]
-    assert [row[-1] for row in rows] == ["Steady", "Fast", "Very Fast (High Initial Gap)"]
+    header = [th.get_text(strip=True) for th in index.select("article table thead th")]
+    speed = header.index("Convergence Speed")
+    assert [row[speed] for row in rows] == ["Steady", "Fast", "Very Fast (High Initial Gap)"]
     images = [img["src"] for img in index.select("article img")]
     assert images and all((site / src).is_file() for src in images)
     for slug in ("qwen-7b", "phi-3-mini", "gemma-2-2b"):
