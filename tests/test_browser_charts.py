@@ -183,7 +183,7 @@ def test_rl_chart_leads_with_the_reward_and_keeps_the_panels(browser: Any, site_
     reward = pd.Series({int(r["step"]): float(r["reward"]) for r in rows if "reward" in r})  # type: ignore[call-overload, arg-type]
     with opened(browser, site_url + "models/grpo-run/", viewport, scheme="dark") as tab:
         assert plot(tab, "u.series.map(s => s.label)") == ["step", "reward (raw)", "reward (smoothed)", "eval reward"]
-        assert tab.locator("article img[src$='rl.png']").is_visible()  # its panels show more than the reward
+        assert tab.locator("article img[src$='rl-1.png']").is_visible()  # its panels show more than the reward
         hover(tab, 40)
         shown = legend(tab)
         assert float(shown["reward (raw)"]) == pytest.approx(reward.loc[40], rel=1e-5)
