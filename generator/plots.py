@@ -370,7 +370,7 @@ def _mark_steps(axes: Any, figures: Figures, resumed_at: int | None) -> None:
         axes.axvline(resumed_at, color="#999999", linestyle="-.", linewidth=1.2, label=f"resumed (step {resumed_at})")
 
 
-PANEL_WIDTH = 5.0
+PANEL_WIDTH = 4.0
 """Inches of one model panel drawn alone (as OVERVIEW_PANEL_WIDTH): two a row on a desktop page, one a row
 on a phone, where the whole 8-inch grid shrunk to the screen left 6-pixel tick labels."""
 PANEL_HEIGHT = 2.6
