@@ -65,27 +65,28 @@ def model_asset_path(slug: str, name: str) -> str:
     return f"{MODELS_DIR}/{slug}/{name}"
 
 
-OTHER_PANELS_PER_PLOT = 12
-"""'Other metrics' panels per image; more metrics make more images (none is dropped)."""
-
-
 @dataclass(frozen=True)
 class ModelFiles:
-    """The files of one model under docs/ (paths relative to docs/) and what each plot shows."""
+    """The files of one model under docs/ (paths relative to docs/) and what each plot shows.
+
+    Every metric panel is its own image (`panel_path`), laid out by the page in a grid that is two a row
+    on a desktop and one on a phone (traindocs-plots.css)."""
 
     badge: str
     log_csv: str
     figures_json: str
     loss: str | None = None
-    metrics: str | None = None
     metric_panels: tuple[Panel, ...] = ()
-    kind_plot: str | None = None
+    metric_plots: tuple[str, ...] = ()
+    """One image per metric panel, in the same order."""
     kind_panels: tuple[Panel, ...] = ()
-    eval_plot: str | None = None
+    kind_plots: tuple[str, ...] = ()
     eval_groups: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
-    """(metric, ((eval set, column), ...)) drawn on the eval plot."""
-    other_plots: tuple[tuple[str, tuple[Panel, ...]], ...] = ()
-    """(path, panels) of the 'Other metrics' images."""
+    """(metric, ((eval set, column), ...)) drawn on the eval panels."""
+    eval_plots: tuple[str, ...] = ()
+    other_panels: tuple[Panel, ...] = ()
+    other_plots: tuple[str, ...] = ()
+    """The 'Other metrics' images, one per logged key."""
 
     @classmethod
     def for_report(cls, report: ModelReport) -> ModelFiles:
@@ -99,24 +100,37 @@ class ModelFiles:
         drawn |= {"eval_" + column for panel in (*metric_panels, *kind_panels) for column in panel.columns}
         # Only eval columns with a finite value: the analysis made an EvalMetric for each of those.
         groups = kinds.eval_groups([metric.column for metric in f.eval_metrics], drawn)
-        others = [kinds.Panel(column, (column,)) for column in f.other_metrics]
-        chunks = [tuple(others[i : i + OTHER_PANELS_PER_PLOT]) for i in range(0, len(others), OTHER_PANELS_PER_PLOT)]
+        others = tuple(kinds.Panel(column, (column,)) for column in f.other_metrics)
         return cls(
             badge=model_asset_path(slug, "badge.svg"),
             log_csv=model_asset_path(slug, "log_history.csv"),
             figures_json=model_asset_path(slug, "figures.json"),
             loss=model_asset_path(slug, "loss.png") if f.logged_rows or f.eval_loss_last is not None else None,
-            metrics=model_asset_path(slug, "metrics.png") if metric_panels else None,
             metric_panels=metric_panels,
-            kind_plot=model_asset_path(slug, f"{f.kind.value}.png") if kind_panels else None,
+            metric_plots=panel_paths(slug, "metrics", len(metric_panels)),
             kind_panels=kind_panels,
-            eval_plot=model_asset_path(slug, "eval.png") if groups else None,
+            kind_plots=panel_paths(slug, f.kind.value, len(kind_panels)),
             eval_groups=tuple((metric, tuple(sets.items())) for metric, sets in groups.items()),
-            other_plots=tuple(
-                (model_asset_path(slug, "other-metrics.png" if n == 0 else f"other-metrics-{n + 1}.png"), chunk)
-                for n, chunk in enumerate(chunks)
-            ),
+            eval_plots=panel_paths(slug, "eval", len(groups)),
+            other_panels=others,
+            other_plots=panel_paths(slug, "other-metrics", len(others)),
         )
+
+
+def panel_paths(slug: str, stem: str, count: int) -> tuple[str, ...]:
+    """Paths of a model's `count` panel images of one section: '<stem>-1.png', '<stem>-2.png', ..."""
+    return tuple(model_asset_path(slug, f"{stem}-{n}.png") for n in range(1, count + 1))
+
+
+def _panel_images(alts: Sequence[str], paths: Sequence[str]) -> str:
+    """A model's panel images side by side: two a row on a desktop, one on a phone (traindocs-plots.css).
+
+    Markdown images (MkDocs rewrites their URLs for the page, which it does not do in raw HTML) in an
+    inline span that carries the grid's class: no Markdown extension needed. Right before an interactive
+    chart, the span's paragraph is the element `charts.js` takes the first image of.
+    """
+    images = [f"![{alt}]({_from_models_dir(path)})" for alt, path in zip(alts, paths, strict=True)]
+    return '<span class="td-panels">\n' + "\n".join(images) + "\n</span>\n"
 
 
 def _loss_cell(value: float | None, step: int | None) -> str:
@@ -284,12 +298,14 @@ def _plots_section(report: ModelReport, files: ModelFiles) -> list[str]:
     """The main plots, the kind's own first when the loss is not its measure of progress (RL: the reward)."""
     name = md_text(report.entry.name)
     loss = ["## Loss\n", f"![Loss curve of {name}]({_from_models_dir(files.loss)})\n"] if files.loss else []
-    metrics = (["## Training metrics\n", f"![Training metrics of {name}]({_from_models_dir(files.metrics)})\n"]
-               if files.metrics else [])
+    metrics = (["## Training metrics\n",
+                _panel_images([f"Training metrics of {name}: {md_text(panel.title)}" for panel in files.metric_panels], files.metric_plots)]
+               if files.metric_plots else [])
     kind: list[str] = []
-    if files.kind_plot:
+    if files.kind_plots:
         title = report.figures.kind.about.section
-        kind = [f"## {title}\n", f"![{title} of {name}]({_from_models_dir(files.kind_plot)})\n"]
+        kind = [f"## {title}\n",
+                _panel_images([f"{title} of {name}: {md_text(panel.title)}" for panel in files.kind_panels], files.kind_plots)]
     # The interactive chart of the headline (loss, or an RL run's reward) follows the PNG it stands for.
     if charts.has_model_chart(report):
         if charts.headline_column(report) == "loss" and loss:
@@ -337,7 +353,7 @@ def _other_metrics_section(report: ModelReport, files: ModelFiles) -> str:
         lines.append(f"{len(left_out)} more keys are not drawn (a page draws at most "
                      f"{len(report.figures.other_metrics)}); every value is in the log history CSV.\n")
     name = md_text(report.entry.name)
-    lines += [f"![Other metrics of {name}]({_from_models_dir(path)})\n" for path, _ in files.other_plots]
+    lines.append(_panel_images([f"Other metrics of {name}: {md_text(panel.title)}" for panel in files.other_panels], files.other_plots))
     return "\n".join(lines)
 
 
@@ -413,8 +429,10 @@ def _evaluation_section(report: ModelReport, files: ModelFiles) -> str:
         if best.path:
             text += f"; saved as {md_code(best.path)}"
         lines.append(text + ".\n")
-    if files.eval_plot:
-        lines.append(f"![Evaluation metrics of {md_text(report.entry.name)}]({_from_models_dir(files.eval_plot)})\n")
+    if files.eval_plots:
+        name = md_text(report.entry.name)
+        lines.append(_panel_images([f"Evaluation metrics of {name}: {md_text(metric)}" for metric, _ in files.eval_groups],
+                                   files.eval_plots))
     columns = f.eval_table_columns
     if f.eval_table:
         table_rows = [[str(row.step), *("" if value is None else fmt_number(value) for value in row.values)]

@@ -107,12 +107,14 @@ class PanelsPlot:
     settings: AnalysisSettings
     figures: Figures | None = None
     compact: bool = False
+    only: int | None = None
+    """Draw panel number `only` alone (a model page shows each panel as its own image); None: the grid."""
 
     def __call__(self) -> bytes:
         from generator import plots
 
         return compact_png(plots.panels_plot(self.title, self.color, self.train, self.evals, self.panels,
-                                             self.settings, self.figures), self.compact)
+                                             self.settings, self.figures, self.only), self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,11 +126,13 @@ class EvalPlot:
     groups: dict[str, dict[str, str]]
     figures: Figures
     compact: bool = False
+    only: int | None = None
+    """Draw metric number `only` alone; None: the grid."""
 
     def __call__(self) -> bytes:
         from generator import plots
 
-        return compact_png(plots.eval_plot(self.name, self.evals, self.groups, self.figures), self.compact)
+        return compact_png(plots.eval_plot(self.name, self.evals, self.groups, self.figures, self.only), self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,17 +203,17 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         plans: list[tuple[str | None, str, PlotJob]] = [
             (files.loss, "loss", LossPlot(name, report.color, run.train, run.eval, report.figures, settings,
                                           run.resumes[-1][0] if run.resumes else None, compact=large)),
-            (files.metrics, "metrics", PanelsPlot(f"{name}: training metrics", report.color, run.train, run.eval,
-                                                  files.metric_panels, settings, compact=large)),
-            (files.kind_plot, "kind", PanelsPlot(f"{name}: {report.figures.kind.about.section}", report.color,
-                                                 run.train, run.eval, files.kind_panels, settings, report.figures,
-                                                 compact=large)),
-            (files.eval_plot, "eval", EvalPlot(name, run.eval, {metric: dict(sets) for metric, sets in files.eval_groups},
-                                               report.figures, compact=large)),
         ]
-        for other_path, panels in files.other_plots:
-            plans.append((other_path, "other", PanelsPlot(f"{name}: other metrics", report.color, run.train, run.eval,
-                                                          panels, settings, compact=large)))
+        # Each panel its own image (pages._panel_images lays them out); the job names its panel by number.
+        sections = [("metrics", files.metric_plots, files.metric_panels, None),
+                    ("kind", files.kind_plots, files.kind_panels, report.figures),
+                    ("other", files.other_plots, files.other_panels, None)]
+        for what, paths, panels, marked in sections:
+            plans += [(path, what, PanelsPlot(name, report.color, run.train, run.eval, panels, settings, marked,
+                                              compact=large, only=n)) for n, path in enumerate(paths)]
+        eval_groups = {metric: dict(sets) for metric, sets in files.eval_groups}
+        plans += [(path, "eval", EvalPlot(name, run.eval, eval_groups, report.figures, compact=large, only=n))
+                  for n, path in enumerate(files.eval_plots)]
         for plot_path, what, job in plans:
             if plot_path:
                 artefacts.append(Artefact(plot_path, _key(what, plot_path, *plot_inputs), job, expensive=True))

@@ -370,63 +370,82 @@ def _mark_steps(axes: Any, figures: Figures, resumed_at: int | None) -> None:
         axes.axvline(resumed_at, color="#999999", linestyle="-.", linewidth=1.2, label=f"resumed (step {resumed_at})")
 
 
+PANEL_WIDTH = 4.0
+"""Inches of one model panel drawn alone (as OVERVIEW_PANEL_WIDTH): two a row on a desktop page, one a row
+on a phone, where the whole 8-inch grid shrunk to the screen left 6-pixel tick labels."""
+PANEL_HEIGHT = 2.6
+
+
 def panels_plot(title: str, color: str, train: pd.DataFrame, evals: pd.DataFrame, panels: Sequence[Panel],
-                settings: AnalysisSettings, figures: Figures | None = None) -> bytes:
+                settings: AnalysisSettings, figures: Figures | None = None, only: int | None = None) -> bytes:
     """A grid of small panels, two per row: each column raw (faint) and smoothed, eval values as dots.
 
     A panel with one column uses the model's colour; with several, each column
-    gets its own colour and a legend.
+    gets its own colour and a legend. `only`: panel number `only` alone, PANEL_WIDTH wide, with its own
+    title and legend and no figure title (model pages lay the panels out in a grid that becomes one
+    column on phones).
     """
     if not panels:
         raise ValueError("no panel to plot")
-    columns = 2 if len(panels) > 1 else 1
-    rows = (len(panels) + 1) // 2
+    chosen = list(panels) if only is None else [panels[only]]
+    columns = 2 if len(chosen) > 1 else 1
+    rows = (len(chosen) + 1) // 2
     legend_columns = 2
     # A panel with several curves has a legend below it: the tallest sets the room for every row.
-    below = max((_legend_rows(_legend_entries(panel, evals), legend_columns) for panel in panels
+    below = max((_legend_rows(_legend_entries(panel, evals), legend_columns) for panel in chosen
                  if len(panel.columns) > 1), default=0.0)
     with matplotlib.rc_context(STYLE):
-        figure = _grid_figure(rows, columns, 8.0, 2.0, below=below)
-        for position, panel in enumerate(panels, start=1):
-            axes = _panel_axes(figure, rows, columns, position)
-            several = len(panel.columns) > 1
-            names = short_labels(panel.columns)
-            for index, column in enumerate(panel.columns):
-                line_color = PALETTE[index % len(PALETTE)] if several else color
-                label = names[index] if several else None
-                if column == "learning_rate":
-                    axes.plot(*_gapped(train, column), color=line_color, linewidth=1.8, label=label)
-                    # Plain tick labels: an offset text ('1e-4') would collide with the title.
-                    axes.yaxis.set_major_formatter(
-                        matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.1e}" if v else "0"))
-                    continue
-                finite = finite_series(train, column)
-                axes.plot(*_gapped(train, column), color=line_color, alpha=0.3, linewidth=1.0)
-                if len(finite):
-                    smoothed = smooth(finite, settings.smoothing)
-                    axes.plot(*_curve(smoothed), color=line_color, linewidth=1.8, label=label)
-                    if panel.band and index == 0:
-                        spread = smooth(finite_series(train, panel.band), settings.smoothing).reindex(smoothed.index)
-                        x, lower, upper = _thin(smoothed.index.to_numpy(dtype="float64"),
-                                                (smoothed - spread).to_numpy(), (smoothed + spread).to_numpy())
-                        axes.fill_between(x, lower, upper, color=line_color, alpha=0.15, linewidth=0,
-                                          label=f"+/- {panel.band}")
-                evaluated = finite_series(evals, "eval_" + column)
-                if len(evaluated):
-                    axes.plot(evaluated.index, evaluated.to_numpy(), color=line_color, linestyle="none", marker="o",
-                              markersize=3.5, markeredgecolor=TEXT, label=f"eval {names[index]}" if several else "eval")
-            if figures is not None:
-                _mark_steps(axes, figures, None)
-            if panel.percent:
-                axes.yaxis.set_major_formatter(TickLabels(percent=True))
-            axes.set_title(panel.title, loc="left")
-            axes.set_xlabel("Step")
-            if several:
-                _legend_below(axes, legend_columns)
-            elif axes.get_legend_handles_labels()[0]:
-                axes.legend(loc="best", fontsize=7.5)
-        _figure_title(figure, title)
+        if only is None:
+            figure = _grid_figure(rows, columns, 8.0, 2.0, below=below)
+        else:
+            figure = _grid_figure(1, 1, PANEL_WIDTH, PANEL_HEIGHT, below=below, titled=False)
+        for position, panel in enumerate(chosen, start=1):
+            _draw_panel(_panel_axes(figure, rows, columns, position), panel, color, train, evals, settings,
+                        figures, legend_columns)
+        if only is None:
+            _figure_title(figure, title)
         return _png(figure)
+
+
+def _draw_panel(axes: Any, panel: Panel, color: str, train: pd.DataFrame, evals: pd.DataFrame,
+                settings: AnalysisSettings, figures: Figures | None, legend_columns: int) -> None:
+    """One metric panel of `panels_plot`."""
+    several = len(panel.columns) > 1
+    names = short_labels(panel.columns)
+    for index, column in enumerate(panel.columns):
+        line_color = PALETTE[index % len(PALETTE)] if several else color
+        label = names[index] if several else None
+        if column == "learning_rate":
+            axes.plot(*_gapped(train, column), color=line_color, linewidth=1.8, label=label)
+            # Plain tick labels: an offset text ('1e-4') would collide with the title.
+            axes.yaxis.set_major_formatter(
+                matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.1e}" if v else "0"))
+            continue
+        finite = finite_series(train, column)
+        axes.plot(*_gapped(train, column), color=line_color, alpha=0.3, linewidth=1.0)
+        if len(finite):
+            smoothed = smooth(finite, settings.smoothing)
+            axes.plot(*_curve(smoothed), color=line_color, linewidth=1.8, label=label)
+            if panel.band and index == 0:
+                spread = smooth(finite_series(train, panel.band), settings.smoothing).reindex(smoothed.index)
+                x, lower, upper = _thin(smoothed.index.to_numpy(dtype="float64"),
+                                        (smoothed - spread).to_numpy(), (smoothed + spread).to_numpy())
+                axes.fill_between(x, lower, upper, color=line_color, alpha=0.15, linewidth=0,
+                                  label=f"+/- {panel.band}")
+        evaluated = finite_series(evals, "eval_" + column)
+        if len(evaluated):
+            axes.plot(evaluated.index, evaluated.to_numpy(), color=line_color, linestyle="none", marker="o",
+                      markersize=3.5, markeredgecolor=TEXT, label=f"eval {names[index]}" if several else "eval")
+    if figures is not None:
+        _mark_steps(axes, figures, None)
+    if panel.percent:
+        axes.yaxis.set_major_formatter(TickLabels(percent=True))
+    axes.set_title(panel.title, loc="left")
+    axes.set_xlabel("Step")
+    if several:
+        _legend_below(axes, legend_columns)
+    elif axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="best", fontsize=7.5)
 
 
 def _legend_entries(panel: Panel, evals: pd.DataFrame) -> int:
@@ -448,17 +467,23 @@ def short_labels(columns: Sequence[str]) -> list[str]:
     return ["/".join(p[start : len(p) - end]) for p in parts]
 
 
-def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]], figures: Figures) -> bytes:
-    """One panel per eval metric, one line per eval set, the best checkpoint marked."""
+def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]], figures: Figures,
+              only: int | None = None) -> bytes:
+    """One panel per eval metric, one line per eval set, the best checkpoint marked; `only`: metric number
+    `only` alone, PANEL_WIDTH wide, without the figure title (as `panels_plot`)."""
     if not groups:
         raise ValueError("no eval metric to plot")
-    columns = 2 if len(groups) > 1 else 1
-    rows = (len(groups) + 1) // 2
+    chosen = list(groups.items()) if only is None else [list(groups.items())[only]]
+    columns = 2 if len(chosen) > 1 else 1
+    rows = (len(chosen) + 1) // 2
     legend_columns = 3
-    below = max(_legend_rows(len(sets), legend_columns) if len(sets) > 1 else 0.0 for sets in groups.values())
+    below = max(_legend_rows(len(sets), legend_columns) if len(sets) > 1 else 0.0 for _, sets in chosen)
     with matplotlib.rc_context(STYLE):
-        figure = _grid_figure(rows, columns, 8.0, 2.0, below=below)
-        for position, (metric, sets) in enumerate(groups.items(), start=1):
+        if only is None:
+            figure = _grid_figure(rows, columns, 8.0, 2.0, below=below)
+        else:
+            figure = _grid_figure(1, 1, PANEL_WIDTH, PANEL_HEIGHT, below=below, titled=False)
+        for position, (metric, sets) in enumerate(chosen, start=1):
             axes = _panel_axes(figure, rows, columns, position)
             for index, (eval_set, column) in enumerate(sets.items()):
                 values = finite_series(evals, column)
@@ -471,7 +496,8 @@ def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]],
                 _legend_below(axes, legend_columns)
             elif figures.best_checkpoint and figures.best_checkpoint.step is not None:
                 axes.legend(loc="best", fontsize=7.5)
-        _figure_title(figure, f"{name}: evaluation")
+        if only is None:
+            _figure_title(figure, f"{name}: evaluation")
         return _png(figure)
 
 

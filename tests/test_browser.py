@@ -65,7 +65,7 @@ def test_table_link_opens_the_model_page(page: object, site_url: str) -> None:
     page.wait_for_url("**/models/gemma-2-2b/")  # type: ignore[attr-defined]
     assert page.locator("article h1").inner_text().startswith("Gemma 2 2B")  # type: ignore[attr-defined]
     page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
-    assert page.locator("article img").count() == 3  # loss, metrics, badge  # type: ignore[attr-defined]
+    assert page.locator("article img").count() == 6  # loss, 4 metric panels, badge  # type: ignore[attr-defined]
     assert broken_images(page) == []
     assert page.console_errors == []  # type: ignore[attr-defined]
     page.screenshot(path=str(ARTIFACTS / "model.png"), full_page=True)  # type: ignore[attr-defined]

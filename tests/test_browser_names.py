@@ -1,5 +1,6 @@
 """In Chromium: pages of models named in another script open at their Unicode URLs with their plots,
-and the index's overview panels stay legible on a 390-pixel phone."""
+and the overview panels of the index and the metric panels of a model page stay legible on a
+390-pixel phone."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ LEGIBLE_PX = 9.0
 
 def _rows(scale: float, steps: int) -> list[dict[str, object]]:
     return [{"loss": scale * (2.0 / (1 + 0.02 * step)) + 0.01 * (step % 7), "learning_rate": 1e-4 * (1 - step / (steps + 1)),
-             "grad_norm": 0.4 + 0.01 * (step % 5), "step": step, "epoch": step / 100, "num_input_tokens_seen": 4096 * step}
+             "grad_norm": 0.4 + 0.01 * (step % 7), "step": step, "epoch": step / 100, "num_input_tokens_seen": 4096 * step}
             for step in range(5, steps + 1, 5)]
 
 
@@ -118,6 +119,34 @@ def test_overview_panels_are_two_a_row_on_a_desktop(browser: Any, site: str) -> 
         tab.goto(site, wait_until="networkidle")
         panels = _panels(tab)
         assert [round(p["top"]) for p in panels][1] == round(panels[0]["top"])  # the second sits beside the first
+        assert len({round(p["left"]) for p in panels}) == 2
+        assert min(_tick_label_px(p) for p in panels) >= LEGIBLE_PX
+    finally:
+        tab.context.close()
+
+
+def test_model_page_panels_are_one_column_and_legible_on_a_phone(browser: Any, site: str) -> None:
+    # Each training-metrics panel (learning rate, gradient norm) is its own image: a whole 2-column grid
+    # shrunk to the phone's width had 6-pixel tick labels.
+    tab = _tab(browser, PHONE)
+    try:
+        tab.goto(f"{site}models/llama-base/", wait_until="networkidle")
+        panels = _panels(tab)
+        assert len(panels) == 2
+        assert broken_images(tab) == []
+        assert len({round(p["left"]) for p in panels}) == 1  # one column
+        smallest = min(_tick_label_px(p) for p in panels)
+        assert smallest >= LEGIBLE_PX, f"tick labels {smallest:.1f} CSS px tall on a 390 px phone"
+    finally:
+        tab.context.close()
+
+
+def test_model_page_panels_are_two_a_row_on_a_desktop(browser: Any, site: str) -> None:
+    tab = _tab(browser, {"width": 1400, "height": 900})
+    try:
+        tab.goto(f"{site}models/llama-base/", wait_until="networkidle")
+        panels = _panels(tab)
+        assert len(panels) == 2 and round(panels[1]["top"]) == round(panels[0]["top"])
         assert len({round(p["left"]) for p in panels}) == 2
         assert min(_tick_label_px(p) for p in panels) >= LEGIBLE_PX
     finally:

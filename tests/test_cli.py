@@ -35,7 +35,7 @@ def test_no_command_is_a_usage_error() -> None:
 def test_generate_the_example_site(example_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--config", str(example_project / "checkpoints.yaml")]) == 0
     err = capsys.readouterr().err
-    assert "traindocs: 3 models, 0 problems; 38 files written" in err
+    assert "traindocs: 3 models, 0 problems; 47 files written" in err
     assert (example_project / "docs/index.md").is_file()
 
 

@@ -82,8 +82,9 @@ def test_every_image_on_every_page_exists(built_site: Path) -> None:
             assert (built_site / target).is_file(), f"{page_url}: missing {image['src']}"
             checked += 1
     # index: the SFT overview's 4 panels (by step, share of training, epoch, tokens; all three are SFT runs);
-    # each model page: loss, metrics and its badge.
-    assert checked == 4 + 3 * 3
+    # each model page: loss, its 4 training-metric panels (learning rate, grad norm, token accuracy, entropy)
+    # and its badge.
+    assert checked == 4 + 3 * 6
 
 
 def test_main_statements_of_the_reference_report(built_site: Path) -> None:

@@ -104,7 +104,7 @@ def test_mathtext_and_surrogates_in_names_and_keys_are_drawn_as_text(tmp_path: P
         json.dumps({"global_step": 50, "log_history": rows}, ensure_ascii=True), encoding="utf-8")
     done = generate(registry)
     assert_built(registry, done)
-    assert (registry.parent / "docs/models/bad/other-metrics.png").is_file()
+    assert (registry.parent / "docs/models/bad/other-metrics-1.png").is_file()
 
 
 def test_overlong_metric_keys_are_skipped_with_a_warning(tmp_path: Path) -> None:

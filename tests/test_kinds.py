@@ -270,11 +270,11 @@ def test_index_has_one_table_and_one_overview_per_kind(tmp_path: Path) -> None:
     # Each table compares only its own runs: no loss sentence names the GRPO run.
     assert not any("GRPO run" in line and "loss" in line for line in index.splitlines() if line.startswith("- "))
 
-    assert (docs / "models/grpo-run/rl.png").is_file() and (docs / "models/dpo-run/preference.png").is_file()
-    assert (docs / "models/classifier/eval.png").is_file()
+    assert (docs / "models/grpo-run/rl-1.png").is_file() and (docs / "models/dpo-run/preference-1.png").is_file()
+    assert (docs / "models/classifier/eval-1.png").is_file()
     grpo = (docs / "models/grpo-run.md").read_text(encoding="utf-8")
     # frac_reward_zero_std is not dropped: logged as 0.1 at every step, it is stated rather than drawn flat.
-    assert not (docs / "models/grpo-run/other-metrics.png").exists()
+    assert not (docs / "models/grpo-run/other-metrics-1.png").exists()
     assert "Not drawn, flat at every logged step: `frac_reward_zero_std` = 0.1" in grpo
     assert "## Reward and policy" in grpo and "Convergence speed" not in grpo
     assert b"reward" in (docs / "models/grpo-run/badge.svg").read_bytes()

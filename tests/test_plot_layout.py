@@ -157,6 +157,9 @@ def test_panels_plot_keeps_text_inside(drawn: list[Figure], name: str, panels: s
     evals = pd.DataFrame({"step": [200, 400], **{"eval_" + c: _values(rng, 2, SCALES[scale]) for c in columns[:2]}})
     figures = Figures(steps=600, logged_rows=120, best_checkpoint=BestCheckpoint(path="c", step=400, metric=0.1))
     plots.panels_plot(f"{NAMES[name]}: training metrics", color_for(1), train, evals, chosen, SETTINGS, figures)
+    for position in range(len(chosen)):  # each panel alone, as a model page shows it
+        plots.panels_plot(NAMES[name], color_for(1), train, evals, chosen, SETTINGS, figures, only=position)
+    assert len(drawn) == 1 + len(chosen)
     _check(drawn)
 
 
@@ -178,6 +181,9 @@ def test_eval_plot_keeps_text_inside(drawn: list[Figure], name: str, groups: str
     evals = pd.DataFrame({"step": [100, 200, 300, 400], **{c: _values(rng, 4, SCALES[scale]) for c in columns}})
     figures = Figures(steps=400, logged_rows=0, best_checkpoint=BestCheckpoint(path="c", step=300, metric=0.5))
     plots.eval_plot(NAMES[name], evals, chosen, figures)
+    for position in range(len(chosen)):
+        plots.eval_plot(NAMES[name], evals, chosen, figures, only=position)
+    assert len(drawn) == 1 + len(chosen)
     _check(drawn)
 
 

@@ -13,6 +13,8 @@ from generator.analysis import finite_series
 from generator.colors import color_for
 from generator.kinds import kind_panels, standard_panels
 from generator.plots import (
+    DPI,
+    PANEL_WIDTH,
     eval_plot,
     loss_plot,
     overview_axes,
@@ -79,6 +81,16 @@ def test_metrics_panels_only_for_logged_metrics() -> None:
     assert standard_panels(["step", "loss"]) == []
     with pytest.raises(ValueError, match="no panel to plot"):
         panels_plot("A", color_for(0), TRAIN, EVALS, [], SETTINGS)
+
+
+def test_a_panel_drawn_alone_is_its_own_deterministic_image() -> None:
+    # A model page shows each panel as its own image, PANEL_WIDTH wide (one a row on a phone).
+    panels = standard_panels(TRAIN.columns)
+    first = panels_plot("A", color_for(0), TRAIN, EVALS, panels, SETTINGS, only=0)
+    assert first == panels_plot("A", color_for(0), TRAIN, EVALS, panels, SETTINGS, only=0)
+    assert first != panels_plot("A", color_for(0), TRAIN, EVALS, panels, SETTINGS, only=1)
+    assert png_size(first)[0] == round(PANEL_WIDTH * DPI)
+    assert png_size(panels_plot("A", color_for(0), TRAIN, EVALS, panels, SETTINGS))[0] > png_size(first)[0]
 
 
 def test_rl_panels_group_reward_functions_and_skip_the_duplicate_length() -> None:

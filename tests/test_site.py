@@ -171,7 +171,7 @@ def test_a_change_of_the_code_re_renders_plots_downloads_and_figures(
     monkeypatch.setattr(workers, "render_each", recording)
     result = generate(config, example_project / "docs")
     assert result.written == []  # same bytes: nothing rewritten
-    assert {"models/qwen-7b/loss.png", "models/qwen-7b/metrics.png", "models/qwen-7b/log_history.csv",
+    assert {"models/qwen-7b/loss.png", "models/qwen-7b/metrics-1.png", "models/qwen-7b/log_history.csv",
             "models/qwen-7b/figures.json", "assets/traindocs/sft-curves.png"} <= set(rendered)
 
 
