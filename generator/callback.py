@@ -22,8 +22,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,12 +29,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from generator.errors import ConfigError, GenerationBusyError, TraindocsError
-from generator.files import write_atomic
-
-try:  # POSIX; elsewhere registry edits are not locked
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+from generator.files import held_lock, write_atomic
 
 if TYPE_CHECKING:
     from generator.pipeline import GenerationResult
@@ -225,22 +218,6 @@ def _appended(text: str, key: yaml.Node, sequence: yaml.SequenceNode, name: str,
     return text[:at] + newline + newline.join(_entry_lines(name, path, slug, prefix, indent)) + text[at:]
 
 
-@contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on `folder` itself: runs sharing a report folder edit its registry one at a time
-    (the registry file is replaced on every write, so a lock on it would not exclude anyone)."""
-    if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        os.close(handle)
-
-
 def register_run(registry_file: Path, name: str, run_path: Path, run_dir: Path) -> bool:
     """Register `run_path` (a checkpoint folder or a trainer_state.json of the run in `run_dir`) as the
     entry `name` of `registry_file`, under a lock and atomically; returns whether the file changed."""
@@ -252,7 +229,7 @@ def register_run(registry_file: Path, name: str, run_path: Path, run_dir: Path) 
     except ValueError:  # another drive (Windows)
         shown_path = run_path.resolve().as_posix()
     shown = registry_file.as_posix()
-    with _folder_lock(base_dir):
+    with held_lock(base_dir):
         text = registry_file.read_bytes().decode("utf-8")
         updated = registry_with_run(text, name, shown_path, base_dir, run_dir.resolve(), shown)
         if updated == text:

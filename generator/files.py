@@ -82,13 +82,16 @@ def write_atomic(path: Path, data: bytes, inside: Path | None = None) -> bool:
 
 @contextmanager
 def held_lock(path: Path, wait: bool = True) -> Iterator[None]:
-    """Hold an exclusive lock on the file `path` (created if missing) between processes.
+    """Hold an exclusive lock on `path` between processes: a file (created if missing) or a folder.
 
-    The file is opened for appending and never written: its mtime stays put, so
-    `mkdocs serve` sees no change from locking. With `wait=False` a lock held by
-    another process raises `BlockingIOError` at once instead of waiting.
+    A file is opened for appending and never written: its mtime stays put, so `mkdocs serve`
+    sees no change from locking. A folder is locked itself, for files that are replaced rather
+    than written in place (a lock on the replaced file would exclude no one). With `wait=False`
+    a lock held by another process raises `BlockingIOError` at once instead of waiting.
     """
-    with open(path, "a") as handle:
+    flags = os.O_RDONLY if path.is_dir() else os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    handle = os.open(path, flags, 0o666)
+    try:
         if fcntl is not None:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
@@ -96,3 +99,5 @@ def held_lock(path: Path, wait: bool = True) -> Iterator[None]:
         finally:
             if fcntl is not None:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        os.close(handle)
