@@ -621,7 +621,7 @@ def _settings_cells(report: ModelReport) -> list[IndexCell]:
     return [
         ("Peak learning rate", "---:", f"{f.peak_learning_rate:.3g}" if f.peak_learning_rate is not None else None),
         (_name_code("train_batch_size"), "---:", fmt_number(batch) if batch is not None else None),
-        ("Epochs", "---:", f"{epoch:.2f}".rstrip("0").rstrip(".") if epoch is not None else None),
+        ("Epoch reached", "---:", f"{epoch:.2f}".rstrip("0").rstrip(".") if epoch is not None else None),
         ("LoRA\u00a0r", "---:", str(adapter.r) if adapter and adapter.r is not None else None),
         (_name_code("lora_alpha"), "---:",
          fmt_number(adapter.lora_alpha) if adapter and adapter.lora_alpha is not None else None),
