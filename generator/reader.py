@@ -414,50 +414,48 @@ def split_log_history(history: list[Any]) -> LogTables:
     # restarts; a lone step back is a resume, as before.
     interleave_limit = _interleave_limit(history)
     interleaved = 0
+    # A long log repeats a handful of key sets (train row, eval row): what the keys decide is worked out
+    # once per set, and each row only checks its values.
+    shapes: dict[tuple[Any, ...], _RowShape] = {}
     for index, row in enumerate(history):
-        where = f"log_history[{index}]"
         if not isinstance(row, dict):
-            skipped.add("row", f"{where}: expected an object, got {_describe(row)}; skipped")
+            skipped.add("row", f"log_history[{index}]: expected an object, got {_describe(row)}; skipped")
             continue
-        numbers: dict[str, float] = {}
-        for raw_key, value in row.items():
-            key = clean_text(raw_key)
-            if len(key) > MAX_KEY_LENGTH:
-                skipped.add(f"long:{key[:40]}", f"{where}: the key {key[:40]!r}... is {len(key)} characters long, "
-                            f"more than {MAX_KEY_LENGTH}; not plotted")
-                continue
-            number = _number(value)
-            if number is None:
-                if not (isinstance(value, str) and key in IGNORED_STRING_KEYS):
-                    skipped.add(
-                        f"value:{key}", f"{where}.{key}: expected a number, got {_describe(value)}; not plotted"
-                    )
-                continue
-            name = str(KEY_ALIASES.get(key, key))
-            if name in row and name != key:
-                name = key  # both spellings logged: keep them apart
-            numbers[name] = number
-        if "train_runtime" in numbers or ("train_loss" in numbers and "loss" not in numbers):
+        keys = tuple(row)
+        shape = shapes.get(keys)
+        if shape is None:
+            shape = shapes[keys] = _RowShape.of(row)
+        for key in shape.long_keys:
+            skipped.add(f"long:{key[:40]}", f"log_history[{index}]: the key {key[:40]!r}... is {len(key)} "
+                        f"characters long, more than {MAX_KEY_LENGTH}; not plotted")
+        numbers = _plain_numbers(row) if shape.plain else None
+        if numbers is None:
+            numbers = _numbers(row, shape, index, skipped)
+        if len(numbers) == shape.names:
+            is_summary, has_eval, has_metric = shape.is_summary, shape.has_eval, shape.has_metric
+        else:  # some values were not numbers: decide on those that were
+            is_summary, has_eval, has_metric = _row_kind(numbers)
+        if is_summary:
             summary.update(numbers)
             continue
         if "step" not in row:
             if any(key.startswith("predict_") for key in numbers):
                 predict.update(numbers)  # predict results: a table of their own, not part of the curve
             else:
-                skipped.add("nostep", f"{where}: no 'step'; row skipped")
+                skipped.add("nostep", f"log_history[{index}]: no 'step'; row skipped")
             continue
         step = numbers.get("step")
         if step is None or not math.isfinite(step) or not 0 <= step <= MAX_STEP or step != int(step):
             skipped.add(
-                "step", f"{where}.step: expected a whole number >= 0, got {_describe(row['step'])}; row skipped"
+                "step", f"log_history[{index}].step: expected a whole number >= 0, got {_describe(row['step'])}; row skipped"
             )
             continue
-        if any(key.startswith("eval_") for key in numbers):
+        if has_eval:
             kind = "eval"
-        elif any(key not in ("step", "epoch") for key in numbers):
-            kind = "train"  # a row with only an epoch logs no metric
+        elif has_metric:
+            kind = "train"
         else:
-            continue
+            continue  # a row with only an epoch logs no metric
         if step < highest and highest - step <= interleave_limit:
             interleaved += 1  # merged by step below, the later value winning
         elif step < highest:
@@ -488,6 +486,77 @@ def split_log_history(history: list[Any]) -> LogTables:
     )
 
 
+_PLAIN_TYPES = frozenset({float, int})
+
+
+def _plain_numbers(row: dict[str, Any]) -> dict[str, float] | None:
+    """The row as floats when every value is a plain JSON number (the usual row), else None."""
+    if not set(map(type, row.values())) <= _PLAIN_TYPES:
+        return None
+    try:
+        return {key: float(value) for key, value in row.items()}
+    except OverflowError:  # an integer beyond any float: `_number` says what it is
+        return None
+
+
+def _numbers(row: dict[str, Any], shape: _RowShape, index: int, skipped: _Skipped) -> dict[str, float]:
+    """The row's numeric values by column name; the others are reported to `skipped`."""
+    numbers: dict[str, float] = {}
+    for raw_key, key, name in shape.fields:
+        value = row[raw_key]
+        number = _number(value)
+        if number is None:
+            if not (isinstance(value, str) and key in IGNORED_STRING_KEYS):
+                skipped.add(f"value:{key}",
+                            f"log_history[{index}].{key}: expected a number, got {_describe(value)}; not plotted")
+            continue
+        numbers[name] = number
+    return numbers
+
+
+def _row_kind(numbers: dict[str, float]) -> tuple[bool, bool, bool]:
+    """(the summary row, an evaluation row, logs a metric) for a row's numeric values."""
+    return (
+        "train_runtime" in numbers or ("train_loss" in numbers and "loss" not in numbers),
+        any(key.startswith("eval_") for key in numbers),
+        any(key not in ("step", "epoch") for key in numbers),
+    )
+
+
+@dataclass(frozen=True)
+class _RowShape:
+    """What a row's keys decide, whatever its values: shared by every row with the same keys in the same order."""
+
+    fields: tuple[tuple[Any, str, str], ...]
+    """(key as written, key with lone surrogates replaced, column name) of the keys that may hold a number."""
+    long_keys: tuple[str, ...]
+    """Keys longer than MAX_KEY_LENGTH: not plotted."""
+    names: int
+    """How many columns the fields fill (two keys may clean to one name)."""
+    plain: bool
+    """Every key is its own column name: no alias, no lone surrogate, none too long."""
+    is_summary: bool
+    has_eval: bool
+    has_metric: bool
+    """`_row_kind` when every field holds a number."""
+
+    @classmethod
+    def of(cls, row: dict[Any, Any]) -> _RowShape:
+        fields, long_keys = [], []
+        for raw_key in row:
+            key = clean_text(raw_key)
+            if len(key) > MAX_KEY_LENGTH:
+                long_keys.append(key)
+                continue
+            name = str(KEY_ALIASES.get(key, key))
+            if name in row and name != key:
+                name = key  # both spellings logged: keep them apart
+            fields.append((raw_key, key, name))
+        names = {name: 0.0 for _, _, name in fields}
+        plain = not long_keys and all(raw_key == name for raw_key, _, name in fields)
+        return cls(tuple(fields), tuple(long_keys), len(names), plain, *_row_kind(names))
+
+
 INTERLEAVED_SHARE = 0.05
 """Small steps back on at least this share of the rows (and 3 or more) mean interleaved writers."""
 
@@ -495,8 +564,13 @@ INTERLEAVED_SHARE = 0.05
 def _interleave_limit(history: list[Any]) -> float:
     """How far back a row may step and still be another writer's row: the usual step forward (the median
     positive step between rows in file order) when such small steps back are a pattern, else 0."""
-    numbers = (_number(row.get("step")) for row in history if isinstance(row, dict))
-    steps = [step for step in numbers if step is not None and math.isfinite(step)]
+    steps = []
+    for row in history:
+        step = row.get("step") if isinstance(row, dict) else None
+        if type(step) is not float:
+            step = _number(step)
+        if step is not None and math.isfinite(step):
+            steps.append(step)
     forward = sorted(b - a for a, b in itertools.pairwise(steps) if b > a)
     if not forward:
         return 0.0
@@ -529,6 +603,8 @@ def _first_non_finite(rows: list[dict[str, float]]) -> tuple[NonFinite, ...]:
     """Per column, the first NaN / infinite value written in the file (a key a row lacks is not one)."""
     first: dict[str, NonFinite] = {}
     for row in rows:
+        if math.isfinite(sum(row.values())):
+            continue  # NaN and infinities carry through a sum: none here (an overflowing sum is checked below)
         for column, value in row.items():
             if math.isfinite(value):
                 continue
