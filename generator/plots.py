@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import matplotlib
@@ -109,10 +109,64 @@ def _grid_figure(rows: int, columns: int, width: float, panel_height: float,
 
 def _panel_axes(figure: Figure, rows: int, columns: int, position: int) -> Any:
     """A small panel with at most ~5 ticks an axis: enough to read, and each tick label costs drawing time."""
-    axes = figure.add_subplot(rows, columns, position)
+    return _few_ticks(figure.add_subplot(rows, columns, position))
+
+
+def _few_ticks(axes: Any) -> Any:
     axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=5, integer=True))
     axes.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=5))
     return axes
+
+
+REUSED_FIGURES = 8
+"""Blank figures a process keeps for reuse (one per shape: the loss plot, a panel with 0-3 legend rows)."""
+_reused: dict[tuple[Any, ...], tuple[Figure, Any, list[tuple[Text, Any]]]] = {}
+
+
+def _reused_axes(shape: tuple[Any, ...], make: Callable[[], Figure]) -> tuple[Figure, Any]:
+    """A figure with one axes, made once per `shape` in this process and wiped for each plot.
+
+    Making a figure costs more than drawing one: its axes, and the tick marks and
+    labels matplotlib creates one by one, were ~30% of a panel's time. A wiped
+    figure draws the same bytes as a new one (tests/test_plots.py checks it on a
+    family of plots in several orders), so which worker drew which plot never shows.
+    """
+    kept = _reused.get(shape)
+    if kept is None:
+        figure = make()
+        axes = figure.add_subplot()
+        fonts_made = [(text, text.get_fontproperties().copy()) for text in _named_texts(figure)]
+        if len(_reused) >= REUSED_FIGURES:
+            _reused.pop(next(iter(_reused)))
+        _reused[shape] = (figure, axes, fonts_made)
+        return figure, axes
+    figure, axes, fonts_made = kept
+    legend = axes.get_legend()
+    if legend is not None:
+        legend.remove()
+    for artist in [*axes.lines, *axes.collections, *axes.patches, *axes.texts, *axes.images]:
+        artist.remove()
+    for text, font in fonts_made:  # `_set_fonts` may have given them another family
+        text.set_fontproperties(font.copy())
+    for loc in ("left", "center", "right"):
+        axes.set_title("", loc=loc)
+    axes.set_xlabel("")
+    axes.set_ylabel("")
+    axes.set_prop_cycle(None)
+    axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.xaxis.set_major_locator(matplotlib.ticker.AutoLocator())
+    axes.yaxis.set_major_locator(matplotlib.ticker.AutoLocator())
+    axes.relim()
+    axes.set_xlim(0, 1)  # a new axes' limits, kept when nothing is plotted
+    axes.set_ylim(0, 1)
+    axes.set_autoscale_on(True)
+    return figure, axes
+
+
+def forget_reused_figures() -> None:
+    """Drop the figures kept for reuse (tests compare a wiped figure's bytes with a new one's)."""
+    _reused.clear()
 
 
 def _figure_title(figure: Figure, text: str) -> None:
@@ -349,8 +403,7 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
               figures: Figures, settings: AnalysisSettings, resumed_at: int | None = None) -> bytes:
     """Raw loss (faint), smoothed loss, eval loss, spikes and the steps worth a marker."""
     with matplotlib.rc_context(STYLE):
-        figure = _single_figure(8.0, 4.2)
-        axes = figure.add_subplot()
+        figure, axes = _reused_axes(("loss",), lambda: _single_figure(8.0, 4.2))
         if "loss" in train.columns:
             steps, raw = _gapped(train, "loss")
             axes.plot(steps, raw, color=color, alpha=0.3, linewidth=1.0, label="loss (raw)")
@@ -417,11 +470,13 @@ def panels_plot(title: str, color: str, train: pd.DataFrame, evals: pd.DataFrame
     with matplotlib.rc_context(STYLE):
         if only is None:
             figure = _grid_figure(rows, columns, 8.0, 2.0, below=below)
+            for position, panel in enumerate(chosen, start=1):
+                _draw_panel(_panel_axes(figure, rows, columns, position), panel, color, train, evals, settings,
+                            figures, legend_columns)
         else:
-            figure = _grid_figure(1, 1, PANEL_WIDTH, PANEL_HEIGHT, below=below, titled=False)
-        for position, panel in enumerate(chosen, start=1):
-            _draw_panel(_panel_axes(figure, rows, columns, position), panel, color, train, evals, settings,
-                        figures, legend_columns)
+            figure, axes = _reused_axes(("panel", below),
+                                        lambda: _grid_figure(1, 1, PANEL_WIDTH, PANEL_HEIGHT, below=below, titled=False))
+            _draw_panel(_few_ticks(axes), chosen[0], color, train, evals, settings, figures, legend_columns)
         if only is None:
             _figure_title(figure, title)
         return _png(figure)

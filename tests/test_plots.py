@@ -163,3 +163,74 @@ def test_a_100000_row_loss_plot_stays_small() -> None:
     data = loss_plot("Long run", color_for(0), train, EVALS.iloc[:0], Figures(steps=100_000, logged_rows=100_000),
                      SETTINGS)
     assert len(data) < 200_000
+
+
+def _plot_family() -> list[tuple[str, object]]:
+    """Loss plots and lone panels over runs of many shapes: lengths from 1 to 5,000 rows, gaps, flat and
+    huge values, several curves with a legend below, percentages, eval dots, marked steps, no training rows."""
+    rng = np.random.default_rng(16)
+    jobs: list[tuple[str, object]] = []
+    for number, rows in enumerate((1, 2, 7, 60, 400, 5000)):
+        steps = np.arange(1, rows + 1) * (1 + number % 3)
+        decay = 2.0 * np.exp(-np.arange(rows) / max(rows / 4, 1)) + rng.normal(0, 0.05, rows)
+        scale = (1.0, 1e-6, 3e12)[number % 3]
+        train = pd.DataFrame({
+            "step": steps,
+            "loss": decay * scale,
+            "learning_rate": np.linspace(2e-4, 0, rows),
+            "grad_norm": np.abs(rng.normal(1, 0.5, rows)),
+            "mean_token_accuracy": np.clip(np.linspace(0.4, 0.9, rows) + rng.normal(0, 0.02, rows), 0, 1),
+            "entropy": np.full(rows, 0.7),  # flat
+            "reward": np.linspace(0, 1, rows), "reward_std": np.full(rows, 0.2),
+            "rewards/format/mean": rng.random(rows), "rewards/answer/mean": rng.random(rows),
+            "rewards/a_much_longer_reward_function_name/mean": rng.random(rows), "kl": np.linspace(0, 0.1, rows),
+        })
+        if rows > 10:
+            train.loc[rows // 3: rows // 3 + 3, "loss"] = np.nan  # a gap
+        evals = pd.DataFrame({"step": steps[::max(rows // 5, 1)]})
+        evals["eval_loss"] = np.linspace(1.5, 0.8, len(evals)) * scale
+        evals["eval_mean_token_accuracy"] = np.linspace(0.5, 0.8, len(evals))
+        last = int(steps[-1])
+        figures = Figures(steps=last, logged_rows=rows, stabilised_step=last // 2 or None,
+                          spikes=(int(steps[rows // 2]),) if rows > 10 else (),
+                          best_checkpoint=BestCheckpoint(step=last, metric=0.5, path=None) if number % 2 else None)
+        color = color_for(number)
+        jobs.append(("loss", lambda t=train, e=evals, f=figures, c=color, n=number:
+                     loss_plot(f"run {n} ü名前", c, t, e, f, SETTINGS, resumed_at=2 if n == 3 else None)))
+        for panels in (standard_panels(train.columns), kind_panels("rl", train.columns)):
+            for only in range(len(panels)):
+                jobs.append(("panel", lambda t=train, e=evals, f=figures, c=color, p=tuple(panels), o=only:
+                             panels_plot("x", c, t, e, p, SETTINGS, f, only=o)))
+    empty = pd.DataFrame({"step": pd.Series([], dtype="int64")})
+    only_eval = pd.DataFrame({"step": [5], "eval_loss": [0.7]})  # one point: limits around it, not the last plot's
+    jobs.append(("loss", lambda: loss_plot("eval only", color_for(0), empty, only_eval, Figures(steps=5, logged_rows=0),
+                                           SETTINGS)))
+    gaps = pd.DataFrame({"step": [1, 2, 3], "grad_norm": [np.nan, np.inf, np.nan]})  # a panel with nothing finite
+    jobs.append(("panel", lambda: panels_plot("x", color_for(1), gaps, empty, standard_panels(gaps.columns), SETTINGS,
+                                              only=0)))
+    return jobs
+
+
+def test_a_reused_figure_draws_the_same_bytes_as_a_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Workers keep one blank figure per shape and wipe it for the next plot (plots._reused_axes): whatever
+    # was drawn before must not show, or the bytes would depend on which worker drew what.
+    from generator import fonts
+    from generator.plots import forget_reused_figures
+
+    # Text DejaVu Sans lacks is drawn in another family where one is installed: stand one in (a font that
+    # ships with matplotlib), so a family left over from the last plot would show.
+    monkeypatch.setattr(fonts, "families_for", lambda texts: ["DejaVu Sans Mono"])
+
+    jobs = _plot_family()
+    assert len(jobs) > 40
+    new = []
+    for _, job in jobs:
+        forget_reused_figures()
+        new.append(job())
+    for seed in (1, 2):
+        order = list(range(len(jobs)))
+        np.random.default_rng(seed).shuffle(order)
+        forget_reused_figures()
+        reused = {position: jobs[position][1]() for position in order}
+        differ = [f"{jobs[p][0]} #{p}" for p in order if reused[p] != new[p]]
+        assert not differ, f"order {seed}: {differ}"
