@@ -8,7 +8,6 @@ same data gives the same bytes.
 from __future__ import annotations
 
 import io
-import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -210,8 +209,9 @@ def _named_texts(figure: Figure) -> list[Text]:
     for axes in figure.axes:
         texts += [child for child in axes.get_children() if isinstance(child, Text)]  # its three titles
         texts += [axes.xaxis.label, axes.yaxis.label]
-        if axes.get_legend() is not None:
-            legends.append(axes.get_legend())
+        legend = axes.get_legend()
+        if legend is not None:
+            legends.append(legend)
     for legend in legends:
         texts += [legend.get_title(), *legend.get_texts()]
     return texts
@@ -363,19 +363,22 @@ def downsample(x: np.ndarray, y: np.ndarray, buckets: int = MAX_BUCKETS) -> tupl
     n = len(x)
     if n <= 2 * buckets:
         return x, y
-    edges = np.linspace(0, n, buckets + 1).astype(int)
-    keep = [0, n - 1]
-    for start, stop in itertools.pairwise(edges):
-        segment = y[start:stop]
-        finite = np.isfinite(segment)
-        if not finite.all():
-            keep.append(start + int(np.argmax(~finite)))
-        if finite.any():
-            positions = np.nonzero(finite)[0]
-            values = segment[positions]
-            keep.append(start + int(positions[np.argmin(values)]))
-            keep.append(start + int(positions[np.argmax(values)]))
-    chosen = np.unique(np.asarray(keep))
+    starts = np.linspace(0, n, buckets + 1).astype(int)[:-1]  # every bucket holds 2 points or more
+    sizes = np.diff(np.append(starts, n))
+    bucket = np.repeat(np.arange(buckets), sizes)
+    finite = np.isfinite(y)
+    low = np.where(finite, y, np.inf)
+    high = np.where(finite, y, -np.inf)
+    # Per bucket the first position of its finite minimum and maximum (as np.argmin/argmax pick them; a
+    # bucket without a finite value has neither), and of its first non-finite value.
+    at_min = np.flatnonzero(finite & (low == np.repeat(np.minimum.reduceat(low, starts), sizes)))
+    at_max = np.flatnonzero(finite & (high == np.repeat(np.maximum.reduceat(high, starts), sizes)))
+    gaps = np.flatnonzero(~finite)
+    keep = [np.array([0, n - 1])]
+    for positions in (at_min, at_max, gaps):
+        _, first = np.unique(bucket[positions], return_index=True)
+        keep.append(positions[first])
+    chosen = np.unique(np.concatenate(keep))
     return x[chosen], y[chosen]
 
 

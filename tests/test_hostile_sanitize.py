@@ -62,3 +62,30 @@ def test_base_models_that_are_hub_ids_or_urls_are_kept(tmp_path: Path) -> None:
     assert shown_base_model("s3://bucket/model", tmp_path) == "s3://bucket/model"
     assert shown_base_model("/home/carol/llama", tmp_path) == "~/llama"
     assert looks_local("./model") and looks_local("../model") and not looks_local("org/model")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_fast_csv_writer_writes_what_pandas_writes(seed: int) -> None:
+    # log_history.csv is written by downloads.table_csv, not pandas (5x faster): same bytes, on tables
+    # with every kind of float (tiny, huge, negative zero, NaN, infinities, whole), ints and text cells.
+    import numpy as np
+    import pandas as pd
+
+    from generator.downloads import table_csv
+    from generator.sanitize import csv_safe_table
+
+    rng = np.random.default_rng(seed)
+    rows = int(rng.integers(0, 300))
+    pool = np.array([0.0, -0.0, 1.0, 1e-5, 1e-4, 9.999e15, 1e16, 1.5e300, 5e-324, 0.1 + 0.2, np.nan, np.inf, -np.inf,
+                     123456789.0, 2.0**53, -7.25e-12])
+    table = pd.DataFrame({
+        "step": rng.integers(0, 2**40, rows),
+        "kind": rng.choice(["train", "eval"], rows),
+        "loss": rng.choice(pool, rows) * rng.choice([1.0, rng.normal()], rows),
+        "=cmd|'/c calc'!A1": rng.normal(0, 10.0 ** int(rng.integers(-20, 20)), rows),
+        'a "quoted", key\nwith a newline': rng.lognormal(size=rows),
+        "flag": rng.integers(0, 2, rows).astype(bool),
+    })
+    table.loc[rng.random(rows) < 0.2, "=cmd|'/c calc'!A1"] = np.nan
+    expected = csv_safe_table(table).to_csv(index=False, lineterminator="\n").encode("utf-8")
+    assert table_csv(table) == expected

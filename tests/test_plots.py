@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 
@@ -15,6 +16,7 @@ from generator.kinds import kind_panels, standard_panels
 from generator.plots import (
     DPI,
     PANEL_WIDTH,
+    downsample,
     eval_plot,
     loss_plot,
     overview_axes,
@@ -234,3 +236,38 @@ def test_a_reused_figure_draws_the_same_bytes_as_a_new_one(monkeypatch: pytest.M
         reused = {position: jobs[position][1]() for position in order}
         differ = [f"{jobs[p][0]} #{p}" for p in order if reused[p] != new[p]]
         assert not differ, f"order {seed}: {differ}"
+
+
+def _downsample_one_bucket_at_a_time(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """What `downsample` promises, written plainly: per bucket its first non-finite value and the first
+    positions of its finite minimum and maximum, plus the first and last point."""
+    n = len(x)
+    if n <= 2 * buckets:
+        return x, y
+    edges = np.linspace(0, n, buckets + 1).astype(int)
+    keep = [0, n - 1]
+    for start, stop in itertools.pairwise(edges):
+        segment = y[start:stop]
+        finite = np.isfinite(segment)
+        if not finite.all():
+            keep.append(start + int(np.argmax(~finite)))
+        if finite.any():
+            positions = np.nonzero(finite)[0]
+            keep.append(start + int(positions[np.argmin(segment[positions])]))
+            keep.append(start + int(positions[np.argmax(segment[positions])]))
+    chosen = np.unique(keep)
+    return x[chosen], y[chosen]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_downsampling_keeps_the_same_points_as_the_plain_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 20_000))
+    buckets = int(rng.integers(1, 600))
+    y = rng.choice([rng.normal(size=n), rng.integers(0, 4, n).astype(float), np.full(n, 2.5)])  # ties, flat
+    holes = rng.random(n) < rng.choice([0.0, 0.01, 0.5, 1.0])
+    y[holes] = rng.choice([np.nan, np.inf, -np.inf], size=int(holes.sum()))
+    x = np.arange(n, dtype="float64") * 10
+    got, expected = downsample(x, y, buckets), _downsample_one_bucket_at_a_time(x, y, buckets)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
