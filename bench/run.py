@@ -257,10 +257,12 @@ def write_project(root: Path, case: Case) -> Project:
     """Synthetic checkpoints, a checkpoints.yaml and a copy of the repository's mkdocs.yml."""
     project = Project(root, case)
     root.mkdir(parents=True)
-    shutil.copyfile(REPO / "mkdocs.yml", project.mkdocs_yml)
+    # The repository's mkdocs.yml, titled for the case (the site's title is mkdocs.yml's site_name).
+    mkdocs_yml = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
+    project.mkdocs_yml.write_text(re.sub(r"(?m)^site_name:.*$", f"site_name: Benchmark {case.name}", mkdocs_yml, count=1),
+                                  encoding="utf-8")
     lines = [
         "site:",
-        f"  title: Benchmark {case.name}",
         "  intro: Synthetic checkpoints written by bench/run.py; not real training logs.",
         "checkpoints:",
     ]

@@ -125,8 +125,24 @@ def table_csv(table: pd.DataFrame) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([csv_safe_cell(str(column)) for column in table.columns])
-    writer.writerows(zip(*(_csv_cells(table.iloc[:, position]) for position in range(table.shape[1])), strict=True))
+    columns = [_csv_cells(table.iloc[:, position]) for position in range(table.shape[1])]
+    text = [cells for position, cells in enumerate(columns) if _is_text(table.iloc[:, position])]
+    rows = zip(*columns, strict=True)
+    if table.shape[1] > 1 and not any(_needs_quotes(cell) for cells in text for cell in set(cells)):
+        # Numbers and plain words need no quoting: joined directly, several times faster than csv.writer.
+        buffer.writelines(",".join(row) + "\n" for row in rows)
+    else:
+        writer.writerows(rows)
     return buffer.getvalue().encode("utf-8")
+
+
+def _is_text(column: pd.Series) -> bool:
+    return not (pd.api.types.is_float_dtype(column.dtype) or pd.api.types.is_integer_dtype(column.dtype)
+                or pd.api.types.is_bool_dtype(column.dtype))
+
+
+def _needs_quotes(cell: str) -> bool:
+    return any(character in cell for character in ',"\r\n')
 
 
 def _csv_cells(column: pd.Series) -> list[str]:

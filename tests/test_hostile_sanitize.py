@@ -87,5 +87,7 @@ def test_the_fast_csv_writer_writes_what_pandas_writes(seed: int) -> None:
         "flag": rng.integers(0, 2, rows).astype(bool),
     })
     table.loc[rng.random(rows) < 0.2, "=cmd|'/c calc'!A1"] = np.nan
+    if seed % 2:  # text that must be quoted, now and then
+        table["note"] = rng.choice(np.array(["a,b", 'say "hi"', "x\ny", "plain", "-1+1", None], dtype=object), rows)
     expected = csv_safe_table(table).to_csv(index=False, lineterminator="\n").encode("utf-8")
     assert table_csv(table) == expected
