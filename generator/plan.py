@@ -86,13 +86,13 @@ class LossPlot:
     settings: AnalysisSettings
     resumed_at: int | None = None
     compact: bool = False
-    """Map to a 256-colour palette (`compact_png`): large sites."""
+    """Map to a 256-colour palette (`plots._png`'s `compact`): large sites."""
 
     def __call__(self) -> bytes:
         from generator import plots  # matplotlib: only when something is drawn
 
-        return compact_png(plots.loss_plot(self.name, self.color, self.train, self.evals, self.figures,
-                                           self.settings, self.resumed_at), self.compact)
+        return plots.loss_plot(self.name, self.color, self.train, self.evals, self.figures, self.settings,
+                               self.resumed_at, compact=self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,8 +113,8 @@ class PanelsPlot:
     def __call__(self) -> bytes:
         from generator import plots
 
-        return compact_png(plots.panels_plot(self.title, self.color, self.train, self.evals, self.panels,
-                                             self.settings, self.figures, self.only), self.compact)
+        return plots.panels_plot(self.title, self.color, self.train, self.evals, self.panels, self.settings,
+                                 self.figures, self.only, compact=self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,7 +132,7 @@ class EvalPlot:
     def __call__(self) -> bytes:
         from generator import plots
 
-        return compact_png(plots.eval_plot(self.name, self.evals, self.groups, self.figures, self.only), self.compact)
+        return plots.eval_plot(self.name, self.evals, self.groups, self.figures, self.only, compact=self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,26 +154,6 @@ class OverviewPlot:
 
 
 PlotJob = LossPlot | PanelsPlot | EvalPlot | OverviewPlot
-
-
-def compact_png(data: bytes, compact: bool = True) -> bytes:
-    """A model plot mapped to 256 colours (octree, no dithering), when `compact`.
-
-    Model plots have few colours; mapped, they look the same and weigh about a
-    third (a 300-row run's two plots: 143 KB -> 45 KB) for ~10-40 ms each. Large
-    sites (`group_pages.is_large`) use it: 5,000 runs' plots were most of a site
-    far over GitHub Pages' 1 GB.
-    """
-    if not compact:
-        return data
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    image = Image.open(io.BytesIO(data)).convert("RGB")
-    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _key(*parts: object) -> str:

@@ -326,13 +326,15 @@ def _fit_texts(figure: Figure) -> None:
         _fit_legend(legend, EDGE, right, renderer)
 
 
-def _png(figure: Figure, palette: bool = False) -> bytes:
+def _png(figure: Figure, palette: bool = False, compact: bool = False) -> bytes:
     """The figure as PNG bytes, without a date or software tag (the bytes depend on the data only).
 
-    `palette`: map the colours to 256 (no dithering). Hundreds of overlaid
-    anti-aliased curves blend into tens of thousands of colours; mapped back the
-    overview looks the same and weighs a third (under 200 KB for 200 runs). It
-    costs ~20 ms a figure, so the model plots, which have few colours, skip it.
+    `palette`: map the colours to 256 (median cut, no dithering). Hundreds of
+    overlaid anti-aliased curves blend into tens of thousands of colours; mapped
+    back the overview looks the same and weighs a third (under 200 KB for 200
+    runs). `compact`: the same for a model plot, with the faster octree method
+    (model plots have few colours): a third of the bytes for ~10-40 ms, which
+    large sites pay (see `group_pages.is_large`).
     """
     for axes in figure.axes:
         if type(axes.yaxis.get_major_formatter()) is matplotlib.ticker.ScalarFormatter and \
@@ -347,8 +349,9 @@ def _png(figure: Figure, palette: bool = False) -> bytes:
     # The figures are opaque (white): saved as RGB rather than matplotlib's RGBA, a PNG encodes in about
     # half the time and ~9% smaller (a loss plot: 47 -> 25 ms, 53 -> 49 KB, measured here).
     image = Image.frombuffer("RGBA", (width, height), pixels, "raw", "RGBA", 0, 1).convert("RGB")
-    if palette:
-        image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    if palette or compact:
+        method = Image.Quantize.MEDIANCUT if palette else Image.Quantize.FASTOCTREE
+        image = image.quantize(colors=256, method=method, dither=Image.Dither.NONE)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", dpi=(DPI, DPI))
     return buffer.getvalue()
@@ -405,7 +408,8 @@ def _curve(series: pd.Series, buckets: int = MAX_BUCKETS) -> tuple[np.ndarray, n
 
 
 def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
-              figures: Figures, settings: AnalysisSettings, resumed_at: int | None = None) -> bytes:
+              figures: Figures, settings: AnalysisSettings, resumed_at: int | None = None,
+              compact: bool = False) -> bytes:
     """Raw loss (faint), smoothed loss, eval loss, spikes and the steps worth a marker."""
     with matplotlib.rc_context(STYLE):
         figure, axes = _reused_axes(("loss",), lambda: _single_figure(8.0, 4.2))
@@ -436,7 +440,7 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
         axes.set_xlabel("Step")
         axes.set_ylabel("Loss")
         axes.legend(loc="best")  # clear of the curves: runs fall, rise or both
-        return _png(figure)
+        return _png(figure, compact=compact)
 
 
 def _mark_steps(axes: Any, figures: Figures, resumed_at: int | None) -> None:
@@ -455,7 +459,8 @@ PANEL_HEIGHT = 2.6
 
 
 def panels_plot(title: str, color: str, train: pd.DataFrame, evals: pd.DataFrame, panels: Sequence[Panel],
-                settings: AnalysisSettings, figures: Figures | None = None, only: int | None = None) -> bytes:
+                settings: AnalysisSettings, figures: Figures | None = None, only: int | None = None,
+                compact: bool = False) -> bytes:
     """A grid of small panels, two per row: each column raw (faint) and smoothed, eval values as dots.
 
     A panel with one column uses the model's colour; with several, each column
@@ -484,7 +489,7 @@ def panels_plot(title: str, color: str, train: pd.DataFrame, evals: pd.DataFrame
             _draw_panel(_few_ticks(axes), chosen[0], color, train, evals, settings, figures, legend_columns)
         if only is None:
             _figure_title(figure, title)
-        return _png(figure)
+        return _png(figure, compact=compact)
 
 
 def _draw_panel(axes: Any, panel: Panel, color: str, train: pd.DataFrame, evals: pd.DataFrame,
@@ -548,7 +553,7 @@ def short_labels(columns: Sequence[str]) -> list[str]:
 
 
 def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]], figures: Figures,
-              only: int | None = None) -> bytes:
+              only: int | None = None, compact: bool = False) -> bytes:
     """One panel per eval metric, one line per eval set, the best checkpoint marked; `only`: metric number
     `only` alone, PANEL_WIDTH wide, without the figure title (as `panels_plot`)."""
     if not groups:
@@ -578,7 +583,7 @@ def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]],
                 axes.legend(loc="best", fontsize=7.5)
         if only is None:
             _figure_title(figure, f"{name}: evaluation")
-        return _png(figure)
+        return _png(figure, compact=compact)
 
 
 def _against(curve: Curve, smoothed: pd.Series, axis: str, buckets: int) -> tuple[np.ndarray, np.ndarray] | None:
