@@ -3,12 +3,17 @@
 Numbers are written exactly as read or computed; JSON has no NaN, so a value that
 is not finite is null. The CSV is opened in spreadsheets: its text cells are
 neutralised against formulas.
+
+Large sites (`group_pages.is_large`) write the same content in fewer bytes: the JSON
+without indentation, and log_history.csv gzip-compressed (log_history.csv.gz, ~40% of
+the bytes; the model page's download link says so).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import io
 import json
 import math
@@ -21,8 +26,9 @@ from generator.records import EntryProblem, Figures, Finding, ModelReport, SiteL
 from generator.sanitize import csv_safe_cell
 
 
-def summary_document(reports: Sequence[ModelReport], problems: Sequence[EntryProblem], layout: SiteLayout) -> bytes:
-    """summary.json: every model's headline figures, numbers as read."""
+def summary_document(reports: Sequence[ModelReport], problems: Sequence[EntryProblem], layout: SiteLayout,
+                     compact: bool = False) -> bytes:
+    """summary.json: every model's headline figures, numbers as read; without indentation when `compact`."""
     models = []
     for report in reports:
         f: Figures = report.figures
@@ -74,7 +80,7 @@ def summary_document(reports: Sequence[ModelReport], problems: Sequence[EntryPro
         "models": models,
         "problems": [{"entry": p.label, "message": p.message} for p in problems],
     }
-    return _json_bytes(document)
+    return _json_bytes(document, compact)
 
 
 def finding_document(finding: Finding) -> dict[str, object]:
@@ -88,8 +94,9 @@ def finding_document(finding: Finding) -> dict[str, object]:
     }
 
 
-def figures_document(report: ModelReport) -> bytes:
-    """figures.json of one model: every computed figure, exactly as computed."""
+def figures_document(report: ModelReport, compact: bool = False) -> bytes:
+    """figures.json of one model: every computed figure, exactly as computed; without indentation when
+    `compact`."""
     figures = dataclasses.asdict(report.figures)
     figures["convergence_label"] = report.figures.convergence_label
     figures["level_crossings"] = [{"level": level, "step": step} for level, step in report.figures.level_crossings]
@@ -102,11 +109,14 @@ def figures_document(report: ModelReport) -> bytes:
         "figures": {key: _json_value(value) for key, value in figures.items()},
         "analysis": list(report.analysis),
     }
-    return _json_bytes(document)
+    return _json_bytes(document, compact)
 
 
-def log_history_csv(report: ModelReport) -> bytes:
-    """The train and eval rows as one CSV, by step; `kind` tells which is which."""
+def log_history_csv(report: ModelReport, compressed: bool = False) -> bytes:
+    """The train and eval rows as one CSV, by step; `kind` tells which is which. Gzip-compressed when
+    `compressed` (`gzip_bytes`)."""
+    if compressed:
+        return gzip_bytes(log_history_csv(report))
     tables = [table.assign(kind=kind) for kind, table in (("train", report.run.train), ("eval", report.run.eval))
               if len(table)]
     if not tables:
@@ -153,8 +163,17 @@ def _csv_cells(column: pd.Series) -> list[str]:
     return ["" if value is None or value != value else csv_safe_cell(str(value)) for value in column.tolist()]
 
 
-def _json_bytes(document: object) -> bytes:
-    return (json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+def gzip_bytes(data: bytes) -> bytes:
+    """Gzip at level 9 with no time or file name in the header: the same bytes in give the same bytes out."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
+def _json_bytes(document: object, compact: bool = False) -> bytes:
+    if compact:
+        text = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    else:
+        text = json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
 
 
 def _json_value(value: object) -> object:

@@ -12,7 +12,12 @@ table of 5,000 rows is neither readable nor small. So a large site has:
   (tablesort.js) and filterable by text (a small inline script), with links to
   the other pages of the group;
 - a navigation listing the overview, one entry per group and the methodology
-  (see `generator.navigation`); model pages are reached from their group page.
+  (see `generator.navigation`); model pages are reached from their group page;
+- model pages left out of Material's search index (the group pages' tables are
+  indexed and name every model), plots as palette-mapped lossless WebP, the log
+  history gzip-compressed, the JSON downloads without indentation
+  (`plan.large_model_files`, `downloads`): a 300-row run publishes ~92 KiB
+  instead of ~147 KiB, so 5,000 runs make ~473 MB (bench/README.md, "Large sites").
 
 Group pages live next to index.md (not in a folder) so the model links that
 `_index_row_cells` writes (`models/<slug>.md`) resolve from them unchanged.
@@ -161,7 +166,8 @@ def large_index_page(site: SiteSettings, kind_groups: Sequence[pages.IndexGroup]
     total = sum(len(group.reports) for group in groups)
     parts.append(f"{fmt_count(total)} models in {fmt_count(len(groups))} group{'s' if len(groups) != 1 else ''} "
                  f"(by phase). Each group's page lists its models, {ROWS_PER_PAGE} a page, in a table that sorts "
-                 "by any column and filters by text; the search box finds a model by name.\n")
+                 "by any column and filters by text. The search box finds a model by name, phase or base model in "
+                 "these tables; at this size model pages themselves are not in the search index.\n")
     parts.append("## Groups\n")
     rows = []
     for group in groups:

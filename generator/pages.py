@@ -479,7 +479,8 @@ def _links_section(report: ModelReport, files: ModelFiles, layout: SiteLayout) -
     if layout.site_url:
         lines.append(f"Permalink: <{layout.absolute(page)}>\n")
     lines.append(
-        f"Downloads: [log history (CSV)]({_from_models_dir(files.log_csv)}), "
+        f"Downloads: [log history (CSV{', gzip-compressed' if files.log_csv.endswith('.gz') else ''})]"
+        f"({_from_models_dir(files.log_csv)}), "
         f"[figures (JSON)]({_from_models_dir(files.figures_json)}), "
         f"[badge (SVG)]({_from_models_dir(files.badge)}).\n"
     )

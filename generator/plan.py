@@ -86,7 +86,7 @@ class LossPlot:
     settings: AnalysisSettings
     resumed_at: int | None = None
     compact: bool = False
-    """Map to a 256-colour palette (`plots._png`'s `compact`): large sites."""
+    """A palette-mapped lossless WebP (`plots._encoded`'s `compact`): large sites."""
 
     def __call__(self) -> bytes:
         from generator import plots  # matplotlib: only when something is drawn
@@ -156,6 +156,35 @@ class OverviewPlot:
 PlotJob = LossPlot | PanelsPlot | EvalPlot | OverviewPlot
 
 
+LARGE_IMAGE_SUFFIX = ".webp"
+"""Model plots of a large site: palette-mapped lossless WebP (`plots` with `compact`) instead of PNG."""
+LARGE_CSV_SUFFIX = ".csv.gz"
+"""A large site's log_history.csv is published gzip-compressed (`downloads.gzip_bytes`); the page says so."""
+
+
+def large_model_files(files: pages.ModelFiles) -> pages.ModelFiles:
+    """A model's files in a large site: plots as WebP (`LARGE_IMAGE_SUFFIX`), the log history gzip-compressed."""
+
+    def webp(path: str) -> str:
+        return path.removesuffix(".png") + LARGE_IMAGE_SUFFIX
+
+    return dataclasses.replace(
+        files,
+        log_csv=files.log_csv.removesuffix(".csv") + LARGE_CSV_SUFFIX,
+        loss=webp(files.loss) if files.loss else None,
+        metric_plots=tuple(map(webp, files.metric_plots)),
+        kind_plots=tuple(map(webp, files.kind_plots)),
+        eval_plots=tuple(map(webp, files.eval_plots)),
+        other_plots=tuple(map(webp, files.other_plots)),
+    )
+
+
+LARGE_PAGE_FRONT_MATTER = "---\nsearch:\n  exclude: true\n---\n"
+"""Model pages of a large site stay out of Material's search index: ~5 KB a model (24 MB at 5,000, one file
+every visitor who searches loads); the group pages' tables, which are indexed, name every model, its phase and
+base model."""
+
+
 def _key(*parts: object) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -178,6 +207,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         slug, name = report.entry.slug, report.entry.name
         run = report.run
         files = pages.ModelFiles.for_report(report)
+        if large:
+            files = large_model_files(files)
         plot_inputs = (versions, name, report.color, run.state_sha256, settings_json, large,
                        fonts.fonts_key([name, *run.train.columns, *run.eval.columns]))
         plans: list[tuple[str | None, str, PlotJob]] = [
@@ -198,13 +229,13 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             if plot_path:
                 artefacts.append(Artefact(plot_path, _key(what, plot_path, *plot_inputs), job, expensive=True))
         artefacts.append(
-            Artefact(files.log_csv, _key("csv", versions, run.state_sha256),
-                     partial(downloads.log_history_csv, report), expensive=True)
+            Artefact(files.log_csv, _key("csv", versions, run.state_sha256, large),
+                     partial(downloads.log_history_csv, report, compressed=large), expensive=True)
         )
         # Keyed by its inputs, so an unchanged model's figures.json is not even serialised.
-        figures_inputs = (versions, name, slug, report.base_model, run.state_sha256, settings_json)
+        figures_inputs = (versions, name, slug, report.base_model, run.state_sha256, settings_json, large)
         artefacts.append(Artefact(files.figures_json, _key("figures", *figures_inputs),
-                                  partial(downloads.figures_document, report)))
+                                  partial(downloads.figures_document, report, compact=large)))
         if charts.has_model_chart(report):
             chart = pages.model_asset_path(slug, charts.MODEL_CHART)
             artefacts.append(Artefact(chart, _key("chart", chart, *plot_inputs),
@@ -214,6 +245,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         artefacts.append(_bytes_artefact(files.badge, badge))
         page = pages.model_page(report, files, settings, layout, registry.file.resolve().parent,
                                 registry.site.show_paths)
+        if large:
+            page = LARGE_PAGE_FRONT_MATTER + page
         artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
 
     groups = []
@@ -240,9 +273,12 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                 # (every run's curve) would cost more to send to a worker than to draw here.
                 artefacts.append(Artefact(path, _key(path, overview_inputs),
                                           OverviewPlot(tuple(members), settings, what, axis, position == 0)))
-            chart = charts.chart_file_for(overview)
-            artefacts.append(Artefact(chart, _key(chart, overview_inputs),
-                                      partial(charts.overview_chart_bytes, tuple(members), settings, what)))
+            # The large index shows the overview PNGs, not the interactive chart: its data (~6 KB a run, growing
+            # with the runs) would be an unused file.
+            if not large:
+                chart = charts.chart_file_for(overview)
+                artefacts.append(Artefact(chart, _key(chart, overview_inputs),
+                                          partial(charts.overview_chart_bytes, tuple(members), settings, what)))
         if large:
             sentences, closing = [], ""  # one sentence per run: not read at thousands (see group_pages)
         elif not kind.about.reads_loss:
@@ -261,7 +297,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         index = pages.index_page(titled, groups, problems)
     artefacts.append(_bytes_artefact(pages.INDEX_PAGE, index.encode("utf-8")))
     artefacts.append(_bytes_artefact(pages.METHODOLOGY_PAGE, pages.methodology_page(settings).encode("utf-8")))
-    artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, downloads.summary_document(reports, problems, layout)))
+    summary = downloads.summary_document(reports, problems, layout, compact=large)
+    artefacts.append(_bytes_artefact(pages.SUMMARY_FILE, summary))
     artefacts += [_bytes_artefact(path, _static_file(source)) for path, source in STATIC_FILES.items()]
     artefacts += [_bytes_artefact(f"{pages.ASSETS_DIR}/{name}", _static_file(STATIC_DIR / name))
                   for name in charts.STATIC_FILES]

@@ -51,14 +51,14 @@ def _train(rng: np.random.Generator, columns: list[str], scale: tuple[float, flo
 def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
     """Every figure a plot function saved, drawn as it was saved."""
     figures: list[Figure] = []
-    original = plots._png
+    original = plots._encoded
 
-    def keep(figure: Figure, palette: bool = False) -> bytes:
-        data = original(figure, palette)
+    def keep(figure: Figure, palette: bool = False, compact: bool = False) -> bytes:
+        data = original(figure, palette, compact)
         figures.append(figure)
         return data
 
-    monkeypatch.setattr(plots, "_png", keep)
+    monkeypatch.setattr(plots, "_encoded", keep)
     return figures
 
 
