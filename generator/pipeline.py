@@ -65,7 +65,8 @@ class GenerationResult:
         left_out = [
             f"{report.entry.label}: {len(report.figures.other_metrics_left_out)} more metric keys than a page plots "
             f"were left out of the plots ({', '.join(report.figures.other_metrics_left_out[:3])}, ...); they are in "
-            "its log_history.csv" for report in self.reports if report.figures.other_metrics_left_out]
+            "its log history download (log_history.csv, or .csv.gz on a large site)" for report in self.reports
+            if report.figures.other_metrics_left_out]
         undrawable = [warning for report in self.reports
                       for warning in fonts.undrawable_warnings(report.entry.label, _plotted_texts(report))]
         return ([warning for report in self.reports for warning in report.run.warnings] + left_out + undrawable
