@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import math
+import operator
 import os
 import posixpath
 import re
@@ -571,6 +572,8 @@ def _interleave_limit(history: list[Any]) -> float:
             step = _number(step)
         if step is not None and math.isfinite(step):
             steps.append(step)
+    if all(map(operator.le, steps, steps[1:])):
+        return 0.0  # never a step back (the usual log): nothing to merge
     forward = sorted(b - a for a, b in itertools.pairwise(steps) if b > a)
     if not forward:
         return 0.0
@@ -589,6 +592,9 @@ def _last_per_step(rows: list[dict[str, float]]) -> list[dict[str, float]]:
     Several eval sets log one row each at the same step; a key logged twice at
     one step keeps its last value.
     """
+    steps = [row["step"] for row in rows]
+    if all(map(operator.lt, steps, steps[1:])):
+        return list(rows)  # one row a step, in order (the usual log)
     by_step: dict[int, dict[str, float]] = {}
     for row in rows:
         step = int(row["step"])
