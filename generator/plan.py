@@ -69,6 +69,9 @@ class Artefact:
     """Makes the bytes; for expensive artefacts a picklable callable (it may run in a worker)."""
     expensive: bool = False
     """Worth a worker process (plots, big CSVs); cheap ones render inline."""
+    first: bool = False
+    """Handed to the workers before the others: a long job (an overview of every run) started last would
+    keep one worker busy after the rest are done."""
 
 
 # --- plot jobs: what to draw, drawn when called (in this process or a worker) -------------------------
@@ -154,6 +157,9 @@ class OverviewPlot:
 
 
 PlotJob = LossPlot | PanelsPlot | EvalPlot | OverviewPlot
+
+OVERVIEW_IN_WORKERS = 20
+"""Runs up to which an overview plot is drawn in a worker process (see plan_artefacts)."""
 
 
 LARGE_IMAGE_SUFFIX = ".webp"
@@ -269,10 +275,12 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             overview_images = [(axis, pages.overview_path(kind, axis)) for axis in axes]
             overview = overview_images[0][1]
             for position, (axis, path) in enumerate(overview_images):
-                # Drawn in this process while the workers draw the model plots: its inputs
-                # (every run's curve) would cost more to send to a worker than to draw here.
+                # A few runs' overview goes to the workers with the model plots, so this process is free to
+                # write the pages meanwhile. Many runs' is drawn here while the workers draw the model plots:
+                # its inputs (every run's tables) would cost more to send to a worker than to draw here.
                 artefacts.append(Artefact(path, _key(path, overview_inputs),
-                                          OverviewPlot(tuple(members), settings, what, axis, position == 0)))
+                                          OverviewPlot(tuple(members), settings, what, axis, position == 0),
+                                          expensive=len(members) <= OVERVIEW_IN_WORKERS, first=True))
             # The large index shows the overview PNGs, not the interactive chart: its data (~6 KB a run, growing
             # with the runs) would be an unused file.
             if not large:

@@ -155,7 +155,7 @@ def render_each(artefacts: list[Artefact], pool: WorkerPool, progress: Progress 
     """Render artefacts, yielding each as it is done: the expensive ones in worker processes
     when there are enough, the others here meanwhile. What a library warned about while
     rendering goes to `notes` (one line each, `path: warning`, sorted when all are done)."""
-    expensive = [artefact for artefact in artefacts if artefact.expensive]
+    expensive = sorted((artefact for artefact in artefacts if artefact.expensive), key=lambda a: not a.first)
     workers = pool.for_work(len(expensive), RENDER_POOL_THRESHOLD)
     futures = ({workers.submit(render_capturing, artefact.render): artefact for artefact in expensive}
                if workers else {})
