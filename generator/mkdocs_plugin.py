@@ -168,7 +168,7 @@ class ServeSession:
 
     def _fixed_own(self, path: str) -> bool:
         """The manifest, the lock and write_atomic's temporaries: only a generation writes them."""
-        if not self.docs_dir or (os.path.dirname(path) != self.docs_dir and not path.startswith(self.docs_dir + os.sep)):
+        if not self.docs_dir or not path.startswith(self.docs_dir + os.sep):
             return False
         name = os.path.basename(path)
         return (fnmatch.fnmatchcase(name, _TEMPORARY)
@@ -193,6 +193,18 @@ class ServeSession:
         ]
         digest.update(repr(parts).encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
+
+    def outdate_written(self, files: Any) -> None:
+        """A dirty build redoes a file when its source is newer than its output: make sure of that for
+        every file this generation wrote (on a file system that keeps mtimes in whole seconds, a page
+        written in the second its last output was would be left out)."""
+        result = self.generated
+        if result is None:
+            return
+        for relative in result.written:
+            file = files.get_file_from_path(relative)
+            if file is not None and file.abs_dest_path and os.path.isfile(file.abs_dest_path):
+                os.remove(file.abs_dest_path)
 
     def build_finished(self, site_dir: str) -> None:
         """After a build that succeeded: what the next dirty build starts from."""
@@ -449,6 +461,8 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
         return result
 
     def on_files(self, files: Any, config: Any) -> Any:
+        if serving is not None and serving.dirty:
+            serving.outdate_written(files)
         layout = site_layout(config)
         if layout.folder and config.nav is None and self.report is not None:
             from mkdocs.structure.files import file_sort_key
