@@ -527,15 +527,14 @@ def _build_or_serve(args: argparse.Namespace) -> int:
         engines.build_with_zensical(mkdocs_yml, config, result, site_dir.resolve() if site_dir else None, args.strict)
         return 0
     if serving:
-        from mkdocs.commands.serve import serve
-
-        # `serve` loads mkdocs.yml (and a new plugin) again on every change: the plugin reads the
-        # registry and the remote options of this command line from its module.
+        # The server loads mkdocs.yml again on every change: the plugin reads the registry and the
+        # remote options of this command line from its module.
         mkdocs_plugin.command_line = mkdocs_plugin.CommandLine(args.config.resolve(), _remote_options(args))
+        mkdocs_plugin.serving = mkdocs_plugin.ServeSession()
         print(f"traindocs: serving on {_serve_url(config)} (live reload; Ctrl+C to stop)", file=sys.stderr,
               flush=True)
         try:
-            serve(config_file=str(mkdocs_yml), dev_addr=args.dev_addr, strict=args.strict)
+            _serve(mkdocs_yml, config, result, args)
         except MkDocsException as exc:
             raise TraindocsError(f"mkdocs serve: {exc}") from None
         except OSError as exc:
@@ -544,6 +543,7 @@ def _build_or_serve(args: argparse.Namespace) -> int:
             raise
         finally:
             mkdocs_plugin.command_line = None
+            mkdocs_plugin.serving = None
         return 0
 
     from mkdocs.commands.build import build
@@ -557,6 +557,125 @@ def _build_or_serve(args: argparse.Namespace) -> int:
         raise TraindocsError(f"mkdocs build: {exc}") from None
     print(f"traindocs: site built in {config.site_dir} ({time.perf_counter() - started:.2f} s)", file=sys.stderr)
     return 0
+
+
+def _serve(mkdocs_yml: Path, first_config: Any, generated: GenerationResult | None,
+           args: argparse.Namespace) -> None:
+    """MkDocs' development server, rebuilding only what a change touched.
+
+    After the first build, a change is built "dirty" (MkDocs renders only the pages whose source is
+    newer than their HTML; traindocs rewrites only files whose bytes changed); the plugin's
+    ServeSession makes up for what such a build leaves out and asks for a full build when the pages,
+    the navigation, the assets or mkdocs.yml changed. File events caused by the generation's own
+    writes under docs/ start no second build.
+    """
+    import shutil
+    import tempfile
+
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+    from mkdocs.livereload import LiveReloadServer
+
+    from generator import mkdocs_plugin
+
+    session = mkdocs_plugin.serving
+    assert session is not None
+    site_dir = tempfile.mkdtemp(prefix="traindocs-serve-")
+    serve_url = _serve_url(first_config)
+    overrides = {"dev_addr": args.dev_addr} if getattr(args, "dev_addr", None) else {}
+
+    def load() -> Any:
+        loaded = load_config(config_file=str(mkdocs_yml), site_dir=site_dir, strict=args.strict, **overrides)
+        loaded.site_url = serve_url
+        return loaded
+
+    def build_with(config: Any, dirty: bool, result: GenerationResult | None) -> None:
+        plugin = config.plugins.get("traindocs")
+        if plugin is not None and result is not None:
+            plugin.already_generated = result
+        session.dirty = dirty
+        try:
+            build(config, serve_url=serve_url, dirty=dirty)
+        finally:
+            if plugin is not None:
+                plugin.already_generated = None
+
+    def builder(config: Any = None, result: GenerationResult | None = None) -> None:
+        started = time.perf_counter()
+        dirty = session.can_build_dirty()
+        session.generated = session.files = session.built_structure = None
+        try:
+            try:
+                build_with(config if config is not None else load(), dirty, result)
+            except mkdocs_plugin.FullBuildNeeded:
+                # The pages or the navigation changed: every page shows them. The generation is done.
+                dirty = False
+                build_with(load(), False, session.generated)
+            session.build_finished(site_dir)
+        except BaseException:
+            session.forget()
+            raise
+        mkdocs_plugin.log.info(f"{'changed pages' if dirty else 'site'} built in {time.perf_counter() - started:.2f} s")
+
+    dirty_notice = _DropDirtyNotice()
+    build_logger = logging.getLogger("mkdocs.commands.build")
+    build_logger.addFilter(dirty_notice)
+    config = load()
+    config.plugins.on_startup(command="serve", dirty=False)
+    host, port = config.dev_addr
+    server = LiveReloadServer(builder=builder, host=host, port=port, root=site_dir,
+                              mount_path=urlsplit(serve_url).path)
+    server.observer = _FilteredObserver(server.observer, session)  # type: ignore[assignment]
+
+    def error_page(code: int) -> bytes | None:
+        page = Path(site_dir, f"{code}.html")
+        return page.read_bytes() if code in (404, 500) and page.is_file() else None
+
+    server.error_handler = error_page
+    session.generation_finished(Path(config.docs_dir), generated)  # the command line's generation
+    try:
+        builder(config, generated)
+        server.watch(config.docs_dir)
+        if config.config_file_path:
+            server.watch(config.config_file_path)
+        server = config.plugins.on_serve(server, config=config, builder=builder)
+        for item in config.watch:
+            server.watch(item)
+        try:
+            server.serve()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()
+    finally:
+        config.plugins.on_shutdown()
+        build_logger.removeFilter(dirty_notice)
+        shutil.rmtree(site_dir, ignore_errors=True)
+
+
+class _DropDirtyNotice(logging.Filter):
+    """MkDocs warns on every dirty build that navigation may be inaccurate; traindocs serve checks it
+    (see ServeSession), and the warning would fail `--strict`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("A 'dirty' build is being performed")
+
+
+class _FilteredObserver:
+    """The server's file watcher, with the generation's own writes under docs/ left out (they would
+    start a second build, and a browser's reload waits for it)."""
+
+    def __init__(self, observer: Any, session: Any) -> None:
+        self._observer = observer
+        self._session = session
+
+    def schedule(self, handler: Any, path: str, recursive: bool = False, **kwargs: Any) -> Any:
+        forward = handler.on_any_event
+        handler.on_any_event = lambda event: self._session.filter_event(event, forward)
+        return self._observer.schedule(handler, path, recursive=recursive, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._observer, name)
 
 
 def _port_in_use(host: str, port: int) -> str:

@@ -216,17 +216,17 @@ def test_serve_hands_its_options_to_the_plugin_not_to_the_environment(
 
     seen: dict[str, object] = {}
 
-    def fake_serve(config_file: str, dev_addr: object, strict: bool) -> None:
-        # What MkDocs' server does on every reload: load mkdocs.yml (a new plugin) and build.
+    def fake_serve(mkdocs_yml: Path, first_config: object, generated: object, args: object) -> None:
+        # What the server does on every reload: load mkdocs.yml (a new plugin) and build.
         from mkdocs.config import load_config
 
-        config = load_config(config_file=config_file)
+        config = load_config(config_file=str(mkdocs_yml))
         plugin = config.plugins["traindocs"]
         seen["registry"] = plugin.registry_file(config)
         assert mkdocs_plugin.command_line is not None
         seen["remote"] = mkdocs_plugin.command_line.remote
 
-    monkeypatch.setattr("mkdocs.commands.serve.serve", fake_serve)
+    monkeypatch.setattr("generator.cli._serve", fake_serve)
     other = example_project / "other.yaml"
     other.write_text((example_project / "checkpoints.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     before = {key: value for key, value in os.environ.items() if key.startswith("TRAINDOCS_")}

@@ -1,4 +1,6 @@
-"""`mkdocs serve`: edits of the registry or of a trainer_state.json show on reload, without a rebuild loop."""
+"""`mkdocs serve` and `traindocs serve`: edits of the registry or of a trainer_state.json show on reload,
+without a rebuild loop; `traindocs serve` rebuilds only the pages a change touched, and the whole site when
+the pages or the navigation changed."""
 
 from __future__ import annotations
 
@@ -44,14 +46,15 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
 class Server:
     """`mkdocs serve` (or `traindocs serve`, with traindocs=True) of a project on a free port."""
 
-    def __init__(self, project: Path, traindocs: bool = False, env: dict[str, str] | None = None) -> None:
+    def __init__(self, project: Path, traindocs: bool = False, env: dict[str, str] | None = None,
+                 extra: list[str] | None = None) -> None:
         self.url = f"http://127.0.0.1:{free_port()}/"
         self.lines: list[str] = []
         address = self.url[len("http://"):-1]
         command = ([sys.executable, "-m", "generator", "serve", "-a", address,
                     "--config", str(project / "checkpoints.yaml")] if traindocs else
                    [sys.executable, "-m", "mkdocs", "serve", "--livereload", "-a", address,
-                    "-f", str(project / "mkdocs.yml")])
+                    "-f", str(project / "mkdocs.yml")]) + (extra or [])
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})},
@@ -179,3 +182,116 @@ def test_busy_port_is_one_line_naming_it(example_project: Path) -> None:
     assert lines[0].startswith("error: ") and f"port {port} is in use" in lines[0]
     assert "Traceback" not in done.stderr and "bug" not in done.stderr
     assert not (example_project / "docs" / "index.md").exists()  # refused before generating anything
+
+
+# ------------------------------------------------ `traindocs serve` rebuilds only what a change touched
+
+
+class Browser:
+    """A model page of a running `traindocs serve` open in Chromium; MkDocs' live reload refreshes it."""
+
+    def __init__(self, url: str) -> None:
+        from browser_support import CHROMIUM, CHROMIUM_ARGS
+        from playwright.sync_api import sync_playwright
+
+        self.playwright = sync_playwright().start()
+        self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        self.page = self.browser.new_page()
+        self.page.goto(url, timeout=60_000)
+
+    def wait_for_text(self, selector: str, text: str, seconds: float = 120) -> None:
+        """Until `selector`'s text holds `text` (its whole text: a collapsed nav section counts)."""
+        self.page.wait_for_function(
+            "([selector, text]) => { const node = document.querySelector(selector); "
+            "return node !== null && node.textContent.includes(text); }",
+            arg=[selector, text], timeout=seconds * 1000, polling=100)
+
+    def close(self) -> None:
+        self.browser.close()
+        self.playwright.stop()
+
+
+def traindocs_builds(server: Server) -> list[str]:
+    """The server's build lines (with --debug): 'site built in' (full) or 'changed pages built in' (dirty)."""
+    return [line for line in server.lines if "traindocs" in line and " built in " in line
+            and ("site built" in line or "changed pages built" in line)]
+
+
+def search_locations(server: Server) -> set[str]:
+    index = json.loads(fetch(server.url + "search/search_index.json"))
+    return {entry["location"].split("#", 1)[0] for entry in index["docs"]}
+
+
+@pytest.fixture
+def live(example_project: Path) -> Iterator[tuple[Server, Browser]]:
+    from browser_support import require_browser
+
+    require_browser()
+    running = Server(example_project, traindocs=True, extra=["--debug"])
+    browser = None
+    try:
+        wait_until(lambda: "Remote Training Loss Analysis" in fetch(running.url), 120, "the first build")
+        wait_until(lambda: len(traindocs_builds(running)) >= 1, 30, "the first build's line")
+        browser = Browser(running.url + "models/phi-3-mini/")
+        yield running, browser
+    finally:
+        if browser is not None:
+            browser.close()
+        running.stop()
+
+
+@pytest.mark.browser
+def test_traindocs_serve_shows_an_edited_trainer_state_in_the_browser(
+        live: tuple[Server, Browser], example_project: Path) -> None:
+    server, browser = live
+    locations = search_locations(server)
+    assert {"", "models/phi-3-mini/", "models/qwen-7b/", "models/gemma-2-2b/"} <= locations
+    nav_before = browser.page.text_content("nav.md-nav--primary")
+    state = example_project / "examples/phi-3-mini-phase2-reasoning/checkpoint-199/trainer_state.json"
+    document = json.loads(state.read_text())
+    [row for row in document["log_history"] if "loss" in row][-1]["loss"] = 0.1234
+    state.write_text(json.dumps(document, indent=2))
+    browser.wait_for_text("article", "0.1234")
+    assert "0.1234" in fetch(server.url)  # the index's table too
+    builds = traindocs_builds(server)
+    assert "changed pages built" in builds[-1], builds  # a dirty rebuild, not the whole site
+    # What the dirty build did not render is as before: the navigation on the reloaded page (titles of
+    # pages it did not read) and the search entries of every page.
+    assert browser.page.text_content("nav.md-nav--primary") == nav_before
+    assert search_locations(server) == locations
+    index = json.loads(fetch(server.url + "search/search_index.json"))
+    assert any("0.1234" in entry["text"] for entry in index["docs"] if entry["location"].startswith("models/phi-3-mini/"))
+    time.sleep(3)
+    assert traindocs_builds(server) == builds, "the generation's own writes started another build"
+
+
+@pytest.mark.browser
+def test_traindocs_serve_shows_a_model_added_to_the_registry(
+        live: tuple[Server, Browser], example_project: Path) -> None:
+    server, browser = live
+    before = len(traindocs_builds(server))
+    registry = example_project / "checkpoints.yaml"
+    registry.write_text(registry.read_text() + (
+        "  - name: Added Model\n"
+        "    slug: added-model\n"
+        "    path: examples/qwen-7b-phase1-sft\n"
+        "    phase: Phase 1 SFT\n"))
+    browser.wait_for_text("nav.md-nav--primary", "Added Model")  # on a page that existed before
+    assert "Added Model" in fetch(server.url)  # the index
+    assert "Added Model" in fetch(server.url + "models/added-model/")
+    assert "models/added-model/" in search_locations(server)
+    # A new page: every page's navigation changed, so the whole site was built (its new files may add
+    # a dirty build after it).
+    assert any("site built" in line for line in traindocs_builds(server)[before:]), server.lines[-30:]
+
+
+@pytest.mark.browser
+def test_traindocs_serve_shows_a_renamed_model_in_every_page_navigation(
+        live: tuple[Server, Browser], example_project: Path) -> None:
+    """A model's nav title is its page heading: a rename rewrites only that page, but every page shows it."""
+    server, browser = live
+    registry = example_project / "checkpoints.yaml"
+    registry.write_text(registry.read_text().replace("name: Gemma 2 2B", "name: Gemma Renamed"))
+    browser.wait_for_text("nav.md-nav--primary", "Gemma Renamed")  # the open page is Phi-3 Mini's
+    assert "Gemma 2 2B" not in browser.page.text_content("nav.md-nav--primary")
+    assert "Gemma Renamed" in fetch(server.url + "models/qwen-7b/")
