@@ -92,6 +92,13 @@ def inputs_key(state_file: Path, resolved: Path, shown: str, settings: AnalysisS
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
+LOADED_ENTRIES = 20_000
+_LOADED: dict[tuple[Any, ...], Cached] = {}
+"""Entries this process has loaded, by the same entry file, key, stamp and time of caching: `mkdocs serve`
+generates again on every change, and decoding hundreds of unchanged runs' tables took seconds of each reload.
+The objects are shared, never modified (results are replaced, as `dataclasses.replace` does)."""
+
+
 class RunCache:
     """Cached readings under one folder (normally `<cache dir>/runs`)."""
 
@@ -121,14 +128,21 @@ class RunCache:
                 return None
             if stamp[1] / 1e9 > meta["cached_at"] - RACY_SECONDS and _sha256(state_file) != meta["run"]["state_sha256"]:
                 return None
+            loaded = (str(meta_path), key, tuple(stamp), meta["cached_at"])
+            if loaded in _LOADED:
+                return _LOADED[loaded]
             # Opened here, not by np.load, which leaks the file when it is not a zip archive.
             with open(tables_path, "rb") as stream, np.load(stream, allow_pickle=False) as arrays:
                 train = _table(meta["train"], arrays, "t")
                 evals = _table(meta["eval"], arrays, "e")
             run = _decode(TrainingRun, {**meta["run"], "train": train, "eval": evals})
-            return Cached(run, _decode(Figures, meta["figures"]), tuple(meta["analysis"]))
+            cached = Cached(run, _decode(Figures, meta["figures"]), tuple(meta["analysis"]))
         except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):
             return None  # absent, damaged or from another version: read the file again
+        if len(_LOADED) >= LOADED_ENTRIES:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[loaded] = cached
+        return cached
 
     def store(self, key: str, cached: Cached) -> None:
         """Keep a result; a cache that cannot be written only costs time."""

@@ -140,10 +140,10 @@ class EvalPlot:
 
 @dataclass(frozen=True, eq=False)
 class OverviewPlot:
-    """Every model of one kind on shared axes (`plots.overview_plot`), one panel (`only`) or all; the
-    curves are made when drawn."""
+    """Every model of one kind on shared axes (`plots.overview_plot`), one panel (`only`) or all."""
 
-    members: tuple[ModelReport, ...]
+    curves: tuple[Curve, ...]
+    """Each run's curve (`_overview_curve`), made once for all the panels."""
     settings: AnalysisSettings
     what: str
     only: str | None = None
@@ -152,8 +152,7 @@ class OverviewPlot:
     def __call__(self) -> bytes:
         from generator import plots
 
-        return plots.overview_plot([_overview_curve(report) for report in self.members], self.settings, self.what,
-                                   self.only, self.legend)
+        return plots.overview_plot(self.curves, self.settings, self.what, self.only, self.legend)
 
 
 PlotJob = LossPlot | PanelsPlot | EvalPlot | OverviewPlot
@@ -271,15 +270,16 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                 fonts.fonts_key([r.entry.name for r in members]),
             )
             # Each panel its own image, the legend under the first: see pages._overview_images.
-            axes = overview_panels([_overview_curve(r) for r in members])
+            curves = tuple(_overview_curve(r) for r in members)
+            axes = overview_panels(curves)
             overview_images = [(axis, pages.overview_path(kind, axis)) for axis in axes]
             overview = overview_images[0][1]
             for position, (axis, path) in enumerate(overview_images):
                 # A few runs' overview goes to the workers with the model plots, so this process is free to
                 # write the pages meanwhile. Many runs' is drawn here while the workers draw the model plots:
-                # its inputs (every run's tables) would cost more to send to a worker than to draw here.
+                # its inputs (every run's curve) would cost more to send to a worker than to draw here.
                 artefacts.append(Artefact(path, _key(path, overview_inputs),
-                                          OverviewPlot(tuple(members), settings, what, axis, position == 0),
+                                          OverviewPlot(curves, settings, what, axis, position == 0),
                                           expensive=len(members) <= OVERVIEW_IN_WORKERS, first=True))
             # The large index shows the overview PNGs, not the interactive chart: its data (~6 KB a run, growing
             # with the runs) would be an unused file.
