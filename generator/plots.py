@@ -199,8 +199,8 @@ def _set_fonts(figure: Figure) -> None:
 def _named_texts(figure: Figure) -> list[Text]:
     """The texts that may hold a user's words (run names, metric keys): titles, axis labels, legends.
 
-    Tick labels are numbers formatted here, and are only written when the figure is drawn; walking
-    every artist (`findobj`) to find these few took ~45 ms a figure."""
+    Tick labels are numbers formatted here, and are only written when the figure is drawn, so they are
+    not looked at (`findobj` walked every artist, and made every tick, to find these few)."""
     texts: list[Text] = []
     title = getattr(figure, "_suptitle", None)
     if title is not None:
@@ -327,7 +327,8 @@ def _fit_texts(figure: Figure) -> None:
 
 
 def _encoded(figure: Figure, palette: bool = False, compact: bool = False) -> bytes:
-    """The figure as PNG bytes, without a date or software tag (the bytes depend on the data only).
+    """The figure as PNG bytes (WebP when `compact`), without a date or software tag (the bytes depend on
+    the data only).
 
     `palette`: map the colours to 256 (median cut, no dithering). Hundreds of
     overlaid anti-aliased curves blend into tens of thousands of colours; mapped
