@@ -130,8 +130,9 @@ def log_history_csv(report: ModelReport, compressed: bool = False) -> bytes:
 
 def table_csv(table: pd.DataFrame) -> bytes:
     """`table` as CSV bytes, written as pandas' `to_csv(index=False)` writes it (tests compare the two),
-    about five times faster: numbers as Python writes them, NaN as an empty cell. Keys and text cells
-    starting like a formula are neutralised (`csv_safe_cell`): the CSV is opened in spreadsheets."""
+    about twice as fast (a 3,000-row log: 39-51 ms against 85-139 ms): numbers as Python writes them,
+    NaN as an empty cell. Keys and text cells starting like a formula are neutralised (`csv_safe_cell`):
+    the CSV is opened in spreadsheets."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([csv_safe_cell(str(column)) for column in table.columns])
