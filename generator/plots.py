@@ -117,9 +117,21 @@ def _panel_axes(figure: Figure, rows: int, columns: int, position: int) -> Any:
 
 
 def _few_ticks(axes: Any) -> Any:
-    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=5, integer=True))
+    axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=5, integer=True, min_n_ticks=1))
     axes.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=5))
     return axes
+
+
+def _step_ticks() -> matplotlib.ticker.MaxNLocator:
+    """The loss plot's step axis: matplotlib's AutoLocator (its nbins and steps) on whole steps only, also
+    when the view holds one step (a run logged once shows step 10 alone, not 9.6, 9.8, 10, 10.2, 10.4);
+    `_few_ticks` does the same for panels, with fewer ticks. A new locator each time: it keeps its axis."""
+    return matplotlib.ticker.MaxNLocator(nbins="auto", steps=[1, 2, 2.5, 5, 10], integer=True, min_n_ticks=1)
+
+
+def _lone_point(points: int) -> dict[str, Any]:
+    """A marker for a curve of one point, which a line alone does not draw (a run that logged once)."""
+    return {"marker": "o", "markersize": 5} if points == 1 else {}
 
 
 REUSED_FIGURES = 8
@@ -431,7 +443,7 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
             finite = finite_series(train, "loss")
             if len(finite):
                 smoothed = smooth(finite, settings.smoothing)
-                axes.plot(*_curve(smoothed), color=color, linewidth=2.2,
+                axes.plot(*_curve(smoothed), color=color, linewidth=2.2, **_lone_point(len(finite)),
                           label=f"loss (smoothed, weight {settings.smoothing:g})")
             if figures.spikes:
                 spiked = finite[finite.index.isin(figures.spikes)]
@@ -449,6 +461,7 @@ def loss_plot(name: str, color: str, train: pd.DataFrame, evals: pd.DataFrame,
                          label=f"stabilised (step {figures.stabilised_step})")
         _mark_steps(axes, figures, resumed_at)
         axes.set_title(f"{name}: loss", loc="left")
+        axes.xaxis.set_major_locator(_step_ticks())
         axes.set_xlabel("Step")
         axes.set_ylabel("Loss")
         axes.legend(loc="best")  # clear of the curves: runs fall, rise or both
@@ -513,7 +526,8 @@ def _draw_panel(axes: Any, panel: Panel, color: str, train: pd.DataFrame, evals:
         line_color = PALETTE[index % len(PALETTE)] if several else color
         label = names[index] if several else None
         if column == "learning_rate":
-            axes.plot(*_gapped(train, column), color=line_color, linewidth=1.8, label=label)
+            axes.plot(*_gapped(train, column), color=line_color, linewidth=1.8, label=label,
+                      **_lone_point(len(finite_series(train, column))))
             # Plain tick labels: an offset text ('1e-4') would collide with the title.
             axes.yaxis.set_major_formatter(
                 matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:.1e}" if v else "0"))
@@ -522,13 +536,16 @@ def _draw_panel(axes: Any, panel: Panel, color: str, train: pd.DataFrame, evals:
         axes.plot(*_gapped(train, column), color=line_color, alpha=0.3, linewidth=1.0)
         if len(finite):
             smoothed = smooth(finite, settings.smoothing)
-            axes.plot(*_curve(smoothed), color=line_color, linewidth=1.8, label=label)
+            axes.plot(*_curve(smoothed), color=line_color, linewidth=1.8, label=label, **_lone_point(len(finite)))
             if panel.band and index == 0:
                 spread = smooth(finite_series(train, panel.band), settings.smoothing).reindex(smoothed.index)
                 x, lower, upper = _thin(smoothed.index.to_numpy(dtype="float64"),
                                         (smoothed - spread).to_numpy(), (smoothed + spread).to_numpy())
-                axes.fill_between(x, lower, upper, color=line_color, alpha=0.15, linewidth=0,
-                                  label=f"+/- {panel.band}")
+                if len(x) == 1:  # a band of one point has no width: a bar shows its height
+                    axes.vlines(x, lower, upper, color=line_color, alpha=0.3, linewidth=6, label=f"+/- {panel.band}")
+                else:
+                    axes.fill_between(x, lower, upper, color=line_color, alpha=0.15, linewidth=0,
+                                      label=f"+/- {panel.band}")
         evaluated = finite_series(evals, "eval_" + column)
         if len(evaluated):
             axes.plot(evaluated.index, evaluated.to_numpy(), color=line_color, linestyle="none", marker="o",

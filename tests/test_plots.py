@@ -271,3 +271,67 @@ def test_downsampling_keeps_the_same_points_as_the_plain_definition(seed: int) -
     got, expected = downsample(x, y, buckets), _downsample_one_bucket_at_a_time(x, y, buckets)
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
+
+
+def _short_runs() -> list[tuple[str, object]]:
+    """Plots of runs that logged a handful of rows: 1 to 5 rows, from step 0, 1, 10 or 999,999, every 1 or 7
+    steps, each with one eval."""
+    jobs: list[tuple[str, object]] = []
+    for rows, first, every in itertools.product((1, 2, 3, 5), (0, 1, 10, 999_999), (1, 7)):
+        steps = first + every * np.arange(rows)
+        train = pd.DataFrame({"step": steps, "loss": np.linspace(2.0, 1.0, rows),
+                              "learning_rate": np.linspace(1e-4, 5e-5, rows), "grad_norm": np.linspace(1, 2, rows),
+                              "reward": np.linspace(0.1, 0.4, rows), "reward_std": np.full(rows, 0.2)})
+        evals = pd.DataFrame({"step": steps[-1:], "eval_loss": [1.2], "eval_accuracy": [0.5]})
+        figures = Figures(steps=int(steps[-1]), logged_rows=rows)
+        name = f"{rows} rows from {first} every {every}"
+        jobs.append((name, lambda t=train, e=evals, f=figures: loss_plot("x", color_for(0), t, e, f, SETTINGS)))
+        for panels in (standard_panels(train.columns), kind_panels("rl", train.columns)):
+            for only in range(len(panels)):
+                jobs.append((name, lambda t=train, e=evals, f=figures, p=tuple(panels), o=only:
+                             panels_plot("x", color_for(0), t, e, p, SETTINGS, f, only=o)))
+        jobs.append((name, lambda e=evals, f=figures: eval_plot("x", e, {"accuracy": {"": "eval_accuracy"}}, f,
+                                                                 only=0)))
+    return jobs
+
+
+def test_short_runs_show_every_point_on_whole_step_ticks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run that logged once drew an empty plot (a line of one point is not drawn) over ticks at
+    # steps 9.6, 9.8, 10, 10.2, 10.4.
+    from generator import plots
+
+    drawn: list[object] = []
+    encode = plots._encoded
+
+    def keep(figure, *args, **kwargs):  # type: ignore[no-untyped-def]
+        data = encode(figure, *args, **kwargs)
+        drawn.extend(figure.axes)
+        return data
+
+    monkeypatch.setattr(plots, "_encoded", keep)
+    problems = []
+    for name, job in _short_runs():
+        drawn.clear()
+        job()
+        for axes in drawn:
+            low, high = sorted(axes.get_xlim())
+            ticks = [t for t in axes.get_xticks() if low <= t <= high]
+            if not ticks or any(t != round(t) for t in ticks):
+                problems.append(f"{name}, {axes.get_title(loc='left')}: ticks {ticks}")
+            # Every logged point shows: as a marker, or on a line to a finite neighbour.
+            points, shown = set(), set()
+            for line in axes.get_lines():
+                x, y = (np.asarray(v, dtype="float64") for v in line.get_data())
+                finite = np.isfinite(y)
+                marked = line.get_marker() not in ("None", None, "", " ")
+                for i in np.flatnonzero(finite):
+                    points.add((x[i], y[i]))
+                    if marked or (i > 0 and finite[i - 1]) or (i + 1 < len(y) and finite[i + 1]):
+                        shown.add((x[i], y[i]))
+            if points - shown:
+                problems.append(f"{name}, {axes.get_title(loc='left')}: not drawn {sorted(points - shown)}")
+            for collection in axes.collections:  # a band over one step: a fill of no width, without an edge
+                for path in collection.get_paths():
+                    if np.ptp(path.vertices[:, 0]) == 0 and max(collection.get_linewidth(), default=0) == 0:
+                        problems.append(f"{name}, {axes.get_title(loc='left')}: a band of no width")
+    assert not problems, problems[:10]
