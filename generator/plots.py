@@ -375,7 +375,9 @@ def _encoded(figure: Figure, palette: bool = False, compact: bool = False) -> by
         image = image.quantize(colors=256, method=method, dither=Image.Dither.NONE)
     buffer = io.BytesIO()
     if compact:
-        image.save(buffer, format="WEBP", lossless=True, method=4)
+        # Lossless, so `quality` is the encoder's effort: at 25 it is faster and smaller than Pillow's 80
+        # on these images (45 bench plots: 6.9 -> 4.8 ms, 6.4 -> 6.2 KiB each; 15 and below grow to 7.0).
+        image.save(buffer, format="WEBP", lossless=True, method=4, quality=25)
     else:
         image.save(buffer, format="PNG", dpi=(DPI, DPI))
     return buffer.getvalue()
