@@ -213,9 +213,14 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
     first_acc, last_acc = _first_last(finite_series(run.train, "mean_token_accuracy"))
     figures.update(first_token_accuracy=first_acc, final_token_accuracy=last_acc)
 
+    # Each kind-specific metric summarised once (a Spearman rank of 100,000 rows is not free): the entropy's
+    # rho is its summary's.
+    summaries = {column: summarise(values, column) for column in _series_columns(run)
+                 if len(values := finite_series(run.train, column))}
     entropy = finite_series(run.train, "entropy")
     entropy_start, entropy_end = _first_last(entropy)
-    figures.update(entropy_start=entropy_start, entropy_end=entropy_end, entropy_rho=spearman(entropy))
+    figures.update(entropy_start=entropy_start, entropy_end=entropy_end,
+                   entropy_rho=summaries["entropy"].rho if "entropy" in summaries else None)
 
     learning_rate = finite_series(run.train, "learning_rate")
     if len(learning_rate):
@@ -249,8 +254,7 @@ def _analyse(run: TrainingRun, settings: AnalysisSettings) -> Figures:
                            if len(finite_series(run.eval, column))),
         best_checkpoint=best_checkpoint(run),
         non_finite=run.non_finite,
-        series=tuple(summarise(finite_series(run.train, column), column) for column in _series_columns(run)
-                     if len(finite_series(run.train, column))),
+        series=tuple(summaries.values()),
         other_metrics=tuple(others[:MAX_OTHER_METRICS]),
         other_metrics_left_out=tuple(others[MAX_OTHER_METRICS:]),
         flat_metrics=flat,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import yaml
@@ -282,7 +283,7 @@ def clean_text(text: str) -> str:
 
 def parse_state(data: bytes, shown: str) -> dict[str, Any]:
     """Decode trainer_state.json bytes, refusing what is not one."""
-    if not data.strip():
+    if not data or data.isspace():  # not data.strip(): that copies a 30 MB file to look at its ends
         raise CheckpointError(f"{shown}: the file is empty")
     if data.startswith(LFS_POINTER_PREFIX):
         raise CheckpointError(f"{shown}: this is a Git LFS pointer, not the file; run 'git lfs pull' first")
@@ -395,6 +396,17 @@ class LogTables:
 def split_log_history(history: list[Any]) -> LogTables:
     """Sort `log_history` rows into train rows, eval rows and the summary row.
 
+    The usual log (rows of a few key sets, every value a number, steps never going back) is read column by
+    column (`_split_columns`); any other goes row by row (`_split_rows`). Both give the same tables, messages
+    and records, bit for bit: tests/test_reader_columns.py compares them.
+    """
+    tables = _split_columns(history)
+    return tables if tables is not None else _split_rows(history)
+
+
+def _split_rows(history: list[Any]) -> LogTables:
+    """Sort `log_history` rows into train rows, eval rows and the summary row, row by row.
+
     Each table has an integer `step` column, sorted and unique, plus one float
     column per numeric key. A row whose step is lower than one logged before it
     starts a new segment (a run resumed from a checkpoint, or a second writer):
@@ -485,6 +497,162 @@ def split_log_history(history: list[Any]) -> LogTables:
         skipped.messages(),
         _first_non_finite(train_rows + eval_rows),
     )
+
+
+MAX_COLUMN_GROUPS = 64
+"""A log of more key sets than this is read row by row: the column-wise path works once per key set."""
+
+
+def _split_columns(history: list[Any]) -> LogTables | None:
+    """`_split_rows`'s result for the usual log, column by column; None for a log it does not take.
+
+    It takes a log whose rows are all objects of at most MAX_COLUMN_GROUPS key sets (in their order), with
+    no key too long and no two keys naming one column, each key of a set holding numbers in every row (or
+    text in every row, for a key of IGNORED_STRING_KEYS), whose steps are whole numbers in range and never
+    go back in file order (no resume, no interleaving: rows of one step are merged). Every number goes
+    through `float` as in `_plain_numbers`, so the values are bit for bit the same; NaN and infinities are
+    kept and recorded as `_first_non_finite` does. Anything else (a null, a bool, a string where numbers
+    are, a step back, an integer beyond any float) is left to `_split_rows`, which says what it skipped.
+    """
+    if not history or set(map(type, history)) != {dict}:
+        return None
+    count = len(history)
+    keys_per_row = list(map(tuple, history))
+    key_sets = {keys: number for number, keys in enumerate(dict.fromkeys(keys_per_row))}
+    if len(key_sets) > MAX_COLUMN_GROUPS:
+        return None
+    group_of = np.fromiter(map(key_sets.__getitem__, keys_per_row), dtype=np.intp, count=count)
+    by_group = np.argsort(group_of, kind="stable")
+    bounds = np.searchsorted(group_of[by_group], np.arange(len(key_sets) + 1))
+    all_steps = np.full(count, np.nan)  # each row's step, NaN for none: the file order must never go back
+    summary_rows: list[tuple[int, dict[str, np.ndarray], int]] = []
+    stepless: list[tuple[int, dict[str, np.ndarray], int]] = []
+    parts: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {"train": [], "eval": []}
+    for keys, group in key_sets.items():
+        rows_at = by_group[bounds[group]:bounds[group + 1]]
+        rows = [history[i] for i in rows_at.tolist()]
+        shape = _RowShape.of(rows[0])
+        if shape.long_keys or shape.names != len(shape.fields):
+            return None
+        columns = _group_columns(rows, shape)
+        if columns is None:
+            return None
+        if len(columns) == shape.names:
+            is_summary, has_eval, has_metric = shape.is_summary, shape.has_eval, shape.has_metric
+        else:
+            is_summary, has_eval, has_metric = _row_kind(dict.fromkeys(columns, 0.0))
+        if "step" in keys:
+            all_steps[rows_at] = columns["step"]
+        if is_summary:
+            summary_rows += [(int(at), columns, position) for position, at in enumerate(rows_at.tolist())]
+            continue
+        if "step" not in keys:
+            stepless += [(int(at), columns, position) for position, at in enumerate(rows_at.tolist())]
+            continue
+        steps = columns["step"]
+        if not (np.isfinite(steps).all() and (steps >= 0).all() and (steps <= MAX_STEP).all()
+                and (steps == np.floor(steps)).all()):
+            return None  # `_split_rows` says which row
+        if has_eval:
+            parts["eval"].append((rows_at, columns))
+        elif has_metric:
+            parts["train"].append((rows_at, columns))
+    written = all_steps[np.isfinite(all_steps)]
+    if (written[1:] < written[:-1]).any():
+        return None  # a resume or two writers: `_split_rows` decides which
+    summary: dict[str, float] = {}
+    for _, columns, position in sorted(summary_rows, key=operator.itemgetter(0)):
+        summary.update({name: float(values[position]) for name, values in columns.items()})
+    predict: dict[str, float] = {}
+    skipped = _Skipped()
+    for index, columns, position in sorted(stepless, key=operator.itemgetter(0)):
+        if any(name.startswith("predict_") for name in columns):
+            predict.update({name: float(values[position]) for name, values in columns.items()})
+        else:
+            skipped.add("nostep", f"log_history[{index}]: no 'step'; row skipped")
+    train, train_cells = _column_table(parts["train"])
+    evals, eval_cells = _column_table(parts["eval"])
+    return LogTables(train, evals, summary, predict, (), skipped.messages(),
+                     _first_non_finite_columns(train, train_cells, evals, eval_cells))
+
+
+def _group_columns(rows: list[dict[Any, Any]], shape: _RowShape) -> dict[str, np.ndarray] | None:
+    """Rows of one key set (no key too long) as a float column per key: a key holding text in every row is
+    left out when it is one of IGNORED_STRING_KEYS; None when a key holds anything else."""
+    cells = list(itertools.chain.from_iterable(map(dict.values, rows)))  # row by row, each in `shape`'s order
+    columns: dict[str, np.ndarray] = {}
+    try:
+        if set(map(type, cells)) <= _PLAIN_TYPES:  # the usual key set: all numbers, converted in one go
+            grid = np.fromiter(map(float, cells), dtype=np.float64, count=len(cells)).reshape(len(rows), -1)
+            for place, (_, _, name) in enumerate(shape.fields):
+                columns[name] = grid[:, place].copy()
+            return columns
+        for raw_key, key, name in shape.fields:
+            values = list(map(operator.itemgetter(raw_key), rows))
+            types = set(map(type, values))
+            if types <= _PLAIN_TYPES:
+                columns[name] = np.fromiter(map(float, values), dtype=np.float64, count=len(values))
+            elif not (types == {str} and key in IGNORED_STRING_KEYS):
+                return None
+    except OverflowError:  # an integer beyond any float: `_number` says what it is
+        return None
+    return columns
+
+
+def _column_table(parts: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """`_table(_last_per_step(rows))` for rows given per key set as (their places in the file, their columns);
+    with, per column, which cells a row wrote (the others are NaN because no row of that step had the key)."""
+    if not parts:
+        return _table([]), {}
+    places = np.sort(np.concatenate([at for at, _ in parts]))
+    values: dict[str, np.ndarray] = {}
+    written: dict[str, np.ndarray] = {}
+    for at, columns in parts:
+        where = np.searchsorted(places, at)
+        for name, column in columns.items():
+            if name not in values:
+                values[name] = np.full(len(places), np.nan)
+                written[name] = np.zeros(len(places), dtype=bool)
+            values[name][where] = column
+            written[name][where] = True
+    steps = values["step"]
+    if not (steps[1:] > steps[:-1]).all():
+        # Rows of one step (several eval sets): merged, a later value winning, as `_last_per_step` does.
+        unique = np.unique(steps)
+        for name in list(values):
+            rows = np.flatnonzero(written[name])
+            row_steps = steps[rows]
+            last = rows[np.append(row_steps[1:] != row_steps[:-1], True)]  # steps never go back here
+            merged = np.full(len(unique), np.nan)
+            merged_written = np.zeros(len(unique), dtype=bool)
+            where = np.searchsorted(unique, steps[last])
+            merged[where] = values[name][last]
+            merged_written[where] = True
+            values[name], written[name] = merged, merged_written
+    order = ["step", *sorted(name for name in values if name != "step")]
+    table = pd.DataFrame({name: values[name] for name in order})
+    table["step"] = table["step"].astype("int64")
+    return table, written
+
+
+def _first_non_finite_columns(train: pd.DataFrame, train_written: dict[str, np.ndarray], evals: pd.DataFrame,
+                              eval_written: dict[str, np.ndarray]) -> tuple[NonFinite, ...]:
+    """`_first_non_finite` of the train rows then the eval rows, column by column."""
+    first: dict[str, NonFinite] = {}
+    for table, written in ((train, train_written), (evals, eval_written)):
+        for column, cells in written.items():
+            values = table[column].to_numpy()
+            bad = np.flatnonzero(cells & ~np.isfinite(values))
+            if not len(bad):
+                continue
+            known = first.get(column)
+            if known is None:
+                value = float(values[bad[0]])
+                text = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+                first[column] = NonFinite(column, int(table["step"].to_numpy()[bad[0]]), text, len(bad))
+            else:
+                first[column] = dataclasses.replace(known, count=known.count + len(bad))
+    return tuple(sorted(first.values(), key=lambda item: (item.step, item.column)))
 
 
 _PLAIN_TYPES = frozenset({float, int})
