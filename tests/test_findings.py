@@ -659,3 +659,23 @@ def test_within_a_severity_findings_follow_the_catalogue() -> None:
     position = {rule.code: i for i, rule in enumerate(findings.RULES)}
     order = [position[item.code] for item in figures.findings]
     assert order == sorted(order), [item.code for item in figures.findings]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_window_drops_are_the_floats_of_slice_means(seed: int) -> None:
+    # The epoch rule's falls are computed for every window at once; they must be the very floats the
+    # one-slice-at-a-time definition gives, or a fall at a threshold could flip.
+    rng = np.random.default_rng(seed)
+    window = int(rng.integers(3, 21))
+    losses = rng.random(int(rng.integers(2 * window, 6000))) * 10 ** rng.uniform(-6, 6)
+    losses[rng.random(len(losses)) < 0.01] = 0.0  # windows whose mean may be 0
+    if seed % 4 == 0:
+        losses[:window] = 0.0
+    cuts = sorted(set(rng.integers(window, len(losses) - window + 1, 50).tolist()))
+
+    def by_slices(cut: int) -> float:
+        before = float(losses[cut - window:cut].mean())
+        return (before - float(losses[cut:cut + window].mean())) / before if before > 0 else 0.0
+
+    assert findings._drops_at(losses, window, cuts) == [by_slices(cut) for cut in cuts]
+    assert findings._drops_at(losses, window, []) == []
