@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -559,6 +560,12 @@ def _build_or_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+FOLLOW_UP_DELAY = 1.0
+"""Seconds between a serve build that left overviews out of date and the build that draws them: time for the
+browsers to reload the pages just built (a reload takes a few tenths of a second; a slower one waits for the
+follow-up build, which is correct, only later)."""
+
+
 def _serve(mkdocs_yml: Path, first_config: Any, generated: GenerationResult | None,
            args: argparse.Namespace) -> None:
     """MkDocs' development server, rebuilding only what a change touched.
@@ -616,6 +623,18 @@ def _serve(mkdocs_yml: Path, first_config: Any, generated: GenerationResult | No
             session.forget()
             raise
         mkdocs_plugin.log.info(f"{'changed pages' if dirty else 'site'} built in {time.perf_counter() - started:.2f} s")
+        if session.overdue:
+            # The pages are out; the overviews follow in one more build. Not at once: MkDocs holds every
+            # request while a build is under way, and the browsers reloading now would wait for that one too.
+            timer = threading.Timer(FOLLOW_UP_DELAY, build_again)
+            timer.daemon = True
+            timer.start()
+
+    def build_again() -> None:
+        """Ask the server for one more build, as a changed file does (MkDocs 1.6 has no public call for it)."""
+        with server._rebuild_cond:
+            server._want_rebuild = True
+            server._rebuild_cond.notify_all()
 
     dirty_notice = _DropDirtyNotice()
     build_logger = logging.getLogger("mkdocs.commands.build")
@@ -635,6 +654,9 @@ def _serve(mkdocs_yml: Path, first_config: Any, generated: GenerationResult | No
     session.generation_finished(Path(config.docs_dir), generated)  # the command line's generation
     try:
         builder(config, generated)
+        # The first change would otherwise wait ~1 s for matplotlib to load: this process has drawn nothing yet
+        # (the command line's generation drew in workers, or had nothing to draw).
+        threading.Thread(target=_load_plotting, name="traindocs-load-matplotlib", daemon=True).start()
         server.watch(config.docs_dir)
         if config.config_file_path:
             server.watch(config.config_file_path)
@@ -651,6 +673,10 @@ def _serve(mkdocs_yml: Path, first_config: Any, generated: GenerationResult | No
         config.plugins.on_shutdown()
         build_logger.removeFilter(dirty_notice)
         shutil.rmtree(site_dir, ignore_errors=True)
+
+
+def _load_plotting() -> None:
+    import generator.plots  # noqa: F401  (matplotlib and its fonts, loaded once for the whole session)
 
 
 class _DropDirtyNotice(logging.Filter):

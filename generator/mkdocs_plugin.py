@@ -108,6 +108,9 @@ class ServeSession:
     lock: threading.Lock = field(default_factory=threading.Lock)
     bytecode: Any = None
     """A Jinja bytecode cache shared by the builds: the theme's templates are compiled once."""
+    overdue: bool = False
+    """The last generation left overviews out of date to publish the pages sooner (`generate`'s `defer`):
+    the server builds once more a moment later (cli.FOLLOW_UP_DELAY), and that build's generation draws them."""
 
     def can_build_dirty(self) -> bool:
         return self.structure is not None and self.search is not None
@@ -129,7 +132,7 @@ class ServeSession:
         """Remember what the generation left under docs/: its own writes start no rebuild."""
         own: dict[str, tuple[int, int] | None] = {}
         if result is not None:
-            for relative in (*result.written, *result.unchanged):
+            for relative in (*result.written, *result.unchanged, *result.deferred):
                 path = os.path.abspath(docs_dir / relative)
                 own[path] = _stat(path)
             for relative in result.removed:
@@ -445,8 +448,16 @@ class TraindocsPlugin(BasePlugin[TraindocsConfig]):
             session.generation_started()
         result = None
         try:
+            # While serving, a change is published before the overviews of many runs are redrawn (seconds
+            # with hundreds of runs); the build that follows draws them (ServeSession.overdue).
+            defer = session is not None and not session.overdue
             result = generate(self.registry_file(config), Path(config.docs_dir), layout, jobs=default_jobs(),
-                              remote=command_line.remote if command_line is not None else options_from_env())
+                              remote=command_line.remote if command_line is not None else options_from_env(),
+                              defer=defer)
+            if session is not None:
+                session.overdue = bool(result.deferred)
+                if result.deferred:
+                    log.info(f"{len(result.deferred)} overview files left for the next build")
         except TraindocsError as exc:
             raise PluginError(str(exc)) from None
         finally:

@@ -67,7 +67,8 @@ class ReportPages:
     def generated(cls, result: GenerationResult) -> ReportPages:
         """The report a generation just wrote."""
         return cls(tuple(report.entry for report in result.reports),
-                   frozenset(result.written) | frozenset(result.unchanged) | frozenset(result.refused))
+                   frozenset(result.written) | frozenset(result.unchanged) | frozenset(result.refused)
+                   | frozenset(result.deferred))
 
     @classmethod
     def on_disk(cls, registry: Registry, docs_dir: Path, layout: SiteLayout) -> ReportPages:

@@ -106,8 +106,13 @@ class OwnedFiles:
             return None
 
     def update(self, artefacts: list[Artefact], result: GenerationResult, pool: WorkerPool | None = None,
-               progress: Progress | None = None) -> None:
-        """Render what changed, write it, drop stale files, save the manifest."""
+               progress: Progress | None = None, defer: bool = False) -> None:
+        """Render what changed, write it, drop stale files, save the manifest.
+
+        With `defer` (`traindocs serve`), a changed `deferrable` artefact whose last version is on disk is
+        left as it is, listed in `result.deferred`: its manifest entry keeps the old key, so the next
+        generation without `defer` draws it. The server runs that one right after publishing the pages.
+        """
         result.notes.extend(self.ignored)
         self._remove_leftover_temporaries({artefact.path for artefact in artefacts} | set(self.previous))
         manifest: dict[str, dict[str, str]] = {}
@@ -129,6 +134,10 @@ class OwnedFiles:
             if known and known.get("key") == artefact.key and on_disk == known.get("sha256"):
                 manifest[artefact.path] = known
                 result.unchanged.append(artefact.path)
+                continue
+            if defer and artefact.deferrable and known and on_disk is not None and on_disk == known.get("sha256"):
+                manifest[artefact.path] = known  # the last version, still ours; its old key marks it out of date
+                result.deferred.append(artefact.path)
                 continue
             stale.append((artefact, on_disk))
         # Claim every path about to be rendered before writing any: a run killed half-way

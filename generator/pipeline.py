@@ -55,6 +55,8 @@ class GenerationResult:
     removed: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     """Files that exist but were not written by traindocs: left alone."""
+    deferred: list[str] = field(default_factory=list)
+    """Files out of date but left as they are for now (`generate`'s `defer`): the next generation draws them."""
     docs_dir: Path = Path("docs")
     """The folder written to."""
     notes: list[str] = field(default_factory=list)
@@ -88,13 +90,14 @@ def _plotted_texts(report: ModelReport) -> list[str]:
 
 def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = None, jobs: int = 1,
              progress: Progress | None = None, remote: RemoteOptions | None = None,
-             cache: RunCache | bool = True) -> GenerationResult:
+             cache: RunCache | bool = True, defer: bool = False) -> GenerationResult:
     """Read the registry and its checkpoints, then bring docs/ up to date.
 
     With `jobs` > 1, checkpoints are read and plots rendered in that many worker
     processes; the output is the same bytes as with one. `cache`: True keeps
     readings in the default cache folder (see `generator.cache`), False reads
-    every file again.
+    every file again. `defer` (`traindocs serve`) leaves the overviews of many runs to the next generation
+    when an older version of them is there (see `OwnedFiles.update`).
     """
     if cache is True:
         cache = RunCache.default()
@@ -109,7 +112,7 @@ def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = No
             result.notes.append(conflict)
         artefacts = plan_artefacts(registry, reports, problems, layout or SiteLayout())
         with generation_lock(docs_dir):
-            OwnedFiles(docs_dir).update(artefacts, result, pool, progress)
+            OwnedFiles(docs_dir).update(artefacts, result, pool, progress, defer=defer)
     finally:
         pool.close()
     return result

@@ -72,6 +72,9 @@ class Artefact:
     first: bool = False
     """Handed to the workers before the others: a long job (an overview of every run) started last would
     keep one worker busy after the rest are done."""
+    deferrable: bool = False
+    """May be drawn after the pages are published (`traindocs serve`: see `OwnedFiles.update`'s `defer`): an
+    image or chart of many runs, slow to draw, whose last version may be shown for a moment."""
 
 
 # --- plot jobs: what to draw, drawn when called (in this process or a worker) -------------------------
@@ -274,19 +277,23 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             axes = overview_panels(curves)
             overview_images = [(axis, pages.overview_path(kind, axis)) for axis in axes]
             overview = overview_images[0][1]
+            # Many runs' overviews take seconds to draw: `traindocs serve` publishes the pages before them.
+            many = len(members) > OVERVIEW_IN_WORKERS
             for position, (axis, path) in enumerate(overview_images):
                 # A few runs' overview goes to the workers with the model plots, so this process is free to
                 # write the pages meanwhile. Many runs' is drawn here while the workers draw the model plots:
                 # its inputs (every run's curve) would cost more to send to a worker than to draw here.
                 artefacts.append(Artefact(path, _key(path, overview_inputs),
                                           OverviewPlot(curves, settings, what, axis, position == 0),
-                                          expensive=len(members) <= OVERVIEW_IN_WORKERS, first=True))
+                                          expensive=len(members) <= OVERVIEW_IN_WORKERS, first=True,
+                                          deferrable=many))
             # The large index shows the overview PNGs, not the interactive chart: its data (~6 KB a run, growing
             # with the runs) would be an unused file.
             if not large:
                 chart = charts.chart_file_for(overview)
                 artefacts.append(Artefact(chart, _key(chart, overview_inputs),
-                                          partial(charts.overview_chart_bytes, tuple(members), settings, what)))
+                                          partial(charts.overview_chart_bytes, tuple(members), settings, what),
+                                          deferrable=many))
         if large:
             sentences, closing = [], ""  # one sentence per run: not read at thousands (see group_pages)
         elif not kind.about.reads_loss:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -295,3 +296,62 @@ def test_traindocs_serve_shows_a_renamed_model_in_every_page_navigation(
     browser.wait_for_text("nav.md-nav--primary", "Gemma Renamed")  # the open page is Phi-3 Mini's
     assert "Gemma 2 2B" not in browser.page.text_content("nav.md-nav--primary")
     assert "Gemma Renamed" in fetch(server.url + "models/qwen-7b/")
+
+
+# ------------------------------------------------ many runs: the pages first, the overviews right after
+
+
+def many_runs_project(root: Path, runs: int) -> Path:
+    """The example project's mkdocs.yml with `runs` copies of one example checkpoint: one overview of them all."""
+    from conftest import REPO
+
+    project = root / "many"
+    project.mkdir()
+    shutil.copy2(REPO / "mkdocs.yml", project / "mkdocs.yml")
+    entries = []
+    for n in range(runs):
+        shutil.copytree(REPO / "examples/phi-3-mini-phase2-reasoning", project / "runs" / f"run-{n}")
+        entries.append(f"  - name: Run {n}\n    slug: run-{n}\n    path: runs/run-{n}\n")
+    (project / "checkpoints.yaml").write_text("checkpoints:\n" + "".join(entries), encoding="utf-8")
+    return project
+
+
+def test_traindocs_serve_publishes_a_change_before_redrawing_the_overviews_of_many_runs(tmp_path: Path) -> None:
+    """With more runs than OVERVIEW_IN_WORKERS the overviews take seconds: the edited model's page comes first,
+    the overviews follow in the next build, and docs/ ends as a cold generation makes it."""
+    from generator.plan import OVERVIEW_IN_WORKERS
+
+    project = many_runs_project(tmp_path, OVERVIEW_IN_WORKERS + 1)
+    running = Server(project, traindocs=True, extra=["--debug"])
+    try:
+        wait_until(lambda: "Run 3" in fetch(running.url), 120, "the first build")
+        settle(running)
+        overviews = sorted(p.relative_to(project / "docs").as_posix()
+                           for p in (project / "docs/assets/traindocs").glob("*-curves*.png"))
+        assert overviews
+        state = project / "runs/run-3/checkpoint-199/trainer_state.json"
+        document = json.loads(state.read_text())
+        [row for row in document["log_history"] if "loss" in row][-1]["loss"] = 0.1234
+        state.write_text(json.dumps(document, indent=2))
+        wait_until(lambda: "0.1234" in fetch(running.url + "models/run-3/"), 120, "the new end loss")
+        wait_until(lambda: any("overview files left for the next build" in line for line in running.lines), 30,
+                   "the deferral's log line")
+        cold = tmp_path / "cold"
+        done = subprocess.run([sys.executable, "-m", "generator", "generate", "--config",
+                               str(project / "checkpoints.yaml"), "--docs-dir", str(cold)],
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+
+        def served(path: str) -> bytes:
+            with urllib.request.urlopen(running.url + path, timeout=5) as response:
+                return bytes(response.read())
+
+        wait_until(lambda: all(served(path) == (cold / path).read_bytes() for path in overviews), 120,
+                   "the redrawn overviews")
+        settle(running)
+    finally:
+        running.stop()
+    docs = {p.relative_to(project / "docs").as_posix(): p.read_bytes()
+            for p in (project / "docs").rglob("*") if p.is_file() and not p.name.startswith(".")}
+    assert docs == {p.relative_to(cold).as_posix(): p.read_bytes()
+                    for p in cold.rglob("*") if p.is_file() and not p.name.startswith(".")}
