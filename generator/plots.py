@@ -643,6 +643,8 @@ points each (a smoothed curve among 200 shows no finer detail), 3 runs from 1,50
 OVERVIEW_PANEL_WIDTH = 5.0
 """Inches of one overview panel drawn alone: two side by side on a desktop page, one a row on a phone,
 where 550 pixels shown 350 wide keep 10-point tick labels about 10 CSS pixels tall."""
+
+
 _last_smoothed: tuple[Sequence[Curve], float, list[pd.Series]] | None = None
 """The curves last smoothed for an overview, their smoothing weight and the result."""
 
