@@ -66,7 +66,7 @@ def test_base_models_that_are_hub_ids_or_urls_are_kept(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("seed", range(30))
 def test_the_fast_csv_writer_writes_what_pandas_writes(seed: int) -> None:
-    # log_history.csv is written by downloads.table_csv, not pandas (5x faster): same bytes, on tables
+    # log_history.csv is written by downloads.table_csv, not pandas (faster): same bytes, on tables
     # with every kind of float (tiny, huge, negative zero, NaN, infinities, whole), ints and text cells.
     import numpy as np
     import pandas as pd
@@ -91,3 +91,23 @@ def test_the_fast_csv_writer_writes_what_pandas_writes(seed: int) -> None:
         table["note"] = rng.choice(np.array(["a,b", 'say "hi"', "x\ny", "plain", "-1+1", None], dtype=object), rows)
     expected = csv_safe_table(table).to_csv(index=False, lineterminator="\n").encode("utf-8")
     assert table_csv(table) == expected
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_float_cells_are_pythons_repr_at_every_exponent(seed: int) -> None:
+    # Floats are written by orjson where it writes what repr writes: check that on values of every
+    # exponent, subnormals, zeros of both signs, whole numbers, NaN and infinities.
+    import numpy as np
+
+    from generator.downloads import _float_cells
+
+    rng = np.random.default_rng(seed)
+    count = 5000
+    exponents = rng.uniform(-324, 308, count) if seed % 2 else rng.uniform(-8, 20, count)
+    values = rng.choice([-1.0, 1.0], count) * rng.random(count) * 10.0 ** exponents
+    for special, share in ((np.nan, 0.01), (np.inf, 0.005), (-np.inf, 0.005), (0.0, 0.01), (-0.0, 0.01)):
+        values[rng.random(count) < share] = special
+    whole = rng.random(count) < 0.1
+    values[whole] = rng.integers(-10**6, 10**6, count)[whole]
+    assert _float_cells(values) == ["" if v != v else repr(v) for v in values.tolist()]
+    assert _float_cells(np.array([], dtype="float64")) == []
