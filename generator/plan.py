@@ -285,7 +285,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                 # its inputs (every run's curve) would cost more to send to a worker than to draw here.
                 artefacts.append(Artefact(path, _key(path, overview_inputs),
                                           OverviewPlot(curves, settings, what, axis, position == 0),
-                                          expensive=len(members) <= OVERVIEW_IN_WORKERS, first=True,
+                                          expensive=not many, first=True,
                                           deferrable=many))
             # The large index shows the overview PNGs, not the interactive chart: its data (~6 KB a run, growing
             # with the runs) would be an unused file.

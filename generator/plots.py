@@ -53,8 +53,9 @@ STYLE: Any = {
     "text.parse_math": False,
     # Titles sit at the top of their axes. Left to matplotlib ("axes.titley": None) each title is moved
     # above whatever overlaps it, which costs every figure the bounding boxes of its y tick labels
-    # (~9% of a panel's time, measured here); nothing can overlap here: no x ticks on top, and no y
-    # offset text ('1e-4' above the axis: TickLabels and the learning rate's formatter write none).
+    # (a 300-row metric panel: 30-34 ms of CPU against 33-46, measured here); nothing can overlap here:
+    # no x ticks on top, and no y offset text ('1e-4' above the axis: TickLabels and the learning rate's
+    # formatter write none).
     "axes.titley": 1.0,
 }
 
