@@ -11,9 +11,10 @@ reading and analysing modules. Like git's index, a file modified within a few
 seconds of being cached is checked by its SHA-256 rather than trusted by its
 timestamp, which file systems record coarsely.
 
-Entries are JSON plus an `.npz` of the tables, loaded with `allow_pickle=False`:
-nothing in the cache can run code. A damaged or foreign entry is ignored and
-rewritten.
+Entries are JSON plus a `.bin` of the arrays (the tables and the overview curve)
+back to back, which the JSON describes: plain integers and floats, read with
+`np.frombuffer`, so nothing in the cache can run code. A damaged or foreign entry
+is ignored and rewritten.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ import dataclasses
 import enum
 import functools
 import hashlib
-import io
 import json
 import math
 import types
 import typing
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,10 @@ import pandas as pd
 from generator import __version__
 from generator.files import write_atomic
 from generator.folders import SIDE_FILES
-from generator.records import AnalysisSettings, Figures, TrainingRun
+from generator.records import AnalysisSettings, Curve, Figures, TrainingRun
 
 RUNS_DIR = "runs"
-FORMAT = 1
+FORMAT = 2
 RACY_SECONDS = 3.0
 """A file modified this close to the moment it was cached is verified by hash, not by its timestamp."""
 
@@ -69,6 +68,8 @@ class Cached:
     run: TrainingRun
     figures: Figures
     analysis: tuple[str, ...]
+    curve: Curve
+    """The run's overview curve, without a name or colour (the entry using the run gives them)."""
 
 
 def _stamp(path: Path) -> list[int] | None:
@@ -116,7 +117,7 @@ class RunCache:
         # One slot per state file: a newer reading replaces the older one, so the cache stays bounded.
         name = hashlib.sha256(str(state_file).encode("utf-8")).hexdigest()
         folder = self.root / name[:2]
-        return folder / f"{name}.json", folder / f"{name}.npz"
+        return folder / f"{name}.json", folder / f"{name}.bin"
 
     def load(self, state_file: Path, key: str) -> Cached | None:
         """The cached result when `key` matches and the file has not changed since; else None."""
@@ -131,13 +132,16 @@ class RunCache:
             loaded = (str(meta_path), key, tuple(stamp), meta["cached_at"])
             if loaded in _LOADED:
                 return _LOADED[loaded]
-            # Opened here, not by np.load, which leaks the file when it is not a zip archive.
-            with open(tables_path, "rb") as stream, np.load(stream, allow_pickle=False) as arrays:
-                train = _table(meta["train"], arrays, "t")
-                evals = _table(meta["eval"], arrays, "e")
+            arrays = _read_arrays(tables_path, meta["arrays"])
+            train = _table(meta["train"], arrays, "t")
+            evals = _table(meta["eval"], arrays, "e")
             run = _decode(TrainingRun, {**meta["run"], "train": train, "eval": evals})
-            cached = Cached(run, _decode(Figures, meta["figures"]), tuple(meta["analysis"]))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile):
+            curve = meta["curve"]
+            cached = Cached(run, _decode(Figures, meta["figures"]), tuple(meta["analysis"]),
+                            Curve("", "", int(curve["steps"]), arrays["c_at"], arrays["c_smoothed"],
+                                  epochs=arrays.get("c_epochs"), tokens=arrays.get("c_tokens"),
+                                  tokens_seen=_decode(float | None, curve["tokens_seen"])))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # absent, damaged or from another version: read the file again
         if len(_LOADED) >= LOADED_ENTRIES:
             _LOADED.pop(next(iter(_LOADED)))
@@ -156,6 +160,12 @@ class RunCache:
             # Two arrays a table (steps, and every other column as one matrix): each array read costs.
             arrays[f"{prefix}_steps"] = table["step"].to_numpy(dtype="int64")
             arrays[f"{prefix}_values"] = table.drop(columns="step").to_numpy(dtype="float64")
+        curve = cached.curve
+        arrays["c_at"], arrays["c_smoothed"] = curve.at, curve.smoothed
+        if curve.epochs is not None:
+            arrays["c_epochs"] = curve.epochs
+        if curve.tokens is not None:
+            arrays["c_tokens"] = curve.tokens
         fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name not in ("train", "eval")}
         meta = {
             "key": key,
@@ -166,14 +176,38 @@ class RunCache:
             "run": _encode(fields),
             "figures": _encode(dataclasses.asdict(cached.figures)),
             "analysis": list(cached.analysis),
+            "curve": {"steps": curve.steps, "tokens_seen": _encode(curve.tokens_seen)},
+            "arrays": [[name, _DTYPES[array.dtype.kind], list(array.shape)] for name, array in arrays.items()],
         }
         try:
-            buffer = io.BytesIO()
-            np.savez(buffer, **arrays)  # type: ignore[arg-type]  # the stubs take **arrays for allow_pickle
-            write_atomic(tables_path, buffer.getvalue())
+            write_atomic(tables_path, b"".join(np.ascontiguousarray(array, dtype=_DTYPES[array.dtype.kind]).tobytes()
+                                               for array in arrays.values()))
             write_atomic(meta_path, json.dumps(meta).encode("utf-8"))  # last: it makes the entry valid
         except OSError:
             pass
+
+
+_DTYPES = {"i": "<i8", "f": "<f8"}
+"""How the arrays are stored, by numpy's dtype kind: 8-byte little-endian integers and floats only."""
+
+
+def _read_arrays(path: Path, described: list[list[Any]]) -> dict[str, np.ndarray]:
+    """The arrays of a `.bin` as its entry's JSON describes them (name, dtype, shape), back to back.
+
+    Writable views of one buffer: reading a run's arrays in one go costs a tenth of an `.npz`'s one
+    read per array. Only the two dtypes of `_DTYPES`, and the sizes must add up to the file's."""
+    data = bytearray(path.read_bytes())
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for name, dtype, shape in described:
+        if dtype not in _DTYPES.values():
+            raise ValueError(f"unexpected dtype {dtype!r}")
+        count = math.prod(shape)
+        arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
+        offset += 8 * count
+    if offset != len(data):
+        raise ValueError("the arrays do not fill the file")
+    return arrays
 
 
 def _now() -> float:
@@ -190,7 +224,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _table(columns: list[str], arrays: Any, prefix: str) -> pd.DataFrame:
+def _table(columns: list[str], arrays: dict[str, np.ndarray], prefix: str) -> pd.DataFrame:
     """A table as the reader makes it: `step` first (int64), then float columns."""
     values = arrays[f"{prefix}_values"]
     table = pd.DataFrame(values, columns=[c for c in columns if c != "step"])

@@ -20,6 +20,7 @@ from generator.analysis import analyse
 from generator.cache import Cached, RunCache, inputs_key
 from generator.colors import color_for
 from generator.errors import CheckpointError, ConfigError
+from generator.overview import run_curve
 from generator.ownership import OwnedFiles, generation_lock
 from generator.pages import title_conflict
 from generator.plan import plan_artefacts
@@ -27,6 +28,7 @@ from generator.reader import locate_state_file, read_run
 from generator.records import (
     AnalysisSettings,
     CheckpointEntry,
+    Curve,
     EntryProblem,
     Figures,
     ModelReport,
@@ -176,7 +178,8 @@ def _cached_report(entry: CheckpointEntry, settings: AnalysisSettings, shown_bas
     cached = cache.load(state_file, inputs_key(state_file, entry.resolved, shown, settings))
     if cached is None:
         return None
-    return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, shown_base)
+    return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, cached.curve,
+                           shown_base)
 
 
 def _warning_prefix(entry: CheckpointEntry, shown: str) -> str:
@@ -198,12 +201,13 @@ def _labelled(run: TrainingRun, entry: CheckpointEntry, shown: str) -> TrainingR
     return dataclasses.replace(run, warnings=tuple(prefix + warning for warning in run.warnings))
 
 
-def _report(entry: CheckpointEntry, run: TrainingRun, figures: Figures, analysis: tuple[str, ...],
+def _report(entry: CheckpointEntry, run: TrainingRun, figures: Figures, analysis: tuple[str, ...], curve: Curve,
             shown_base: Path) -> ModelReport:
     # A local base model path is shown relative to the registry or from ~: pages never publish a home folder.
     base_model = shown_base_model(entry.base_model or run.base_model, shown_base)
+    color = color_for(entry.index)
     return ModelReport(entry=entry, run=run, figures=figures, analysis=analysis, base_model=base_model,
-                       color=color_for(entry.index))
+                       color=color, curve=dataclasses.replace(curve, name=entry.name, color=color))
 
 
 def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_shown: str,
@@ -224,7 +228,8 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
         key = inputs_key(state_file, entry.resolved, shown, settings) if cache is not None else ""
         cached = cache.load(state_file, key) if cache is not None else None
         if cached is not None:
-            return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, shown_base)
+            return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, cached.curve,
+                           shown_base)
         run = read_run(entry, shown_file=shown)
     except CheckpointError as exc:
         return EntryProblem(label=entry.label, message=str(exc), name=entry.name)
@@ -234,9 +239,10 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
         return EntryProblem(label=entry.label, message=message, name=entry.name)
     figures = analyse(run, settings)
     analysis = tuple(narrative.model_analysis(figures, settings))
+    curve = run_curve(run, figures, settings.smoothing)  # named and coloured by the entry (_report)
     if cache is not None:
-        cache.store(key, Cached(_unlabelled(run, entry, shown), figures, analysis))
-    return _report(entry, run, figures, analysis, shown_base)
+        cache.store(key, Cached(_unlabelled(run, entry, shown), figures, analysis, curve))
+    return _report(entry, run, figures, analysis, curve, shown_base)
 
 
 def _is_remote(path: str) -> bool:

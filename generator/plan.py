@@ -23,7 +23,6 @@ from pathlib import Path
 import pandas as pd
 
 from generator import __version__, charts, downloads, fonts, group_pages, narrative, pages
-from generator.analysis import finite_series
 from generator.badges import badge_svg
 from generator.cache import code_version
 from generator.formatting import fmt_number
@@ -146,7 +145,7 @@ class OverviewPlot:
     """Every model of one kind on shared axes (`plots.overview_plot`), one panel (`only`) or all."""
 
     curves: tuple[Curve, ...]
-    """Each run's curve (`_overview_curve`), made once for all the panels."""
+    """Each run's curve (`ModelReport.curve`), smoothed when its checkpoint was read."""
     settings: AnalysisSettings
     what: str
     only: str | None = None
@@ -273,7 +272,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                 fonts.fonts_key([r.entry.name for r in members]),
             )
             # Each panel its own image, the legend under the first: see pages._overview_images.
-            curves = tuple(_overview_curve(r) for r in members)
+            curves = tuple(r.curve for r in members)
             axes = overview_panels(curves)
             overview_images = [(axis, pages.overview_path(kind, axis)) for axis in axes]
             overview = overview_images[0][1]
@@ -330,19 +329,6 @@ def _has_overview_curve(report: ModelReport) -> bool:
     if not report.figures.kind.about.reads_loss:
         return report.figures.series_for(report.figures.kind.about.headline) is not None
     return report.figures.logged_rows > 0
-
-
-def _overview_curve(report: ModelReport) -> Curve:
-    """The curve a run adds to its kind's overview: its kind's headline metric (the reward for RL runs, the loss
-    otherwise)."""
-    train = report.run.train
-    values = finite_series(train, report.figures.kind.about.headline)
-    tokens = finite_series(train, "num_tokens")
-    if tokens.empty:
-        tokens = finite_series(train, "num_input_tokens_seen")
-    epochs = finite_series(train, "epoch")
-    return Curve(report.entry.name, report.color, values, report.figures.steps,
-                 epochs=epochs if len(epochs) else None, tokens=tokens if len(tokens) else None)
 
 
 def _bytes_artefact(path: str, data: bytes) -> Artefact:

@@ -618,22 +618,23 @@ def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]],
         return _encoded(figure, compact=compact)
 
 
-def _against(curve: Curve, smoothed: pd.Series, axis: str, buckets: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The smoothed curve against one x axis; None when the run did not log that axis."""
+def _against(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The smoothed curve against one x axis; None when the run has no point on it."""
     if axis == "step":
-        return _curve(smoothed, buckets)
+        if log_steps:
+            kept = curve.at > 0  # step 0 has no place on a log axis
+            return downsample(curve.at[kept], curve.smoothed[kept], buckets) if kept.any() else None
+        return downsample(curve.at, curve.smoothed, buckets)
     if axis == "progress":
-        x, y = _curve(smoothed, buckets)
+        x, y = downsample(curve.at, curve.smoothed, buckets)
         return 100.0 * x / max(curve.steps, 1), y
-    source = curve.epochs if axis == "epoch" else curve.tokens
-    if source is None or source.empty:
+    position = curve.epochs if axis == "epoch" else curve.tokens
+    if position is None:
         return None
-    # Steps where the axis value itself was not logged take the last value logged before them.
-    position = source.reindex(source.index.union(smoothed.index)).ffill().reindex(smoothed.index)
-    known = position.notna().to_numpy()
+    known = ~np.isnan(position)  # steps before the first epoch or tokens value logged
     if not known.any():
         return None
-    return downsample(position.to_numpy()[known], smoothed.to_numpy()[known], buckets)
+    return downsample(position[known], curve.smoothed[known], buckets)
 
 
 OVERVIEW_POINTS = 16_000
@@ -646,24 +647,6 @@ OVERVIEW_PANEL_WIDTH = 5.0
 where 550 pixels shown 350 wide keep 10-point tick labels about 10 CSS pixels tall."""
 
 
-_last_smoothed: tuple[Sequence[Curve], float, list[pd.Series]] | None = None
-"""The curves last smoothed for an overview, their smoothing weight and the result."""
-
-
-def _smoothed_once(curves: Sequence[Curve], drawn: Sequence[Curve], weight: float) -> list[pd.Series]:
-    """`drawn`'s values smoothed; reused when the same `curves` come again. A phase's overview is four
-    jobs on one tuple of curves, which a phase of many runs draws one after the other in one process
-    (see plan.OVERVIEW_IN_WORKERS): smoothed once, 300 runs' four panels take 0.71 s of CPU, not 0.93 (measured).
-    Only a tuple is reused: a list could have changed since."""
-    global _last_smoothed
-    if isinstance(curves, tuple) and _last_smoothed is not None and _last_smoothed[0] is curves \
-            and _last_smoothed[1] == weight:
-        return _last_smoothed[2]
-    smoothed = [smooth(curve.values, weight) for curve in drawn]
-    _last_smoothed = (curves, weight, smoothed)  # holds `curves`, so no other tuple can take its identity
-    return smoothed
-
-
 def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str, only: str | None = None,
                   legend: bool = True) -> bytes:
     """Every model's smoothed `what` (loss, reward) on shared axes: by step, share of training, epoch, tokens.
@@ -672,7 +655,7 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
     smoothed (the page lays several out in a grid that becomes one column on phones); `legend`: whether
     it carries the legend of the runs.
     """
-    drawn = [curve for curve in curves if not curve.values.empty]
+    drawn = [curve for curve in curves if len(curve.at)]
     axes_names = [only] if only else overview_panels(curves)
     grid_columns = 2 if len(axes_names) > 1 else 1
     with matplotlib.rc_context(STYLE):
@@ -687,15 +670,12 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
         lengths = [curve.steps for curve in drawn if curve.steps > 0]
         # Runs of very different lengths: a log step axis keeps the short ones readable.
         log_steps = bool(lengths) and max(lengths) >= 5 * min(lengths)
-        smoothed = _smoothed_once(curves, drawn, settings.smoothing)
         for position, axis in enumerate(axes_names, start=1):
             axes = figure.add_subplot(rows, grid_columns, position)
             missing = 0
             segments, colors = [], []
-            for curve, values in zip(drawn, smoothed, strict=True):
-                if axis == "step" and log_steps:
-                    values = values[values.index > 0]  # step 0 has no place on a log axis
-                points = _against(curve, values, axis, buckets) if len(values) else None
+            for curve in drawn:
+                points = _against(curve, axis, buckets, log_steps)
                 if points is None:
                     missing += 1
                     continue
@@ -715,7 +695,7 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
             if axis == "progress":
                 axes.set_xlim(0, 100)
             if axis == "tokens":
-                totals = [float(c.tokens.iloc[-1]) for c in drawn if c.tokens is not None and len(c.tokens)]
+                totals = [c.tokens_seen for c in drawn if c.tokens_seen is not None]
                 if totals and min(totals) > 0 and max(totals) >= 5 * min(totals):
                     axes.set_xscale("log")
                     label += " (log scale)"

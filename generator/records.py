@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 
 from generator.kinds import Direction, RunKind
@@ -532,19 +533,27 @@ class ModelReport:
     """Base model to show (registry value, else the checkpoint's files)."""
     color: str
     """The model's colour on every plot."""
+    curve: Curve
+    """Its curve on its kind's overview, in its name and colour."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Curve:
-    """One model's curve for the overview plots (loss, or reward for RL runs)."""
+    """One run's curve on its kind's overview (loss, or reward for RL runs), smoothed and placed on every x
+    axis the run logged (`overview.make_curve`), so that drawing hundreds of them is array slicing only."""
 
     name: str
     color: str
-    values: pd.Series
-    """Finite values by step."""
     steps: int
     """Total steps of the run, for the progress axis."""
-    epochs: pd.Series | None = None
-    """Epoch by step, when logged."""
-    tokens: pd.Series | None = None
-    """Tokens seen by step, when logged."""
+    at: np.ndarray
+    """The steps (as floats) of the finite values logged."""
+    smoothed: np.ndarray
+    """The values smoothed with the registry's weight, one per step of `at`."""
+    epochs: np.ndarray | None = None
+    """The epoch at each step of `at`: the last one logged at or before it, NaN before the first; None when the
+    run logged no epoch."""
+    tokens: np.ndarray | None = None
+    """Tokens seen at each step of `at`, the same way; None when the run did not log them."""
+    tokens_seen: float | None = None
+    """The last tokens-seen value logged (a run may log it after its last loss)."""

@@ -12,9 +12,10 @@ import pytest
 from conftest import sft_rows, write_state
 from generator import pipeline, site
 from generator.analysis import analyse
-from generator.cache import RUNS_DIR, Cached, RunCache, inputs_key
+from generator.cache import RUNS_DIR, Cached, RunCache, _read_arrays, inputs_key
 from generator.cli import main
 from generator.narrative import model_analysis
+from generator.overview import run_curve
 from generator.reader import read_run
 from generator.records import AnalysisSettings, CheckpointEntry, TrainingRun
 
@@ -57,7 +58,9 @@ def test_the_cached_reading_equals_a_fresh_one(tmp_path: Path) -> None:
     analysis = tuple(model_analysis(figures, SETTINGS))
     cache = RunCache(tmp_path / "cache")
     key = inputs_key(state, entry.resolved, "shown", SETTINGS)
-    cache.store(key, Cached(run, figures, analysis))
+    curve = run_curve(run, figures, SETTINGS.smoothing)
+    assert curve.epochs is not None and len(curve.at) > 1  # every array of a curve goes through the cache
+    cache.store(key, Cached(run, figures, analysis, curve))
 
     loaded = cache.load(state, key)
 
@@ -68,6 +71,10 @@ def test_the_cached_reading_equals_a_fresh_one(tmp_path: Path) -> None:
     assert list(loaded.run.train.dtypes.astype(str)) == list(run.train.dtypes.astype(str))
     fields = [f.name for f in dataclasses.fields(run) if f.name not in ("train", "eval")]
     assert {f: getattr(loaded.run, f) for f in fields} == {f: getattr(run, f) for f in fields}
+    for array in ("at", "smoothed", "epochs", "tokens"):
+        mine, theirs = getattr(loaded.curve, array), getattr(curve, array)
+        assert (mine is None and theirs is None) or np.array_equal(mine, theirs, equal_nan=True), array
+    assert (loaded.curve.steps, loaded.curve.tokens_seen) == (curve.steps, curve.tokens_seen)
     assert cache.load(state, inputs_key(state, entry.resolved, "shown", AnalysisSettings(smoothing=0.9))) is None
 
 
@@ -93,12 +100,12 @@ def test_a_file_rewritten_with_the_same_size_and_time_is_read_again(tmp_path: Pa
 def test_a_damaged_or_foreign_cache_entry_is_ignored(tmp_path: Path) -> None:
     registry, cache = _project(tmp_path), RunCache(tmp_path / "cache")
     first = _generate(registry, cache)
-    tables = next((tmp_path / "cache").rglob("*.npz"))
-    tables.write_bytes(tables.read_bytes()[:100])
-    assert _generate(registry, cache) == first
-    # An object array would need pickle to load: refused, so the file is read again.
-    np.savez(tables, t_steps=np.array([object()], dtype=object))
-    assert _generate(registry, cache) == first
+    tables = next((tmp_path / "cache").rglob("*.bin"))
+    whole = tables.read_bytes()
+    for damaged in (whole[:100], whole + b"\0" * 8, b""):
+        tables.write_bytes(damaged)
+        assert _generate(registry, cache) == first
+        assert tables.read_bytes() == whole  # read again and rewritten
     for meta in (tmp_path / "cache").rglob("*.json"):
         meta.write_text("{not json", encoding="utf-8")
     assert _generate(registry, cache) == first
@@ -173,3 +180,17 @@ def test_no_cache_on_the_command_line_reads_every_checkpoint_again(tmp_path: Pat
     assert main([*command, "--no-cache"]) == 0  # the entry is there and --no-cache does not use it
     assert reads == ["Run", "Run", "Run"]
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_cached_arrays_are_read_only_as_their_entry_describes_them(tmp_path: Path) -> None:
+    path = tmp_path / "arrays.bin"
+    path.write_bytes(np.arange(6, dtype="<i8").tobytes() + np.array([0.5, np.nan], dtype="<f8").tobytes())
+    arrays = _read_arrays(path, [["a", "<i8", [2, 3]], ["b", "<f8", [2]]])
+    assert arrays["a"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert arrays["b"][0] == 0.5 and np.isnan(arrays["b"][1])
+    assert arrays["a"].flags.writeable  # pandas may modify a table in place
+    # Object arrays (pickle), other dtypes, and sizes that do not add up to the file's are refused.
+    for described in ([["a", "|O", [8]]], [["a", "<i4", [16]]], [["a", "<i8", [2, 3]]],
+                      [["a", "<i8", [2, 3]], ["b", "<f8", [3]]]):
+        with pytest.raises(ValueError):
+            _read_arrays(path, described)

@@ -16,6 +16,7 @@ from matplotlib.text import Text
 from generator import plots
 from generator.colors import LEGEND_LIMIT, color_for
 from generator.kinds import Panel
+from generator.overview import make_curve
 from generator.records import AnalysisSettings, BestCheckpoint, Curve, Figures
 
 SETTINGS = AnalysisSettings()
@@ -195,7 +196,8 @@ def _curves(count: int, name: str, scale: tuple[float, float], rng: np.random.Ge
         values = pd.Series(_values(rng, steps, scale), index=index)
         epochs = pd.Series(np.arange(1, steps + 1) / 80.0, index=index)
         tokens = pd.Series(np.cumsum(rng.integers(100, 2000, steps)).astype(float), index=index)
-        curves.append(Curve(f"{NAMES[name]} {n}", color_for(n), values, steps, epochs=epochs, tokens=tokens))
+        curves.append(make_curve(f"{NAMES[name]} {n}", color_for(n), values, steps, SETTINGS.smoothing, epochs=epochs,
+                                 tokens=tokens))
     return curves
 
 

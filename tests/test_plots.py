@@ -13,6 +13,7 @@ import pytest
 from generator.analysis import finite_series
 from generator.colors import color_for
 from generator.kinds import kind_panels, standard_panels
+from generator.overview import make_curve
 from generator.plots import (
     DPI,
     PANEL_WIDTH,
@@ -24,7 +25,7 @@ from generator.plots import (
     panels_plot,
     short_labels,
 )
-from generator.records import AnalysisSettings, BestCheckpoint, Curve, Figures
+from generator.records import AnalysisSettings, BestCheckpoint, Figures
 
 SETTINGS = AnalysisSettings()
 TRAIN = pd.DataFrame(
@@ -123,9 +124,10 @@ def test_a_reward_band_and_a_best_checkpoint_are_drawn() -> None:
 def test_overview_plot_handles_runs_of_different_lengths_and_axes() -> None:
     epochs = pd.Series([0.1, 0.2, 0.3, 0.4, 0.5], index=pd.Index([10, 20, 30, 40, 50], name="step"))
     curves = [
-        Curve("short", color_for(0), finite_series(TRAIN, "loss"), 50, epochs=epochs),
-        Curve("long", color_for(1), pd.Series([1.0, 0.5, 0.4], index=pd.Index([100, 1000, 5000], name="step")), 5000),
-        Curve("empty", color_for(2), pd.Series([], dtype="float64"), 0),
+        make_curve("short", color_for(0), finite_series(TRAIN, "loss"), 50, SETTINGS.smoothing, epochs=epochs),
+        make_curve("long", color_for(1), pd.Series([1.0, 0.5, 0.4], index=pd.Index([100, 1000, 5000], name="step")),
+                   5000, SETTINGS.smoothing),
+        make_curve("empty", color_for(2), pd.Series([], dtype="float64"), 0, SETTINGS.smoothing),
     ]
     assert overview_axes(curves) == ["step", "progress", "epoch"]
     assert overview_axes(curves[1:]) == ["step", "progress"]
