@@ -37,7 +37,7 @@ import pandas as pd
 from generator import __version__
 from generator.files import write_atomic
 from generator.folders import SIDE_FILES
-from generator.records import AnalysisSettings, Curve, Figures, TrainingRun
+from generator.records import AnalysisSettings, Curve, DeferredTable, Figures, TrainingRun
 
 RUNS_DIR = "runs"
 FORMAT = 2
@@ -134,7 +134,7 @@ class RunCache:
                 return _LOADED[loaded]
             arrays = _read_arrays(tables_path, meta["arrays"])
             train = _table(meta["train"], arrays, "t")
-            evals = _table(meta["eval"], arrays, "e")
+            evals = _table(meta["eval"], arrays, "e")  # DataFrames when first used (see DeferredTable)
             run = _decode(TrainingRun, {**meta["run"], "train": train, "eval": evals})
             curve = meta["curve"]
             cached = Cached(run, _decode(Figures, meta["figures"]), tuple(meta["analysis"]),
@@ -225,12 +225,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _table(columns: list[str], arrays: dict[str, np.ndarray], prefix: str) -> pd.DataFrame:
-    """A table as the reader makes it: `step` first (int64), then float columns."""
+def _table(columns: list[str], arrays: dict[str, np.ndarray], prefix: str) -> DeferredTable:
+    """A table as the reader makes it, when used: `step` first (int64), then float columns."""
+    others = [c for c in columns if c != "step"]
     values = arrays[f"{prefix}_values"]
-    table = pd.DataFrame(values, columns=[c for c in columns if c != "step"])
-    table.insert(0, "step", arrays[f"{prefix}_steps"])
-    return table
+    if values.shape != (len(arrays[f"{prefix}_steps"]), len(others)):
+        raise ValueError("a table's arrays do not match its columns")
+    return DeferredTable(("step", *others), arrays[f"{prefix}_steps"], values)
 
 
 # --- records <-> JSON -----------------------------------------------------------------------------
@@ -281,7 +282,7 @@ def _decoder(kind: Any) -> Callable[[Any], Any]:
         build = typing.cast(Any, kind)
 
         def dataclass_from(value: dict[str, Any]) -> Any:
-            return build(**{name: item if isinstance(item, pd.DataFrame) else fields[name](item)
+            return build(**{name: item if isinstance(item, (pd.DataFrame, DeferredTable)) else fields[name](item)
                             for name, item in value.items()})
 
         return dataclass_from

@@ -87,7 +87,7 @@ class GenerationResult:
 
 def _plotted_texts(report: ModelReport) -> list[str]:
     """What a model's plots write: its name and its metric keys."""
-    return [report.entry.name, *report.run.train.columns, *report.run.eval.columns]
+    return [report.entry.name, *report.run.column_names()]
 
 
 def generate(registry_file: Path, docs_dir: Path, layout: SiteLayout | None = None, jobs: int = 1,
@@ -191,14 +191,13 @@ def _unlabelled(run: TrainingRun, entry: CheckpointEntry, shown: str) -> Trainin
     """The run as cached: its warnings without the entry's label, since two entries may read one
     file and an entry's index or name may change while its file does not."""
     prefix = _warning_prefix(entry, shown)
-    return dataclasses.replace(run, warnings=tuple(w[len(prefix):] if w.startswith(prefix) else w
-                                                   for w in run.warnings))
+    return run.with_warnings(tuple(w[len(prefix):] if w.startswith(prefix) else w for w in run.warnings))
 
 
 def _labelled(run: TrainingRun, entry: CheckpointEntry, shown: str) -> TrainingRun:
     """A cached run's warnings labelled with the entry that uses it now."""
     prefix = _warning_prefix(entry, shown)
-    return dataclasses.replace(run, warnings=tuple(prefix + warning for warning in run.warnings))
+    return run.with_warnings(tuple(prefix + warning for warning in run.warnings))
 
 
 def _report(entry: CheckpointEntry, run: TrainingRun, figures: Figures, analysis: tuple[str, ...], curve: Curve,

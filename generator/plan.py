@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
-
 from generator import __version__, charts, downloads, fonts, group_pages, narrative, pages
 from generator.badges import badge_svg
 from generator.cache import code_version
@@ -36,6 +34,7 @@ from generator.records import (
     ModelReport,
     Registry,
     SiteLayout,
+    TrainingRun,
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -85,8 +84,8 @@ class LossPlot:
 
     name: str
     color: str
-    train: pd.DataFrame
-    evals: pd.DataFrame
+    run: TrainingRun
+    """Its tables are used when the plot is drawn: an unchanged run's stay unbuilt (`DeferredTable`)."""
     figures: Figures
     settings: AnalysisSettings
     resumed_at: int | None = None
@@ -96,7 +95,7 @@ class LossPlot:
     def __call__(self) -> bytes:
         from generator import plots  # matplotlib: only when something is drawn
 
-        return plots.loss_plot(self.name, self.color, self.train, self.evals, self.figures, self.settings,
+        return plots.loss_plot(self.name, self.color, self.run.train, self.run.eval, self.figures, self.settings,
                                self.resumed_at, compact=self.compact)
 
 
@@ -106,8 +105,7 @@ class PanelsPlot:
 
     title: str
     color: str
-    train: pd.DataFrame
-    evals: pd.DataFrame
+    run: TrainingRun
     panels: tuple[Panel, ...]
     settings: AnalysisSettings
     figures: Figures | None = None
@@ -118,7 +116,7 @@ class PanelsPlot:
     def __call__(self) -> bytes:
         from generator import plots
 
-        return plots.panels_plot(self.title, self.color, self.train, self.evals, self.panels, self.settings,
+        return plots.panels_plot(self.title, self.color, self.run.train, self.run.eval, self.panels, self.settings,
                                  self.figures, self.only, compact=self.compact)
 
 
@@ -127,7 +125,7 @@ class EvalPlot:
     """One panel per eval metric, one line per eval set (`plots.eval_plot`)."""
 
     name: str
-    evals: pd.DataFrame
+    run: TrainingRun
     groups: dict[str, dict[str, str]]
     figures: Figures
     compact: bool = False
@@ -137,7 +135,7 @@ class EvalPlot:
     def __call__(self) -> bytes:
         from generator import plots
 
-        return plots.eval_plot(self.name, self.evals, self.groups, self.figures, self.only, compact=self.compact)
+        return plots.eval_plot(self.name, self.run.eval, self.groups, self.figures, self.only, compact=self.compact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -217,9 +215,9 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         if large:
             files = large_model_files(files)
         plot_inputs = (versions, name, report.color, run.state_sha256, settings_json, large,
-                       fonts.fonts_key([name, *run.train.columns, *run.eval.columns]))
+                       fonts.fonts_key([name, *run.column_names()]))
         plans: list[tuple[str | None, str, PlotJob]] = [
-            (files.loss, "loss", LossPlot(name, report.color, run.train, run.eval, report.figures, settings,
+            (files.loss, "loss", LossPlot(name, report.color, run, report.figures, settings,
                                           run.resumes[-1][0] if run.resumes else None, compact=large)),
         ]
         # Each panel its own image (pages._panel_images lays them out); the job names its panel by number.
@@ -227,10 +225,10 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                     ("kind", files.kind_plots, files.kind_panels, report.figures),
                     ("other", files.other_plots, files.other_panels, None)]
         for what, paths, panels, marked in sections:
-            plans += [(path, what, PanelsPlot(name, report.color, run.train, run.eval, panels, settings, marked,
+            plans += [(path, what, PanelsPlot(name, report.color, run, panels, settings, marked,
                                               compact=large, only=n)) for n, path in enumerate(paths)]
         eval_groups = {metric: dict(sets) for metric, sets in files.eval_groups}
-        plans += [(path, "eval", EvalPlot(name, run.eval, eval_groups, report.figures, compact=large, only=n))
+        plans += [(path, "eval", EvalPlot(name, run, eval_groups, report.figures, compact=large, only=n))
                   for n, path in enumerate(files.eval_plots)]
         for plot_path, what, job in plans:
             if plot_path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from generator.cli import main
 from generator.narrative import model_analysis
 from generator.overview import run_curve
 from generator.reader import read_run
-from generator.records import AnalysisSettings, CheckpointEntry, TrainingRun
+from generator.records import AnalysisSettings, CheckpointEntry, DeferredTable, TrainingRun
 
 pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
 
@@ -194,3 +195,45 @@ def test_cached_arrays_are_read_only_as_their_entry_describes_them(tmp_path: Pat
                       [["a", "<i8", [2, 3]], ["b", "<f8", [3]]]):
         with pytest.raises(ValueError):
             _read_arrays(path, described)
+
+
+def _runs(tmp_path: Path, count: int) -> Path:
+    lines = ["checkpoints:"]
+    for n in range(count):
+        write_state(tmp_path / f"run{n}" / "checkpoint-50", sft_rows([2.0 - 0.1 * n, 1.5, 1.2 + 0.01 * n, 1.0, 0.9]))
+        lines.append(f"  - {{name: Run {n}, path: run{n}}}")
+    (tmp_path / "checkpoints.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tmp_path / "checkpoints.yaml"
+
+
+def test_planning_does_not_build_the_tables_of_cached_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached run's tables become DataFrames only when something is drawn or written from them."""
+    registry, cache = _runs(tmp_path, 3), RunCache(tmp_path / "cache")
+    first = _generate(registry, cache)
+    built: list[DeferredTable] = []
+    build = DeferredTable.build
+    monkeypatch.setattr(DeferredTable, "build", lambda table: built.append(table) or build(table))
+    assert _generate(registry, cache) == first
+    assert built == []
+    # When the files are gone, the same readings are drawn and written again, from the deferred tables.
+    (registry.parent / "docs" / "models" / "run-1.md").unlink()
+    (registry.parent / "docs" / "models" / "run-1" / "loss.png").unlink()
+    assert _published(_generate(registry, cache)) == _published(first)
+    # Run 1's train and eval tables, for its loss plot (its third loss is 1.21); no other run's.
+    assert len(built) == 2 and any(1.21 in table.values for table in built)
+
+
+def test_cached_runs_drawn_in_worker_processes_give_the_same_bytes(tmp_path: Path) -> None:
+    """Deferred tables travel to the workers (pickled) and are built there."""
+    registry, cache = _runs(tmp_path, 3), RunCache(tmp_path / "cache")
+    docs = registry.parent / "docs"
+    first = _generate(registry, cache)
+    shutil.rmtree(docs)
+    site.generate(registry, docs, cache=cache, jobs=2)
+    again = {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*")) if p.is_file()}
+    assert _published(again) == _published(first)
+
+
+def _published(files: dict[str, bytes]) -> dict[str, bytes]:
+    """The files of docs/ but traindocs' manifest, which records the files' modification times."""
+    return {path: data for path, data in files.items() if path != ".traindocs-manifest.json"}
