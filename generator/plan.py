@@ -190,12 +190,14 @@ every visitor who searches loads); the group pages' tables, which are indexed, n
 base model."""
 
 
-def _key(*parts: object) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(json.dumps(part, sort_keys=True, default=str).encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()
+def _key(*parts: object, then: bytes = b"") -> str:
+    """Hash of the parts, each as JSON ended by a NUL byte, then of `then` (`_parts` of more parts)."""
+    return hashlib.sha256(_parts(*parts) + then).hexdigest()
+
+
+def _parts(*parts: object) -> bytes:
+    """What `_key` hashes of these parts: a model's inputs shared by its plots are encoded once, not per plot."""
+    return b"".join(json.dumps(part, sort_keys=True, default=str).encode("utf-8") + b"\0" for part in parts)
 
 
 def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: list[EntryProblem],
@@ -216,6 +218,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             files = large_model_files(files)
         plot_inputs = (versions, name, report.color, run.state_sha256, settings_json, large,
                        fonts.fonts_key([name, *run.column_names()]))
+        shared = _parts(*plot_inputs)
         plans: list[tuple[str | None, str, PlotJob]] = [
             (files.loss, "loss", LossPlot(name, report.color, run, report.figures, settings,
                                           run.resumes[-1][0] if run.resumes else None, compact=large)),
@@ -232,7 +235,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                   for n, path in enumerate(files.eval_plots)]
         for plot_path, what, job in plans:
             if plot_path:
-                artefacts.append(Artefact(plot_path, _key(what, plot_path, *plot_inputs), job, expensive=True))
+                artefacts.append(Artefact(plot_path, _key(what, plot_path, then=shared), job, expensive=True))
         artefacts.append(
             Artefact(files.log_csv, _key("csv", versions, run.state_sha256, large),
                      partial(downloads.log_history_csv, report, compressed=large), expensive=True)
@@ -243,7 +246,7 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
                                   partial(downloads.figures_document, report, compact=large)))
         if charts.has_model_chart(report):
             chart = pages.model_asset_path(slug, charts.MODEL_CHART)
-            artefacts.append(Artefact(chart, _key("chart", chart, *plot_inputs),
+            artefacts.append(Artefact(chart, _key("chart", chart, then=shared),
                                       partial(charts.model_chart_bytes, report, settings), expensive=True))
         label, _, last = report.figures.headline()  # an RL loss says nothing of progress: its reward does
         badge = badge_svg(label, fmt_number(last))

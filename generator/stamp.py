@@ -33,6 +33,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from stat import S_ISDIR
 from typing import TYPE_CHECKING, Any
 
 from generator import __version__
@@ -60,7 +61,7 @@ def _identity(path: Path) -> list[int] | None:
         stat = path.stat()
     except OSError:
         return None
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, int(path.is_dir()), stat.st_mode]
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, int(S_ISDIR(stat.st_mode)), stat.st_mode]
 
 
 def _environment(mkdocs_yml: Path) -> dict[str, str | None]:
