@@ -392,28 +392,12 @@ def downsample(x: np.ndarray, y: np.ndarray, buckets: int = MAX_BUCKETS) -> tupl
     """At most ~2 points per bucket: its minimum and maximum, plus the first and last point
     and one NaN per bucket that has a gap. Spikes, minima, gaps and the end survive, so
     the picture is the same to the eye while the PNG stays small for 100,000-row logs."""
-    return downsample_each([(x, y)], buckets)[0]
-
-
-def downsample_each(curves: Sequence[tuple[np.ndarray, np.ndarray]],
-                    buckets: int = MAX_BUCKETS) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`downsample` of each (x, y) curve, in one pass over all of them: an overview panel of 1,000 runs
-    is then a few array operations, not 1,000 rounds of them. Curves of 2 x `buckets` points or fewer
-    are returned as they are; the x arrays of the others share one dtype."""
-    result = list(curves)
-    long = [index for index, (x, _) in enumerate(curves) if len(x) > 2 * buckets]
-    if not long:
-        return result
-    lengths = np.array([len(curves[index][0]) for index in long])
-    offsets = np.cumsum(lengths) - lengths
-    x = np.concatenate([curves[index][0] for index in long])
-    y = np.concatenate([curves[index][1] for index in long])
     n = len(x)
-    # Each curve's buckets hold 2 points or more; numbered across the curves, so no bucket spans two.
-    starts = np.concatenate([np.linspace(0, length, buckets + 1).astype(int)[:-1] + offset
-                             for length, offset in zip(lengths, offsets, strict=True)])
+    if n <= 2 * buckets:
+        return x, y
+    starts = np.linspace(0, n, buckets + 1).astype(int)[:-1]  # every bucket holds 2 points or more
     sizes = np.diff(np.append(starts, n))
-    bucket = np.repeat(np.arange(len(starts)), sizes)
+    bucket = np.repeat(np.arange(buckets), sizes)
     finite = np.isfinite(y)
     low = np.where(finite, y, np.inf)
     high = np.where(finite, y, -np.inf)
@@ -422,16 +406,12 @@ def downsample_each(curves: Sequence[tuple[np.ndarray, np.ndarray]],
     at_min = np.flatnonzero(finite & (low == np.repeat(np.minimum.reduceat(low, starts), sizes)))
     at_max = np.flatnonzero(finite & (high == np.repeat(np.maximum.reduceat(high, starts), sizes)))
     gaps = np.flatnonzero(~finite)
-    keep = [offsets, offsets + lengths - 1]  # every curve's first and last point
+    keep = [np.array([0, n - 1])]
     for positions in (at_min, at_max, gaps):
         _, first = np.unique(bucket[positions], return_index=True)
         keep.append(positions[first])
     chosen = np.unique(np.concatenate(keep))
-    bounds = np.searchsorted(chosen, np.append(offsets, n))  # where each curve's points start in `chosen`
-    for position, index in enumerate(long):
-        picked = chosen[bounds[position]:bounds[position + 1]]
-        result[index] = (x[picked], y[picked])
-    return result
+    return x[chosen], y[chosen]
 
 
 def _thin(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -638,21 +618,23 @@ def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]],
         return _encoded(figure, compact=compact)
 
 
-def _against(curve: Curve, axis: str, log_steps: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """The smoothed curve against one x axis (the progress axis in steps, scaled once downsampled); None when
-    the run has no point on it."""
-    if axis == "step" and log_steps:
-        kept = curve.at > 0  # step 0 has no place on a log axis
-        return (curve.at[kept], curve.smoothed[kept]) if kept.any() else None
-    if axis in ("step", "progress"):
-        return curve.at, curve.smoothed
+def _against(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The smoothed curve against one x axis; None when the run has no point on it."""
+    if axis == "step":
+        if log_steps:
+            kept = curve.at > 0  # step 0 has no place on a log axis
+            return downsample(curve.at[kept], curve.smoothed[kept], buckets) if kept.any() else None
+        return downsample(curve.at, curve.smoothed, buckets)
+    if axis == "progress":
+        x, y = downsample(curve.at, curve.smoothed, buckets)
+        return 100.0 * x / max(curve.steps, 1), y
     position = curve.epochs if axis == "epoch" else curve.tokens
     if position is None:
         return None
     known = ~np.isnan(position)  # steps before the first epoch or tokens value logged
     if not known.any():
         return None
-    return position[known], curve.smoothed[known]
+    return downsample(position[known], curve.smoothed[known], buckets)
 
 
 OVERVIEW_POINTS = 16_000
@@ -692,18 +674,12 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
             axes = figure.add_subplot(rows, grid_columns, position)
             missing = 0
             segments, colors = [], []
-            placed, shown = [], []
             for curve in drawn:
-                points = _against(curve, axis, log_steps)
+                points = _against(curve, axis, buckets, log_steps)
                 if points is None:
                     missing += 1
                     continue
-                placed.append(points)
-                shown.append(curve)
-            for curve, (x, y) in zip(shown, downsample_each(placed, buckets), strict=True):
-                if axis == "progress":
-                    x = 100.0 * x / max(curve.steps, 1)
-                segments.append(np.column_stack((x, y)))
+                segments.append(np.column_stack(points))
                 colors.append(curve.color)
             # One collection for all runs: 200 separate lines cost twice the drawing time.
             # Many runs: thinner, translucent lines, so the bundle shows where most runs are.

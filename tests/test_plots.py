@@ -18,7 +18,6 @@ from generator.plots import (
     DPI,
     PANEL_WIDTH,
     downsample,
-    downsample_each,
     eval_plot,
     loss_plot,
     overview_axes,
@@ -274,28 +273,6 @@ def test_downsampling_keeps_the_same_points_as_the_plain_definition(seed: int) -
     got, expected = downsample(x, y, buckets), _downsample_one_bucket_at_a_time(x, y, buckets)
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_downsampling_many_curves_at_once_keeps_each_curves_points(seed: int) -> None:
-    """An overview downsamples all its runs in one pass (`downsample_each`): the same points as one run at a
-    time, which the test above compares with the plain definition."""
-    rng = np.random.default_rng(seed)
-    buckets = int(rng.integers(1, 200))
-    curves = []
-    for _ in range(int(rng.integers(1, 60))):
-        # Short ones (kept whole), exactly 2 x buckets, one more, and long ones; ties, gaps, all missing.
-        n = int(rng.choice([0, 1, 2 * buckets, 2 * buckets + 1, rng.integers(1, 5_000)]))
-        y = rng.choice([rng.normal(size=n), rng.integers(0, 4, n).astype(float), np.full(n, np.nan)])
-        holes = rng.random(n) < rng.choice([0.0, 0.05, 0.6])
-        y[holes] = rng.choice([np.nan, np.inf, -np.inf], size=int(holes.sum()))
-        curves.append((np.cumsum(rng.random(n)), y))
-    together = downsample_each(curves, buckets)
-    assert len(together) == len(curves)
-    for (x, y), (got_x, got_y) in zip(curves, together, strict=True):
-        alone_x, alone_y = _downsample_one_bucket_at_a_time(x, y, buckets)
-        np.testing.assert_array_equal(got_x, alone_x)
-        np.testing.assert_array_equal(got_y, alone_y)
 
 
 def _short_runs() -> list[tuple[str, object]]:
