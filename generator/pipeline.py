@@ -179,7 +179,7 @@ def _cached_report(entry: CheckpointEntry, settings: AnalysisSettings, shown_bas
     if cached is None:
         return None
     return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, cached.curve,
-                           shown_base)
+                   shown_base)
 
 
 def _warning_prefix(entry: CheckpointEntry, shown: str) -> str:
