@@ -183,6 +183,8 @@ class RunCache:
             write_atomic(tables_path, b"".join(np.ascontiguousarray(array, dtype=_DTYPES[array.dtype.kind]).tobytes()
                                                for array in arrays.values()))
             write_atomic(meta_path, json.dumps(meta).encode("utf-8"))  # last: it makes the entry valid
+            # The tables of a cache written before FORMAT 2 (an .npz in the same slot) are never read again.
+            tables_path.with_suffix(".npz").unlink(missing_ok=True)
         except OSError:
             pass
 

@@ -215,7 +215,7 @@ class AdapterInfo:
 class DeferredTable:
     """A reader table as the run cache keeps it (`step`, then the other columns as one float matrix), made a
     DataFrame when first used: in a generation where one of 1,000 cached runs changed, the other runs'
-    tables are not used at all, and building 2,000 DataFrames took 0.3 ms each."""
+    tables are not used at all, and building their 2,000 DataFrames took 0.58 s of a profiled 7.5 s."""
 
     columns: tuple[str, ...]
     """Every column, `step` first (as the reader and `build` order them)."""

@@ -237,3 +237,15 @@ def test_cached_runs_drawn_in_worker_processes_give_the_same_bytes(tmp_path: Pat
 def _published(files: dict[str, bytes]) -> dict[str, bytes]:
     """The files of docs/ but traindocs' manifest, which records the files' modification times."""
     return {path: data for path, data in files.items() if path != ".traindocs-manifest.json"}
+
+
+def test_an_older_cache_entry_is_replaced_and_its_tables_file_removed(tmp_path: Path) -> None:
+    """Before FORMAT 2 the tables were an .npz beside the entry's JSON: read again, and the .npz goes."""
+    registry, cache = _project(tmp_path), RunCache(tmp_path / "cache")
+    first = _generate(registry, cache)
+    meta = next((tmp_path / "cache").rglob("*.json"))
+    old_tables = meta.with_suffix(".npz")
+    old_tables.write_bytes(b"PK\x03\x04 an old zip of tables")
+    meta.write_text(meta.read_text(encoding="utf-8").replace('"key": "', '"key": "old', 1), encoding="utf-8")
+    assert _published(_generate(registry, cache)) == _published(first)
+    assert not old_tables.exists() and meta.with_suffix(".bin").is_file()
