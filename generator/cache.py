@@ -205,6 +205,8 @@ def _read_arrays(path: Path, described: list[list[Any]]) -> dict[str, np.ndarray
     for name, dtype, shape in described:
         if dtype not in _DTYPES.values():
             raise ValueError(f"unexpected dtype {dtype!r}")
+        if not all(type(size) is int and size >= 0 for size in shape):
+            raise ValueError(f"unexpected shape {shape!r}")  # np.frombuffer reads a count of -1 as 'the rest'
         count = math.prod(shape)
         arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
         offset += 8 * count

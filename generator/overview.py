@@ -61,13 +61,13 @@ def _position(source: pd.Series | None, smoothed: pd.Series) -> np.ndarray | Non
     return position.to_numpy(dtype="float64")
 
 
-def run_curve(run: TrainingRun, figures: Figures, weight: float, name: str = "", color: str = "") -> Curve:
+def run_curve(run: TrainingRun, figures: Figures, weight: float) -> Curve:
     """The curve a run adds to its kind's overview: its kind's headline metric (the reward for RL runs, the loss
-    otherwise), by step, epoch and tokens seen."""
+    otherwise), by step, epoch and tokens seen; without a name or colour, which the entry using the run gives."""
     train = run.train
     tokens = finite_series(train, "num_tokens")
     if tokens.empty:
         tokens = finite_series(train, "num_input_tokens_seen")
     epochs = finite_series(train, "epoch")
-    return make_curve(name, color, finite_series(train, figures.kind.about.headline), figures.steps, weight,
+    return make_curve("", "", finite_series(train, figures.kind.about.headline), figures.steps, weight,
                       epochs=epochs, tokens=tokens)

@@ -192,7 +192,8 @@ def test_cached_arrays_are_read_only_as_their_entry_describes_them(tmp_path: Pat
     assert arrays["a"].flags.writeable  # pandas may modify a table in place
     # Object arrays (pickle), other dtypes, and sizes that do not add up to the file's are refused.
     for described in ([["a", "|O", [8]]], [["a", "<i4", [16]]], [["a", "<i8", [2, 3]]],
-                      [["a", "<i8", [2, 3]], ["b", "<f8", [3]]]):
+                      [["a", "<i8", [2, 3]], ["b", "<f8", [3]]], [["a", "<i8", [-1]]],
+                      [["a", "<i8", [2, 3]], ["b", "<f8", [-1]]], [["a", "<i8", [8.0]]], [["a", "<i8", [True] * 8]]):
         with pytest.raises(ValueError):
             _read_arrays(path, described)
 

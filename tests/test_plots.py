@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generator.analysis import finite_series
+from generator.analysis import finite_series, smooth
 from generator.colors import color_for
 from generator.kinds import kind_panels, standard_panels
 from generator.overview import make_curve
@@ -134,6 +134,29 @@ def test_overview_plot_handles_runs_of_different_lengths_and_axes() -> None:
     with_epochs = overview_plot(curves, SETTINGS, "loss")
     without = overview_plot(curves[1:], SETTINGS, "loss")
     assert png_size(with_epochs)[1] > png_size(without)[1]  # a second row of panels
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_an_overview_curve_places_each_step_at_the_last_epoch_and_tokens_logged_before_it(seed: int) -> None:
+    """`make_curve` on generated logs: values and epochs / tokens logged at different, partly shared steps,
+    from step 0 or later, against the plain definition (the last value logged at or before the step, NaN
+    before the first)."""
+    rng = np.random.default_rng(seed)
+
+    def logged(count: int) -> pd.Series:
+        steps = np.sort(rng.choice(np.arange(int(rng.integers(0, 3)), 400), size=count, replace=False))
+        return pd.Series(np.cumsum(rng.random(count)), index=pd.Index(steps, name="step"))
+
+    values, epochs, tokens = logged(int(rng.integers(1, 120))), logged(int(rng.integers(1, 120))), logged(3)
+    curve = make_curve("run", color_for(0), values, 400, SETTINGS.smoothing, epochs=epochs, tokens=tokens)
+    np.testing.assert_array_equal(curve.at, values.index.to_numpy(dtype="float64"))
+    np.testing.assert_array_equal(curve.smoothed, smooth(values, SETTINGS.smoothing).to_numpy())
+    for placed, source in ((curve.epochs, epochs), (curve.tokens, tokens)):
+        expected = [source[source.index <= step].iloc[-1] if (source.index <= step).any() else np.nan
+                    for step in values.index]
+        np.testing.assert_array_equal(placed, np.array(expected, dtype="float64"))
+    assert curve.tokens_seen == tokens.iloc[-1]
+    assert make_curve("run", color_for(0), values, 400, SETTINGS.smoothing).epochs is None
 
 
 def test_colours_are_stable_and_distinct_for_the_first_models() -> None:
