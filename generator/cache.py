@@ -25,6 +25,8 @@ import functools
 import hashlib
 import json
 import math
+import mmap
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -196,10 +198,15 @@ _DTYPES = {"i": "<i8", "f": "<f8"}
 def _read_arrays(path: Path, described: list[list[Any]]) -> dict[str, np.ndarray]:
     """The arrays of a `.bin` as its entry's JSON describes them (name, dtype, shape), back to back.
 
-    Writable views of one buffer, read at once: a 3,000-row run's seven arrays in 0.044 ms, against 0.58 ms from
-    an `.npz` (measured), which reads each array as a zip member. Only the two dtypes of `_DTYPES`, and the
-    sizes must add up to the file's."""
-    data = bytearray(path.read_bytes())
+    Writable views of one private (copy-on-write) memory map: only the pages used are read. An unchanged
+    run's tables are usually never used (see `DeferredTable`), so of a 3,000-row run's ~260 KB only the
+    overview curve's are; reading whole files was a third of loading 1,000 cached runs (0.33 ms a run,
+    measured). A newer entry replaces the file by renaming (`write_atomic`): a map keeps the file it was made
+    of. Only the two dtypes of `_DTYPES`, and the sizes must add up to the file's."""
+    with open(path, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        # mmap refuses an empty file; a private map (ACCESS_COPY) gives writable arrays, never written back.
+        data = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_COPY) if size else bytearray()
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for name, dtype, shape in described:
@@ -208,9 +215,11 @@ def _read_arrays(path: Path, described: list[list[Any]]) -> dict[str, np.ndarray
         if not all(type(size) is int and size >= 0 for size in shape):
             raise ValueError(f"unexpected shape {shape!r}")  # np.frombuffer reads a count of -1 as 'the rest'
         count = math.prod(shape)
+        if offset + 8 * count > size:
+            raise ValueError("the arrays run past the end of the file")
         arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
         offset += 8 * count
-    if offset != len(data):
+    if offset != size:
         raise ValueError("the arrays do not fill the file")
     return arrays
 

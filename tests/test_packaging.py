@@ -100,7 +100,7 @@ def test_wheel_holds_the_code_static_files_and_entry_points(wheel_build: tuple[P
         info = next(name.split("/")[0] for name in names if name.endswith(".dist-info/METADATA"))
         assert info == f"traindocs-{__version__}.dist-info"
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
-    assert re.search(r"\[console_scripts\]\s*\ntraindocs = generator\.cli:main", entry_points), entry_points
+    assert re.search(r"\[console_scripts\]\s*\ntraindocs = generator\.cli:run", entry_points), entry_points
     assert re.search(r"\[mkdocs\.plugins\]\s*\ntraindocs = generator\.mkdocs_plugin:TraindocsPlugin",
                      entry_points), entry_points
     assert not any(name.startswith(("tests/", "bench/", "examples/")) for name in names)
