@@ -42,7 +42,7 @@ from generator.folders import SIDE_FILES
 from generator.records import AnalysisSettings, Curve, DeferredTable, Figures, TrainingRun
 
 RUNS_DIR = "runs"
-FORMAT = 2
+FORMAT = 3
 RACY_SECONDS = 3.0
 """A file modified this close to the moment it was cached is verified by hash, not by its timestamp."""
 
@@ -139,10 +139,12 @@ class RunCache:
             evals = _table(meta["eval"], arrays, "e")  # DataFrames when first used (see DeferredTable)
             run = _decode(TrainingRun, {**meta["run"], "train": train, "eval": evals})
             curve = meta["curve"]
+            few = None if curve["few"] is None else {
+                str(name): (arrays[f"c_few_{name}_x"], arrays[f"c_few_{name}_y"]) for name in curve["few"]}
             cached = Cached(run, _decode(Figures, meta["figures"]), tuple(meta["analysis"]),
                             Curve("", "", int(curve["steps"]), arrays["c_at"], arrays["c_smoothed"],
                                   epochs=arrays.get("c_epochs"), tokens=arrays.get("c_tokens"),
-                                  tokens_seen=_decode(float | None, curve["tokens_seen"])))
+                                  tokens_seen=_decode(float | None, curve["tokens_seen"]), few=few))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None  # absent, damaged or from another version: read the file again
         if len(_LOADED) >= LOADED_ENTRIES:
@@ -168,6 +170,8 @@ class RunCache:
             arrays["c_epochs"] = curve.epochs
         if curve.tokens is not None:
             arrays["c_tokens"] = curve.tokens
+        for name, (x, y) in (curve.few or {}).items():
+            arrays[f"c_few_{name}_x"], arrays[f"c_few_{name}_y"] = x, y
         fields = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name not in ("train", "eval")}
         meta = {
             "key": key,
@@ -178,7 +182,8 @@ class RunCache:
             "run": _encode(fields),
             "figures": _encode(dataclasses.asdict(cached.figures)),
             "analysis": list(cached.analysis),
-            "curve": {"steps": curve.steps, "tokens_seen": _encode(curve.tokens_seen)},
+            "curve": {"steps": curve.steps, "tokens_seen": _encode(curve.tokens_seen),
+                      "few": None if curve.few is None else list(curve.few)},
             "arrays": [[name, _DTYPES[array.dtype.kind], list(array.shape)] for name, array in arrays.items()],
         }
         try:

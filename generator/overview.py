@@ -2,18 +2,21 @@
 
 A run's curve is made once, when its checkpoint is read (and cached with the
 reading): smoothing and placing hundreds of curves on every axis was most of the
-time of redrawing an overview in which one run changed.
+time of redrawing an overview in which one run changed. So are the few points
+each run is drawn from on the overviews of many runs (`FEW_BUCKETS`): picking
+them was the next largest part.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from generator.records import Curve, Figures, TrainingRun
-from generator.series import finite_series, smooth
+from generator.series import MAX_BUCKETS, downsample, finite_series, smooth
 
 OVERVIEW_AXES = (
     ("step", "Step"),
@@ -24,6 +27,18 @@ OVERVIEW_AXES = (
 """Each x axis an overview panel can draw against, with its axis label."""
 AXIS_TITLES = {"step": "step", "progress": "share of training", "epoch": "epoch", "tokens": "tokens seen"}
 """How a panel's title names its x axis ('By share of training')."""
+
+OVERVIEW_POINTS = 16_000
+"""Points per overview panel, shared by its curves: 200 overlaid runs are drawn from ~80
+points each (a smoothed curve among 200 shows no finer detail), 3 runs from 1,500 buckets."""
+FEW_BUCKETS = 60
+"""The fewest buckets a run is drawn from on an overview: on every overview of more than 133 runs
+(`overview_buckets`), so these points are picked once, when the run is read (`Curve.few`)."""
+
+
+def overview_buckets(runs: int) -> int:
+    """How many buckets (`downsample`) each of `runs` curves is drawn from on one overview panel."""
+    return max(FEW_BUCKETS, min(MAX_BUCKETS, OVERVIEW_POINTS // (2 * max(1, runs))))
 
 
 def overview_axes(curves: Sequence[Curve]) -> list[str]:
@@ -48,9 +63,10 @@ def make_curve(name: str, color: str, values: pd.Series, steps: int, weight: flo
                epochs: pd.Series | None = None, tokens: pd.Series | None = None) -> Curve:
     """`values` (finite, by step) smoothed with `weight`, and the epoch and tokens seen at each of their steps."""
     smoothed = smooth(values, weight)
-    return Curve(name, color, steps, smoothed.index.to_numpy(dtype="float64"), smoothed.to_numpy(dtype="float64"),
-                 epochs=_position(epochs, smoothed), tokens=_position(tokens, smoothed),
-                 tokens_seen=float(tokens.iloc[-1]) if tokens is not None and len(tokens) else None)
+    curve = Curve(name, color, steps, smoothed.index.to_numpy(dtype="float64"), smoothed.to_numpy(dtype="float64"),
+                  epochs=_position(epochs, smoothed), tokens=_position(tokens, smoothed),
+                  tokens_seen=float(tokens.iloc[-1]) if tokens is not None and len(tokens) else None)
+    return dataclasses.replace(curve, few=few_points(curve))
 
 
 def _position(source: pd.Series | None, smoothed: pd.Series) -> np.ndarray | None:
@@ -71,3 +87,47 @@ def run_curve(run: TrainingRun, figures: Figures, weight: float) -> Curve:
     epochs = finite_series(train, "epoch")
     return make_curve("", "", finite_series(train, figures.kind.about.headline), figures.steps, weight,
                       epochs=epochs, tokens=tokens)
+
+
+FEW_POINTS = (("step", "step", False), ("step-log", "step", True), ("epoch", "epoch", False),
+              ("tokens", "tokens", False))
+"""The points a curve keeps at FEW_BUCKETS (`Curve.few`): name, axis, on a log step axis. The share of training
+is the steps' points rescaled; a log step axis leaves out step 0."""
+
+
+def few_points(curve: Curve) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The points `placed` draws the curve from at FEW_BUCKETS, by FEW_POINTS' name; absent: no point there."""
+    few = {}
+    for name, axis, log_steps in FEW_POINTS:
+        points = _placed(curve, axis, FEW_BUCKETS, log_steps)
+        if points is not None:
+            few[name] = points
+    return few
+
+
+def placed(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The smoothed curve against one x axis, downsampled to `buckets`; None when the run has no point on it."""
+    if buckets != FEW_BUCKETS or curve.few is None:
+        return _placed(curve, axis, buckets, log_steps)
+    if axis == "progress":
+        x, y = curve.few["step"]
+        return 100.0 * x / max(curve.steps, 1), y
+    return curve.few.get("step-log" if axis == "step" and log_steps else axis)
+
+
+def _placed(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    if axis == "step":
+        if log_steps:
+            kept = curve.at > 0  # step 0 has no place on a log axis
+            return downsample(curve.at[kept], curve.smoothed[kept], buckets) if kept.any() else None
+        return downsample(curve.at, curve.smoothed, buckets)
+    if axis == "progress":
+        x, y = downsample(curve.at, curve.smoothed, buckets)
+        return 100.0 * x / max(curve.steps, 1), y
+    position = curve.epochs if axis == "epoch" else curve.tokens
+    if position is None:
+        return None
+    known = ~np.isnan(position)  # steps before the first epoch or tokens value logged
+    if not known.any():
+        return None
+    return downsample(position[known], curve.smoothed[known], buckets)

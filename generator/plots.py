@@ -24,9 +24,10 @@ from generator import fonts
 from generator.analysis import finite_series, smooth
 from generator.colors import LEGEND_LIMIT, PALETTE
 from generator.kinds import Panel
-from generator.overview import AXIS_TITLES, OVERVIEW_AXES, overview_panels
+from generator.overview import AXIS_TITLES, OVERVIEW_AXES, overview_buckets, overview_panels, placed
 from generator.overview import overview_axes as overview_axes  # re-exported: tests and callers find it here
 from generator.records import AnalysisSettings, Curve, Figures
+from generator.series import MAX_BUCKETS, downsample
 
 TEXT = "#262626"
 GRID = "#DDDDDD"
@@ -386,36 +387,6 @@ def _encoded(figure: Figure, palette: bool = False, compact: bool = False) -> by
     return buffer.getvalue()
 
 
-MAX_BUCKETS = 1500
-"""Long curves are drawn from the min and max of this many buckets (a plot is ~900 px wide)."""
-
-
-def downsample(x: np.ndarray, y: np.ndarray, buckets: int = MAX_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
-    """At most ~2 points per bucket: its minimum and maximum, plus the first and last point
-    and one NaN per bucket that has a gap. Spikes, minima, gaps and the end survive, so
-    the picture is the same to the eye while the PNG stays small for 100,000-row logs."""
-    n = len(x)
-    if n <= 2 * buckets:
-        return x, y
-    starts = np.linspace(0, n, buckets + 1).astype(int)[:-1]  # every bucket holds 2 points or more
-    sizes = np.diff(np.append(starts, n))
-    bucket = np.repeat(np.arange(buckets), sizes)
-    finite = np.isfinite(y)
-    low = np.where(finite, y, np.inf)
-    high = np.where(finite, y, -np.inf)
-    # Per bucket the first position of its finite minimum and maximum (as np.argmin/argmax pick them; a
-    # bucket without a finite value has neither), and of its first non-finite value.
-    at_min = np.flatnonzero(finite & (low == np.repeat(np.minimum.reduceat(low, starts), sizes)))
-    at_max = np.flatnonzero(finite & (high == np.repeat(np.maximum.reduceat(high, starts), sizes)))
-    gaps = np.flatnonzero(~finite)
-    keep = [np.array([0, n - 1])]
-    for positions in (at_min, at_max, gaps):
-        _, first = np.unique(bucket[positions], return_index=True)
-        keep.append(positions[first])
-    chosen = np.unique(np.concatenate(keep))
-    return x[chosen], y[chosen]
-
-
 def _thin(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
     """Evenly spaced points of aligned arrays, for shapes (bands) that min/max picking would tear."""
     if len(x) <= 2 * MAX_BUCKETS:
@@ -620,30 +591,6 @@ def eval_plot(name: str, evals: pd.DataFrame, groups: dict[str, dict[str, str]],
         return _encoded(figure, compact=compact)
 
 
-def _against(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """The smoothed curve against one x axis; None when the run has no point on it."""
-    if axis == "step":
-        if log_steps:
-            kept = curve.at > 0  # step 0 has no place on a log axis
-            return downsample(curve.at[kept], curve.smoothed[kept], buckets) if kept.any() else None
-        return downsample(curve.at, curve.smoothed, buckets)
-    if axis == "progress":
-        x, y = downsample(curve.at, curve.smoothed, buckets)
-        return 100.0 * x / max(curve.steps, 1), y
-    position = curve.epochs if axis == "epoch" else curve.tokens
-    if position is None:
-        return None
-    known = ~np.isnan(position)  # steps before the first epoch or tokens value logged
-    if not known.any():
-        return None
-    return downsample(position[known], curve.smoothed[known], buckets)
-
-
-OVERVIEW_POINTS = 16_000
-"""Points per overview panel, shared by its curves: 200 overlaid runs are drawn from ~80
-points each (a smoothed curve among 200 shows no finer detail), 3 runs from 1,500 buckets."""
-
-
 OVERVIEW_PANEL_WIDTH = 5.0
 """Inches of one overview panel drawn alone: two side by side on a desktop page, one a row on a phone,
 where 550 pixels shown 350 wide keep 10-point tick labels about 10 CSS pixels tall."""
@@ -667,7 +614,7 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
         footer = 0.2 + FIGURE_LEGEND_LINE * -(-len(drawn) // legend_columns) if with_legend else 0.0
         width = OVERVIEW_PANEL_WIDTH if only else 10.0 if grid_columns > 1 else 8.0
         figure = _grid_figure(rows, grid_columns, width, 2.9, footer=footer, titled=not only)
-        buckets = max(60, min(MAX_BUCKETS, OVERVIEW_POINTS // (2 * max(1, len(drawn)))))
+        buckets = overview_buckets(len(drawn))
         crowded = len(drawn) > LEGEND_LIMIT
         lengths = [curve.steps for curve in drawn if curve.steps > 0]
         # Runs of very different lengths: a log step axis keeps the short ones readable.
@@ -677,7 +624,7 @@ def overview_plot(curves: Sequence[Curve], settings: AnalysisSettings, what: str
             missing = 0
             segments, colors = [], []
             for curve in drawn:
-                points = _against(curve, axis, buckets, log_steps)
+                points = placed(curve, axis, buckets, log_steps)
                 if points is None:
                     missing += 1
                     continue

@@ -608,3 +608,5 @@ class Curve:
     """Tokens seen at each step of `at`, the same way; None when the run did not log them."""
     tokens_seen: float | None = None
     """The last tokens-seen value logged (a run may log it after its last loss)."""
+    few: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    """The points it is drawn from on an overview of many runs (`overview.few_points`), picked once."""

@@ -76,6 +76,9 @@ def test_the_cached_reading_equals_a_fresh_one(tmp_path: Path) -> None:
         mine, theirs = getattr(loaded.curve, array), getattr(curve, array)
         assert (mine is None and theirs is None) or np.array_equal(mine, theirs, equal_nan=True), array
     assert (loaded.curve.steps, loaded.curve.tokens_seen) == (curve.steps, curve.tokens_seen)
+    assert loaded.curve.few is not None and curve.few is not None and list(loaded.curve.few) == list(curve.few)
+    for name, (x, y) in curve.few.items():
+        assert np.array_equal(loaded.curve.few[name][0], x) and np.array_equal(loaded.curve.few[name][1], y), name
     assert cache.load(state, inputs_key(state, entry.resolved, "shown", AnalysisSettings(smoothing=0.9))) is None
 
 

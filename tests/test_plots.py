@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import struct
 import zlib
@@ -13,7 +14,7 @@ import pytest
 from generator.analysis import finite_series, smooth
 from generator.colors import color_for
 from generator.kinds import kind_panels, standard_panels
-from generator.overview import make_curve
+from generator.overview import FEW_BUCKETS, make_curve, placed
 from generator.plots import (
     DPI,
     PANEL_WIDTH,
@@ -151,12 +152,44 @@ def test_an_overview_curve_places_each_step_at_the_last_epoch_and_tokens_logged_
     curve = make_curve("run", color_for(0), values, 400, SETTINGS.smoothing, epochs=epochs, tokens=tokens)
     np.testing.assert_array_equal(curve.at, values.index.to_numpy(dtype="float64"))
     np.testing.assert_array_equal(curve.smoothed, smooth(values, SETTINGS.smoothing).to_numpy())
-    for placed, source in ((curve.epochs, epochs), (curve.tokens, tokens)):
+    for position, source in ((curve.epochs, epochs), (curve.tokens, tokens)):
         expected = [source[source.index <= step].iloc[-1] if (source.index <= step).any() else np.nan
                     for step in values.index]
-        np.testing.assert_array_equal(placed, np.array(expected, dtype="float64"))
+        np.testing.assert_array_equal(position, np.array(expected, dtype="float64"))
     assert curve.tokens_seen == tokens.iloc[-1]
     assert make_curve("run", color_for(0), values, 400, SETTINGS.smoothing).epochs is None
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_points_kept_for_overviews_of_many_runs_are_those_picked_when_drawn(seed: int) -> None:
+    """`Curve.few` (picked when a run is read) against `placed` computing them at draw time, on generated runs:
+    short and long, logged from step 0 or later, epochs and tokens from the start, later or never, with
+    gaps; every axis, linear and log steps."""
+    rng = np.random.default_rng(seed)
+    count = int(rng.choice([1, 50, 119, 121, 400, 3000, 20000]))
+    steps = np.sort(rng.choice(np.arange(int(rng.integers(0, 2)), 5 * count + 10), size=count, replace=False))
+    values = pd.Series(np.cumsum(rng.normal(size=count)), index=pd.Index(steps, name="step"))
+
+    def logged(after: int) -> pd.Series | None:
+        if rng.random() < 0.25:
+            return None
+        kept = steps[steps >= after]
+        return pd.Series(np.cumsum(rng.random(len(kept))), index=pd.Index(kept, name="step"))
+
+    epochs, tokens = logged(int(rng.integers(0, 3 * count + 1))), logged(int(rng.integers(0, count + 1)))
+    curve = make_curve("run", color_for(0), values, int(steps[-1]) + 1, SETTINGS.smoothing, epochs=epochs,
+                       tokens=tokens)
+    plain = dataclasses.replace(curve, few=None)
+    assert curve.few is not None
+    for axis in ("step", "progress", "epoch", "tokens"):
+        for log_steps in (False, True):
+            kept, computed = placed(curve, axis, FEW_BUCKETS, log_steps), placed(plain, axis, FEW_BUCKETS, log_steps)
+            assert (kept is None) == (computed is None), (axis, log_steps)
+            if kept is not None and computed is not None:
+                np.testing.assert_array_equal(kept[0], computed[0])
+                np.testing.assert_array_equal(kept[1], computed[1])
+    # Other bucket counts (overviews of fewer runs) are computed when drawn.
+    assert placed(curve, "step", 200, False)[0].tolist() == placed(plain, "step", 200, False)[0].tolist()
 
 
 def test_colours_are_stable_and_distinct_for_the_first_models() -> None:
