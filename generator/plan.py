@@ -318,6 +318,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     artefacts += [_bytes_artefact(f"{pages.ASSETS_DIR}/{name}", _static_file(STATIC_DIR / name))
                   for name in charts.STATIC_FILES]
     # Pages link each other and their images relatively: the whole report moves into its folder as is.
+    if not layout.folder:
+        return artefacts
     return [dataclasses.replace(artefact, path=layout.docs_path(artefact.path)) for artefact in artefacts]
 
 
