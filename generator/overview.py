@@ -107,6 +107,8 @@ def few_points(curve: Curve) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def placed(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.ndarray, np.ndarray] | None:
     """The smoothed curve against one x axis, downsampled to `buckets`; None when the run has no point on it."""
+    if curve.thin and buckets != FEW_BUCKETS:
+        raise ValueError(f"a thinned curve is drawn from {FEW_BUCKETS} buckets only, not {buckets}")
     if buckets != FEW_BUCKETS or curve.few is None:
         return _placed(curve, axis, buckets, log_steps)
     if axis == "progress":
@@ -131,3 +133,23 @@ def _placed(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.
     if not known.any():
         return None
     return downsample(position[known], curve.smoothed[known], buckets)
+
+
+def can_thin(curves: Sequence[Curve]) -> bool:
+    """Whether an overview of these runs draws every one from its `few` points (see `thinned`)."""
+    drawn = [curve for curve in curves if len(curve.at)]
+    return overview_buckets(len(drawn)) == FEW_BUCKETS and all(curve.few is not None for curve in drawn)
+
+
+def thinned(curve: Curve, axis: str) -> Curve:
+    """The curve with only what one overview panel by `axis` draws of it when `can_thin`: its `few` points for
+    that axis; its arrays cut to their first point (whether it has one and has epochs or tokens is all the
+    panel asks of them). An overview of 1,000 runs' full curves cost as much to send to a worker process as
+    to draw; thinned, a panel's curves are ~2 MB."""
+    names = {"step": ("step", "step-log"), "progress": ("step",)}.get(axis, (axis,))
+    few = curve.few or {}
+    return dataclasses.replace(
+        curve, at=curve.at[:1].copy(), smoothed=curve.smoothed[:1].copy(),
+        epochs=None if curve.epochs is None else curve.epochs[:1].copy(),
+        tokens=None if curve.tokens is None else curve.tokens[:1].copy(),
+        few={name: few[name] for name in names if name in few}, thin=True)

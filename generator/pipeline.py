@@ -160,6 +160,8 @@ def build_reports(registry: Registry, shown_base: Path, pool: WorkerPool | None 
                     hit = _cached_report(entry, settings, shown_base, cache)
                     if hit is not None:
                         outcomes[position] = hit
+                    elif pool is not None:
+                        pool.start_early()  # a run to read is plots to draw: the workers get ready meanwhile
     pending = [position for position in range(len(entries)) if position not in outcomes]
     jobs = [(entries[p], settings, registry_shown, shown_base, remote, cache) for p in pending]
     pooled = pool.for_work(len(jobs), workers.READ_POOL_THRESHOLD) if pool is not None else None

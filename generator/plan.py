@@ -25,7 +25,7 @@ from generator.badges import badge_svg
 from generator.cache import code_version
 from generator.formatting import fmt_number
 from generator.kinds import Panel
-from generator.overview import overview_panels
+from generator.overview import can_thin, overview_panels, thinned
 from generator.records import (
     AnalysisSettings,
     Curve,
@@ -148,6 +148,15 @@ class OverviewPlot:
     what: str
     only: str | None = None
     legend: bool = True
+    thin: bool = False
+    """Sent to a worker process with each curve thinned to what this one panel draws (`overview.thinned`; only
+    when `overview.can_thin`): the full curves of many runs cost as much to send as to draw."""
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        if self.thin and self.only:
+            state["curves"] = tuple(thinned(curve, self.only) for curve in self.curves)
+        return state
 
     def __call__(self) -> bytes:
         from generator import plots
@@ -279,13 +288,15 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
             overview = overview_images[0][1]
             # Many runs' overviews take seconds to draw: `traindocs serve` publishes the pages before them.
             many = len(members) > OVERVIEW_IN_WORKERS
+            # A few runs' overview goes to the workers with the model plots, so this process is free to write
+            # the pages meanwhile; so does that of so many runs that each is drawn from its few points, sent
+            # thinned (1,000 runs: ~2 MB a panel). Between the two, every run's whole curve would cost more to
+            # send to a worker than to draw here, while the workers draw the model plots.
+            thin = many and can_thin(curves)
             for position, (axis, path) in enumerate(overview_images):
-                # A few runs' overview goes to the workers with the model plots, so this process is free to
-                # write the pages meanwhile. Many runs' is drawn here while the workers draw the model plots:
-                # its inputs (every run's curve) would cost more to send to a worker than to draw here.
                 artefacts.append(Artefact(path, _key(path, overview_inputs),
-                                          OverviewPlot(curves, settings, what, axis, position == 0),
-                                          expensive=not many, first=True,
+                                          OverviewPlot(curves, settings, what, axis, position == 0, thin=thin),
+                                          expensive=not many or thin, first=True,
                                           deferrable=many))
             # The large index shows the overview PNGs, not the interactive chart: its data (~6 KB a run, growing
             # with the runs) would be an unused file.

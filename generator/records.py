@@ -610,3 +610,6 @@ class Curve:
     """The last tokens-seen value logged (a run may log it after its last loss)."""
     few: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     """The points it is drawn from on an overview of many runs (`overview.few_points`), picked once."""
+    thin: bool = False
+    """Cut to what one panel of an overview of many runs draws (`overview.thinned`): its arrays hold their first
+    point only, and `few` that panel's points."""

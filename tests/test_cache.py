@@ -294,3 +294,34 @@ def test_repeated_generations_in_one_process_freeze_one_generation_at_most(tmp_p
         assert gc.isenabled()
     finally:
         gc.unfreeze()
+
+
+def test_workers_are_started_early_when_a_checkpoint_must_be_read(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run missing from the cache means plots to draw: the workers are forked while the other runs load
+    # (WorkerPool.start_early); with every run cached there may be nothing to draw, and none is started.
+    from generator import workers
+
+    registry, cache = _runs(tmp_path, 3), RunCache(tmp_path / "cache")
+    early: list[int] = []
+    start_early = workers.WorkerPool.start_early
+    monkeypatch.setattr(workers.WorkerPool, "start_early", lambda pool: early.append(1) or start_early(pool))
+    docs = registry.parent / "docs"
+    site.generate(registry, docs, cache=cache, jobs=2)
+    assert early  # cold: every run is read
+    cold = {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*")) if p.is_file()}
+    early.clear()
+    site.generate(registry, docs, cache=cache, jobs=2)
+    assert early == []
+    state = tmp_path / "run1" / "checkpoint-50" / "trainer_state.json"
+    write_state(state.parent, sft_rows([1.9, 1.5, 1.25, 1.0, 0.9]))
+    site.generate(registry, docs, cache=cache, jobs=2)
+    assert early
+    # The same bytes as one process reading and drawing everything.
+    write_state(state.parent, sft_rows([1.9, 1.5, 1.21, 1.0, 0.9]))
+    site.generate(registry, docs, cache=cache, jobs=2)
+    again = {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*")) if p.is_file()}
+    shutil.rmtree(docs)
+    site.generate(registry, docs, cache=RunCache(tmp_path / "other cache"), jobs=1)
+    serial = {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*")) if p.is_file()}
+    assert _published(again) == _published(serial) == _published(cold)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import pickle
 import struct
 import zlib
 
@@ -14,7 +15,8 @@ import pytest
 from generator.analysis import finite_series, smooth
 from generator.colors import color_for
 from generator.kinds import kind_panels, standard_panels
-from generator.overview import FEW_BUCKETS, make_curve, placed
+from generator.overview import FEW_BUCKETS, can_thin, make_curve, placed, thinned
+from generator.plan import OverviewPlot
 from generator.plots import (
     DPI,
     PANEL_WIDTH,
@@ -190,6 +192,32 @@ def test_the_points_kept_for_overviews_of_many_runs_are_those_picked_when_drawn(
                 np.testing.assert_array_equal(kept[1], computed[1])
     # Other bucket counts (overviews of fewer runs) are computed when drawn.
     assert placed(curve, "step", 200, False)[0].tolist() == placed(plain, "step", 200, False)[0].tolist()
+
+
+def test_an_overview_of_many_runs_sent_to_a_worker_thinned_draws_the_same_bytes() -> None:
+    """`OverviewPlot(thin=True)` pickles each curve cut to the panel's few points (plan sends it to a worker
+    process): unpickled, it must draw the very bytes of the full curves, and be much smaller to send."""
+    rng = np.random.default_rng(7)
+    curves = []
+    for n in range(140):  # more than 133 runs: every curve drawn from its FEW_BUCKETS points
+        count = int(rng.integers(130, 600))
+        span = 4 * count * (8 if n % 2 else 1)  # lengths 8 times apart: a log step axis, step 0 left out
+        steps = np.sort(rng.choice(np.arange(int(rng.integers(0, 2)), span), size=count, replace=False))
+        values = pd.Series(np.exp(-steps / (count * rng.uniform(0.5, 2))) + rng.normal(0, 0.02, count),
+                           index=pd.Index(steps, name="step"))
+        position = pd.Series(np.arange(1, count + 1) * 512.0, index=values.index)
+        curves.append(make_curve(f"run {n}", color_for(n), values, int(steps[-1]) + 1, SETTINGS.smoothing,
+                                 epochs=position / count if n % 3 else None, tokens=position if n % 4 else None))
+    curves.append(make_curve("empty", color_for(140), pd.Series([], dtype="float64"), 0, SETTINGS.smoothing))
+    assert can_thin(curves)
+    for axis in overview_axes(curves):
+        job = OverviewPlot(tuple(curves), SETTINGS, "loss", axis, legend=axis == "step", thin=True)
+        sent = pickle.dumps(job)
+        assert len(sent) < len(pickle.dumps(dataclasses.replace(job, thin=False))) / 3
+        assert pickle.loads(sent)() == job(), axis
+    assert not can_thin(curves[:100])  # fewer runs are drawn from more points than they keep
+    with pytest.raises(ValueError):
+        overview_plot([thinned(curve, "step") for curve in curves[:100]], SETTINGS, "loss", "step")
 
 
 def test_colours_are_stable_and_distinct_for_the_first_models() -> None:
