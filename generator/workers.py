@@ -9,6 +9,7 @@ meanwhile.
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import logging
 import multiprocessing
@@ -62,7 +63,11 @@ def _die_with_parent(parent: int | None = None) -> None:
 
 
 def _start_worker(parent: int, preload: tuple[str, ...]) -> None:
-    """A worker started early (`WorkerPool.start_early`): tied to its parent, then importing what it draws with."""
+    """A worker started early (`WorkerPool.start_early`): tied to its parent, then importing what it draws with.
+
+    It may be forked while its parent has the garbage collector paused (loading cached runs): a fork inherits
+    that, and a worker drawing thousands of figures must collect their reference cycles."""
+    gc.enable()
     _die_with_parent(parent)
     for module in preload:
         importlib.import_module(module)

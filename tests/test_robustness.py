@@ -210,3 +210,25 @@ def _running(pid: int) -> bool:
             return stat.read().split(") ")[-1][0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+@pytest.mark.slow  # starts worker processes
+def test_workers_started_early_collect_garbage_even_when_forked_with_the_collector_paused() -> None:
+    # The pipeline starts the workers at its first cache miss, while loading cached runs with the collector off:
+    # a fork inherits that, and a worker drawing thousands of figures must still collect their cycles.
+    import gc
+
+    from generator.workers import WorkerPool
+
+    pool = WorkerPool(2)
+    gc.disable()
+    try:
+        pool.start_early()
+    finally:
+        gc.enable()
+    try:
+        executor = pool.for_work(100, 1)
+        assert executor is not None
+        assert all(executor.submit(gc.isenabled).result() for _ in range(4))
+    finally:
+        pool.close()
