@@ -97,8 +97,11 @@ is the steps' points rescaled; a log step axis leaves out step 0."""
 
 def few_points(curve: Curve) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The points `placed` draws the curve from at FEW_BUCKETS, by FEW_POINTS' name; absent: no point there."""
-    few = {}
+    few: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, axis, log_steps in FEW_POINTS:
+        if name == "step-log" and len(curve.at) and bool((curve.at > 0).all()) and "step" in few:
+            few[name] = few["step"]  # no step 0 to leave out: the same arrays, held (and sent) once
+            continue
         points = _placed(curve, axis, FEW_BUCKETS, log_steps)
         if points is not None:
             few[name] = points

@@ -163,14 +163,15 @@ def replay(stamp: Path, mkdocs_yml: Path, strict: bool, started: float) -> int |
             return None
         if document["environment"] != _environment(mkdocs_yml):
             return None
-        docs = document["docs_dir"]
-        for path, identity in document["outputs"].items():
-            if _identity(os.path.join(docs, path)) != identity:
-                return None
+        # The inputs first: an edited checkpoint, the usual change, is found before the site's files are checked.
         for path, known in document["inputs"].items():
             if _identity(path) != known["identity"]:
                 return None
             if known["sha256"] and _sha256(Path(path)) != known["sha256"]:
+                return None
+        docs = document["docs_dir"]
+        for path, identity in document["outputs"].items():
+            if _identity(os.path.join(docs, path)) != identity:
                 return None
         if document["versions"] != _versions():
             return None

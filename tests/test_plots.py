@@ -192,6 +192,8 @@ def test_the_points_kept_for_overviews_of_many_runs_are_those_picked_when_drawn(
                 np.testing.assert_array_equal(kept[1], computed[1])
     # Other bucket counts (overviews of fewer runs) are computed when drawn.
     assert placed(curve, "step", 200, False)[0].tolist() == placed(plain, "step", 200, False)[0].tolist()
+    empty = make_curve("empty", color_for(1), pd.Series([], dtype="float64"), 0, SETTINGS.smoothing)
+    assert placed(empty, "step", FEW_BUCKETS, True) is None is placed(empty, "epoch", FEW_BUCKETS, False)
 
 
 def test_an_overview_of_many_runs_sent_to_a_worker_thinned_draws_the_same_bytes() -> None:
