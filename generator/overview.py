@@ -115,8 +115,7 @@ def placed(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.n
     if buckets != FEW_BUCKETS or curve.few is None:
         return _placed(curve, axis, buckets, log_steps)
     if axis == "progress":
-        x, y = curve.few["step"]
-        return 100.0 * x / max(curve.steps, 1), y
+        return _as_share(curve, curve.few["step"])
     return curve.few.get("step-log" if axis == "step" and log_steps else axis)
 
 
@@ -127,8 +126,7 @@ def _placed(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.
             return downsample(curve.at[kept], curve.smoothed[kept], buckets) if kept.any() else None
         return downsample(curve.at, curve.smoothed, buckets)
     if axis == "progress":
-        x, y = downsample(curve.at, curve.smoothed, buckets)
-        return 100.0 * x / max(curve.steps, 1), y
+        return _as_share(curve, downsample(curve.at, curve.smoothed, buckets))
     position = curve.epochs if axis == "epoch" else curve.tokens
     if position is None:
         return None
@@ -136,6 +134,12 @@ def _placed(curve: Curve, axis: str, buckets: int, log_steps: bool) -> tuple[np.
     if not known.any():
         return None
     return downsample(position[known], curve.smoothed[known], buckets)
+
+
+def _as_share(curve: Curve, points: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Points by step as points by share of training (% of the run's steps)."""
+    x, y = points
+    return 100.0 * x / max(curve.steps, 1), y
 
 
 def can_thin(curves: Sequence[Curve]) -> bool:
@@ -149,7 +153,8 @@ def thinned(curve: Curve, axis: str) -> Curve:
     that axis; its arrays cut to their first point (whether it has one and has epochs or tokens is all the
     panel asks of them). An overview of 1,000 runs' full curves cost as much to send to a worker process as
     to draw; thinned, a panel's curves are ~2 MB."""
-    names = {"step": ("step", "step-log"), "progress": ("step",)}.get(axis, (axis,))
+    by_step = "step" if axis == "progress" else axis  # the share of training is the steps' points rescaled
+    names = [name for name, drawn_axis, _ in FEW_POINTS if drawn_axis == by_step]
     few = curve.few or {}
     return dataclasses.replace(
         curve, at=curve.at[:1].copy(), smoothed=curve.smoothed[:1].copy(),

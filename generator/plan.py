@@ -245,8 +245,8 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         for plot_path, what, job in plans:
             if plot_path:
                 artefacts.append(Artefact(plot_path, _key(what, plot_path, then=shared), job, expensive=True))
-        # Handed out first: a long run's CSV is the longest job of a generation (100,000 rows: ~0.35 s against
-        # ~0.06 s a plot), and started after the plots it was drawn on alone at the end (measured).
+        # Handed out first: a long run's CSV is the longest job of a generation (100,000 rows: ~0.3 s against
+        # 0.04-0.11 s a plot), and queued after the plots it ran alone at the end (measured).
         artefacts.append(
             Artefact(files.log_csv, _key("csv", versions, run.state_sha256, large),
                      partial(downloads.log_history_csv, report, compressed=large), expensive=True, first=True)

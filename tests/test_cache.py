@@ -79,6 +79,9 @@ def test_the_cached_reading_equals_a_fresh_one(tmp_path: Path) -> None:
     assert loaded.curve.few is not None and curve.few is not None and list(loaded.curve.few) == list(curve.few)
     for name, (x, y) in curve.few.items():
         assert np.array_equal(loaded.curve.few[name][0], x) and np.array_equal(loaded.curve.few[name][1], y), name
+    # Logged from step 10: the log step axis's points are the step axis's, held once, and read back shared.
+    assert curve.few["step-log"] is curve.few["step"]
+    assert all(a is b for a, b in zip(loaded.curve.few["step-log"], loaded.curve.few["step"], strict=True))
     assert cache.load(state, inputs_key(state, entry.resolved, "shown", AnalysisSettings(smoothing=0.9))) is None
 
 
