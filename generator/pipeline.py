@@ -210,11 +210,12 @@ def _cached_report(entry: CheckpointEntry, settings: AnalysisSettings, shown_bas
     except (CheckpointError, OSError):
         return None  # _report_for reports the problem
     shown = _shown(state_file, shown_base)
-    cached = cache.load(state_file, inputs_key(state_file, entry.resolved, shown, settings))
+    key = inputs_key(state_file, entry.resolved, shown, settings)
+    cached = cache.load(state_file, key)
     if cached is None:
         return None
     return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, cached.curve,
-                   shown_base)
+                   shown_base, key)
 
 
 def _warning_prefix(entry: CheckpointEntry, shown: str) -> str:
@@ -236,12 +237,13 @@ def _labelled(run: TrainingRun, entry: CheckpointEntry, shown: str) -> TrainingR
 
 
 def _report(entry: CheckpointEntry, run: TrainingRun, figures: Figures, analysis: tuple[str, ...], curve: Curve,
-            shown_base: Path) -> ModelReport:
+            shown_base: Path, reading_key: str) -> ModelReport:
     # A local base model path is shown relative to the registry or from ~: pages never publish a home folder.
     base_model = shown_base_model(entry.base_model or run.base_model, shown_base)
     color = color_for(entry.index)
     return ModelReport(entry=entry, run=run, figures=figures, analysis=analysis, base_model=base_model,
-                       color=color, curve=dataclasses.replace(curve, name=entry.name, color=color))
+                       color=color, curve=dataclasses.replace(curve, name=entry.name, color=color),
+                       reading_key=reading_key)
 
 
 def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_shown: str,
@@ -263,7 +265,7 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
         cached = cache.load(state_file, key) if cache is not None else None
         if cached is not None:
             return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, cached.curve,
-                           shown_base)
+                           shown_base, key)
         run = read_run(entry, shown_file=shown)
     except CheckpointError as exc:
         return EntryProblem(label=entry.label, message=str(exc), name=entry.name)
@@ -276,7 +278,7 @@ def _report_for(entry: CheckpointEntry, settings: AnalysisSettings, registry_sho
     curve = run_curve(run, figures, settings.smoothing)  # named and coloured by the entry (_report)
     if cache is not None:
         cache.store(key, Cached(_unlabelled(run, entry, shown), figures, analysis, curve))
-    return _report(entry, run, figures, analysis, curve, shown_base)
+    return _report(entry, run, figures, analysis, curve, shown_base, key)
 
 
 def _is_remote(path: str) -> bool:

@@ -36,6 +36,7 @@ from generator.records import (
     SiteLayout,
     TrainingRun,
 )
+from generator.sanitize import home_folders
 
 STATIC_DIR = Path(__file__).parent / "static"
 TABLESORT_FILE = STATIC_DIR / "tablesort.js"
@@ -218,6 +219,10 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     # decided in kinds, analysis and here as much as in plots, so the whole package counts.
     versions = (__version__, matplotlib_version(), code_version())
     large = group_pages.is_large(len(reports))
+    registry_dir = registry.file.resolve().parent
+    # What a model page depends on beside its report (paths are shown relative to the registry or from ~).
+    page_context = _parts(versions, layout, str(registry_dir), registry.site.show_paths,
+                          [str(home) for home in home_folders()], large)
     artefacts: list[Artefact] = []
     for report in reports:
         slug, name = report.entry.slug, report.entry.name
@@ -262,11 +267,17 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
         label, _, last = report.figures.headline()  # an RL loss says nothing of progress: its reward does
         badge = badge_svg(label, fmt_number(last))
         artefacts.append(_bytes_artefact(files.badge, badge))
-        page = pages.model_page(report, files, settings, layout, registry.file.resolve().parent,
-                                registry.site.show_paths)
-        if large:
-            page = LARGE_PAGE_FRONT_MATTER + page
-        artefacts.append(_bytes_artefact(pages.model_page_path(slug), page.encode("utf-8")))
+        page_path = pages.model_page_path(slug)
+        write_page = partial(_model_page_bytes, report, files, settings, layout, registry_dir,
+                             registry.site.show_paths, large)
+        if report.reading_key:
+            # Keyed by its inputs, so an unchanged model's page is not even written in memory (1,000 pages: ~0.4
+            # s of planning each generation, measured). The report is the cached reading (its key, the state
+            # file's hash) given to the entry (every field), shown from the registry's folder.
+            page_inputs = (report.reading_key, run.state_sha256, report.entry, report.base_model, report.color)
+            artefacts.append(Artefact(page_path, _key("page", page_path, *page_inputs, then=page_context), write_page))
+        else:
+            artefacts.append(_bytes_artefact(page_path, write_page()))  # read without a cache: keyed by its text
 
     groups = []
     for kind, members in pages.kind_groups(reports):
@@ -334,6 +345,14 @@ def plan_artefacts(registry: Registry, reports: list[ModelReport], problems: lis
     if not layout.folder:
         return artefacts
     return [dataclasses.replace(artefact, path=layout.docs_path(artefact.path)) for artefact in artefacts]
+
+
+def _model_page_bytes(report: ModelReport, files: pages.ModelFiles, settings: AnalysisSettings,
+                      layout: SiteLayout, registry_dir: Path, show_paths: bool, large: bool) -> bytes:
+    page = pages.model_page(report, files, settings, layout, registry_dir, show_paths)
+    if large:
+        page = LARGE_PAGE_FRONT_MATTER + page
+    return page.encode("utf-8")
 
 
 @functools.cache

@@ -586,6 +586,10 @@ class ModelReport:
     """The model's colour on every plot."""
     curve: Curve
     """Its curve on its kind's overview, in its name and colour."""
+    reading_key: str = ""
+    """The cache's key of what the reading was made of (`cache.inputs_key`: the code, the paths, the files
+    beside the state file, the settings), with the state file's hash in `run`: equal keys, equal reading.
+    Empty when the run was read without a cache (`--no-cache`): its page is then keyed by its text."""
 
 
 @dataclass(frozen=True, eq=False)

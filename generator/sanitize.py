@@ -63,7 +63,7 @@ def shown_local_path(path: str, registry_dir: Path) -> str:
         return "."
     if absolute.is_relative_to(base):
         return absolute.relative_to(base).as_posix()
-    for home in _homes():
+    for home in home_folders():
         if absolute == home:
             return "~"
         if absolute.is_relative_to(home):
@@ -89,7 +89,7 @@ def shown_base_model(text: str, registry_dir: Path) -> str:
     return shown_local_path(text, registry_dir) if looks_local(text) else text
 
 
-def _homes() -> list[Path]:
+def home_folders() -> list[Path]:
     """The home folder by $HOME and by the password database (they may differ)."""
     homes = []
     for home in (os.environ.get("HOME", ""), os.path.expanduser("~")):

@@ -5,20 +5,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import sft_rows, write_state
-from generator import pipeline, site
+from generator import pages, pipeline, site
 from generator.analysis import analyse
 from generator.cache import RUNS_DIR, Cached, RunCache, _read_arrays, inputs_key
 from generator.cli import main
 from generator.narrative import model_analysis
 from generator.overview import run_curve
 from generator.reader import read_run
-from generator.records import AnalysisSettings, CheckpointEntry, DeferredTable, TrainingRun
+from generator.records import AnalysisSettings, CheckpointEntry, DeferredTable, SiteLayout, TrainingRun
 
 pytestmark = pytest.mark.slow  # builds sites: an integration test, out of the fast unit subset
 
@@ -328,3 +331,108 @@ def test_workers_are_started_early_when_a_checkpoint_must_be_read(tmp_path: Path
     site.generate(registry, docs, cache=RunCache(tmp_path / "other cache"), jobs=1)
     serial = {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*")) if p.is_file()}
     assert _published(again) == _published(serial) == _published(cold)
+
+
+# --- model pages keyed by their inputs (plan: a cached run's page is not written again to be compared) -------
+
+
+def _pages_project(tmp_path: Path) -> dict[str, Any]:
+    """Two runs, one inside the registry's folder and one outside it (shown from ~ when HOME holds it); A's
+    last loss is a string, which makes a reader's note naming the entry by its place in the registry."""
+    write_state(tmp_path / "proj" / "runs" / "a" / "checkpoint-50", _rows_a(1.3))
+    write_state(tmp_path / "other" / "b" / "checkpoint-30", sft_rows([3.0, 2.0, 1.5]))
+    return {"registry": tmp_path / "proj" / "checkpoints.yaml", "site": {}, "analysis": {},
+            "checkpoints": [{"name": "A", "path": "runs/a"}, {"name": "B", "path": "../other/b"}]}
+
+
+def _rows_a(third_loss: float, *more: float) -> list[dict[str, object]]:
+    return [*sft_rows([2.0, 1.6, third_loss, 1.1, 1.0, *more]), {"loss": "oops", "step": 100}]
+
+
+def _write_registry(project: dict[str, Any]) -> Path:
+    registry: Path = project["registry"]
+    document = {key: project[key] for key in ("site", "analysis", "checkpoints") if project[key]}
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return registry
+
+
+def _markdown(docs: Path) -> dict[str, str]:
+    return {p.relative_to(docs).as_posix(): p.read_text(encoding="utf-8") for p in sorted(docs.rglob("*.md"))}
+
+
+def test_a_page_kept_by_its_inputs_equals_the_page_written_afresh(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each input a model page shows is changed in turn; the page kept or rewritten by its key must be the
+    one a generation without a cache or an earlier site writes. A key that misses an input keeps a stale page."""
+    monkeypatch.setenv("HOME", str(tmp_path / "elsewhere"))
+    project = _pages_project(tmp_path)
+    docs, cache = tmp_path / "docs", RunCache(tmp_path / "cache")
+    layout = SiteLayout()
+    entries = project["checkpoints"]
+    state_a = tmp_path / "proj" / "runs" / "a" / "checkpoint-50" / "trainer_state.json"
+
+    def moved_registry() -> None:  # paths are shown from the registry's folder
+        project["registry"] = tmp_path / "proj" / "sub" / "checkpoints.yaml"
+        for entry in entries:
+            entry["path"] = "../" + entry["path"]
+
+    def site_url() -> None:
+        nonlocal layout
+        layout = SiteLayout(site_url="https://example.org/reports/", site_name="Runs")
+
+    changes: list[tuple[str, Callable[[], object]]] = [
+        ("description", lambda: entries[0].update(description="A longer run.")),
+        ("name", lambda: entries[1].update(name="B renamed")),
+        ("tags", lambda: entries[0].update(tags=["lora", "sft"])),
+        ("phase", lambda: entries[0].update(phase="Phase 2")),
+        ("base model", lambda: entries[1].update(base_model="org/base-7b")),
+        ("order", lambda: entries.reverse()),
+        ("a file beside the state file", lambda: (state_a.parent / "adapter_config.json").write_text(
+            '{"base_model_name_or_path": "org/other", "peft_type": "LORA", "r": 8}', encoding="utf-8")),
+        ("analysis settings", lambda: project["analysis"].update(smoothing=0.3, loss_levels=[1.2])),
+        ("home folder", lambda: monkeypatch.setenv("HOME", str(tmp_path))),
+        ("registry's folder", moved_registry),
+        ("show_paths", lambda: project["site"].update(show_paths=False)),
+        ("site_url and site_name", site_url),
+        ("a loss", lambda: write_state(state_a.parent, _rows_a(1.25))),
+        ("a newer checkpoint", lambda: write_state(state_a.parent.parent / "checkpoint-60",
+                                                   _rows_a(1.3, 0.9))),
+    ]
+    site.generate(_write_registry(project), docs, layout, cache=cache)
+    for n, (what, change) in enumerate(changes):
+        before = _markdown(docs)
+        change()
+        registry = _write_registry(project)
+        site.generate(registry, docs, layout, cache=cache)
+        fresh = tmp_path / f"fresh-{n}"
+        site.generate(registry, fresh, layout, cache=False)  # pages keyed by their text, every run read again
+        kept, afresh = _markdown(docs), _markdown(fresh)
+        assert kept == afresh, f"after changing the {what}: a kept page differs from the page written afresh"
+        assert [p for p in afresh if p.startswith("models/") and afresh[p] != before.get(p)], \
+            f"the {what} changed no model page: the step tests nothing"
+
+
+def test_an_unchanged_model_page_is_not_written_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, cache = _project(tmp_path), RunCache(tmp_path / "cache")
+    first = _generate(registry, cache)
+    written: list[str] = []
+    real = pages.model_page
+
+    def spy(report: Any, *args: Any, **kwargs: Any) -> str:
+        written.append(report.entry.name)
+        return real(report, *args, **kwargs)
+
+    monkeypatch.setattr(pages, "model_page", spy)
+    page = "models/run.md"
+    assert _generate(registry, cache)[page] == first[page]
+    assert written == []
+    (tmp_path / "docs" / page).write_text("edited by hand", encoding="utf-8")
+    assert _generate(registry, cache)[page] == first[page]  # a page changed on disk is written again
+    assert written == ["Run"]
+
+
+@pytest.mark.parametrize("record", [SiteLayout(), CheckpointEntry(0, "n", "s", "p", Path("p"))])
+def test_a_page_key_sees_every_field_of_the_entry_and_layout(record: object) -> None:
+    # The key takes these records by their repr: a field left out of it would be left out of the key.
+    assert all(f"{field.name}=" in repr(record) for field in dataclasses.fields(record))  # type: ignore[arg-type]
