@@ -158,9 +158,9 @@ def build_reports(registry: Registry, shown_base: Path, pool: WorkerPool | None 
             for position, entry in enumerate(entries):
                 if not _is_remote(entry.path):  # a remote entry is checked against its server first
                     hit = _cached_report(entry, settings, shown_base, cache)
-                    if hit is not None:
+                    if isinstance(hit, ModelReport):
                         outcomes[position] = hit
-                    elif pool is not None:
+                    elif hit is _TO_READ and pool is not None:
                         pool.start_early()  # a run to read is plots to draw: the workers get ready meanwhile
     pending = [position for position in range(len(entries)) if position not in outcomes]
     jobs = [(entries[p], settings, registry_shown, shown_base, remote, cache) for p in pending]
@@ -202,18 +202,23 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+_TO_READ = "to read"
+"""`_cached_report`: the entry's checkpoint is there and not in the cache (the run will be read and drawn)."""
+
+
 def _cached_report(entry: CheckpointEntry, settings: AnalysisSettings, shown_base: Path,
-                   cache: RunCache) -> ModelReport | None:
-    """The entry's report from the cache, when its files have not changed; None otherwise."""
+                   cache: RunCache) -> ModelReport | str | None:
+    """The entry's report from the cache, when its files have not changed; `_TO_READ` when its checkpoint
+    must be read; None when there is none to read (`_report_for` reports the problem)."""
     try:
         state_file = locate_state_file(entry)
     except (CheckpointError, OSError):
-        return None  # _report_for reports the problem
+        return None
     shown = _shown(state_file, shown_base)
     key = inputs_key(state_file, entry.resolved, shown, settings)
     cached = cache.load(state_file, key)
     if cached is None:
-        return None
+        return _TO_READ
     return _report(entry, _labelled(cached.run, entry, shown), cached.figures, cached.analysis, cached.curve,
                    shown_base, key)
 

@@ -331,6 +331,11 @@ def test_workers_are_started_early_when_a_checkpoint_must_be_read(tmp_path: Path
     site.generate(registry, docs, cache=RunCache(tmp_path / "other cache"), jobs=1)
     serial = {p.relative_to(docs).as_posix(): p.read_bytes() for p in sorted(docs.rglob("*")) if p.is_file()}
     assert _published(again) == _published(serial) == _published(cold)
+    # A checkpoint that is not there is a problem to report, not a run to draw: no workers for it.
+    early.clear()
+    shutil.rmtree(tmp_path / "run1")
+    site.generate(registry, docs, cache=cache, jobs=2)
+    assert early == []
 
 
 # --- model pages keyed by their inputs (plan: a cached run's page is not written again to be compared) -------
