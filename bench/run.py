@@ -945,7 +945,9 @@ def evaluate_targets(results: Sequence[CaseResult], examples: tuple[Measurement,
         # Everything but site/assets/ (pages, plots, downloads, group pages, the search index) taken as growing
         # with the runs: an upper estimate (the index and methodology pages do not).
         per_model = (many.site_bytes - many.site_theme_bytes) / many.checkpoints
-        peak = max(many.cold.peak_mb, many.mkdocs_build.peak_mb)
+        # Every command a user runs on such a registry counts: a generation after one change peaked higher than
+        # the cold one (2026-12-03: 1,068 against 934 MB), and an earlier version of this row left it out.
+        peak = max(many.cold.peak_mb, many.one_changed.peak_mb, many.mkdocs_build.peak_mb)
         targets += [
             Target(f"{label}: site < 500 MB", f"{many.site_bytes / MB:.0f} MB, {many.site_files:,} files{on}"
                    + ("" if real else f"; {per_model / KB:.0f} KB a model beyond site/assets/ "
@@ -958,8 +960,9 @@ def evaluate_targets(results: Sequence[CaseResult], examples: tuple[Measurement,
             Target(f"{label}: generate + build < 10 min",
                    f"{total:.0f} s ({many.cold.seconds:.0f} + {many.mkdocs_build.seconds:.0f}){on}",
                    total < 600 if real else None, "", _floor_of(many)),
-            Target(f"{label}: peak memory < 1 GB", f"{peak:.0f} MB (generate {many.cold.peak_mb:.0f}, build "
-                   f"{many.mkdocs_build.peak_mb:.0f}; RSS summed over workers){on}", peak < 1024 if real else None),
+            Target(f"{label}: peak memory < 1 GB", f"{peak:.0f} MB (generate {many.cold.peak_mb:.0f}, one changed "
+                   f"{many.one_changed.peak_mb:.0f}, build {many.mkdocs_build.peak_mb:.0f}; RSS summed over "
+                   f"workers){on}", peak < 1024 if real else None),
             Target(f"{label}: index usable (groups, pages, sort, filter)",
                    f"index.html {many.index_html_bytes / KB:.0f} KB, {many.group_pages} group pages{on}",
                    (many.group_pages > 0 and many.index_html_bytes <= HTML_PAGE_CAP) if real else None),
